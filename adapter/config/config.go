@@ -1,0 +1,104 @@
+// Package config is Gantry's rule file: the prometheus-adapter schema (rules,
+// externalRules, resourceRules) read strictly, with defaults applied and every
+// problem reported at once as file, rule, field and what was expected.
+//
+// It sits at the very start of the flow: adapter/rules compiles a Config into
+// naming, association and query templates; nothing here talks to a backend or
+// to Kubernetes.
+package config
+
+import (
+	"time"
+)
+
+// Config is a whole rule file. A prometheus-adapter config file loads
+// unchanged.
+type Config struct {
+	// Rules expose Prometheus series as custom metrics about Kubernetes
+	// objects (custom.metrics.k8s.io).
+	Rules []DiscoveryRule `yaml:"rules"`
+	// ExternalRules expose series as external metrics (external.metrics.k8s.io).
+	ExternalRules []DiscoveryRule `yaml:"externalRules"`
+	// ResourceRules serve metrics.k8s.io (pod and node CPU and memory).
+	ResourceRules *ResourceRules `yaml:"resourceRules"`
+}
+
+// DiscoveryRule finds series, associates them with Kubernetes resources,
+// names them for the API and says how to query them.
+type DiscoveryRule struct {
+	// SeriesQuery is a series selector passed to /api/v1/series.
+	SeriesQuery string `yaml:"seriesQuery"`
+	// SeriesFilters further filter the names of the series found.
+	SeriesFilters []RegexFilter `yaml:"seriesFilters"`
+	// Resources maps series labels to Kubernetes group-resources.
+	Resources ResourceMapping `yaml:"resources"`
+	// Name turns a series name into the API's metric name.
+	Name NameMapping `yaml:"name"`
+	// MetricsQuery is a Go template (delimiters << >>) rendering the PromQL
+	// query for a request.
+	MetricsQuery string `yaml:"metricsQuery"`
+	// Window is a Gantry extension: the windowSeconds reported with each value.
+	// When unset, the longest range selector of the rendered query is used.
+	Window Duration `yaml:"window"`
+}
+
+// RegexFilter keeps series whose name matches Is, or does not match IsNot.
+// Exactly one of the two is set.
+type RegexFilter struct {
+	Is    string `yaml:"is"`
+	IsNot string `yaml:"isNot"`
+}
+
+// ResourceMapping associates labels with group-resources, either through a
+// label template or explicit overrides.
+type ResourceMapping struct {
+	// Template renders a label name from .Group and .Resource (<< >>).
+	Template string `yaml:"template"`
+	// Overrides maps a label name to a group-resource.
+	Overrides map[string]GroupResource `yaml:"overrides"`
+	// Namespaced, for external rules, says whether the request's namespace is
+	// added as a matcher. It defaults to true.
+	Namespaced *bool `yaml:"namespaced"`
+}
+
+// GroupResource names a Kubernetes resource; the resource may be singular or
+// plural, as with kubectl.
+type GroupResource struct {
+	Group    string `yaml:"group"`
+	Resource string `yaml:"resource"`
+}
+
+// NameMapping turns a series name into a metric name: Matches is a regular
+// expression (default ".*"), As its replacement (default "$0" with no capture
+// group, "$1" with one).
+type NameMapping struct {
+	Matches string `yaml:"matches"`
+	As      string `yaml:"as"`
+}
+
+// ResourceRules say how to compute pod and node CPU and memory.
+type ResourceRules struct {
+	CPU    ResourceRule `yaml:"cpu"`
+	Memory ResourceRule `yaml:"memory"`
+	// Window is the window reported by metrics.k8s.io; it should match the
+	// range used by rate() in the queries. Default 1m.
+	Window Duration `yaml:"window"`
+}
+
+// ResourceRule is one resource (cpu or memory) of ResourceRules.
+type ResourceRule struct {
+	ContainerQuery string          `yaml:"containerQuery"`
+	NodeQuery      string          `yaml:"nodeQuery"`
+	Resources      ResourceMapping `yaml:"resources"`
+	ContainerLabel string          `yaml:"containerLabel"`
+}
+
+// NamespacedOrDefault reports whether an external rule adds the request's
+// namespace to its query.
+func (m ResourceMapping) NamespacedOrDefault() bool {
+	return m.Namespaced == nil || *m.Namespaced
+}
+
+// DefaultResourceWindow is the window of metrics.k8s.io values when a config
+// does not set one.
+const DefaultResourceWindow = time.Minute

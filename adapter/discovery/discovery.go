@@ -1,0 +1,389 @@
+// Package discovery knows which metrics exist now. It lists the series of
+// every distinct seriesQuery in the background, runs them through the rules,
+// and keeps the resulting metric names in memory, so that listing metrics
+// never waits on a backend.
+//
+// Flow: collectors (SeriesLister) → discovery.Registry → adapter/provider.
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"golang.org/x/sync/errgroup"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
+
+	"github.com/gantry-dev/gantry/adapter/rules"
+)
+
+// SeriesLister lists the series matching a selector. Implementations must
+// honour ctx's deadline.
+type SeriesLister interface {
+	Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error)
+}
+
+// Entry is how to answer a discovered metric: the rule and the series name
+// its metricsQuery is rendered with.
+type Entry struct {
+	Rule   *rules.Rule
+	Series string
+}
+
+// Options configure a Registry.
+type Options struct {
+	Rules         []*rules.Rule // custom metrics rules
+	ExternalRules []*rules.Rule
+	Lister        SeriesLister
+	Mapper        apimeta.RESTMapper
+	// Interval between relists (--metrics-relist-interval). Default 1m.
+	Interval time.Duration
+	// MaxAge is how far back series are looked for (--metrics-max-age).
+	// Default: Interval.
+	MaxAge time.Duration
+	// Timeout bounds one series call. Default 30s.
+	Timeout     time.Duration
+	Clock       clock.WithTicker
+	Registerer  prometheus.Registerer
+	Concurrency int // distinct series queries listed at once; default 4
+}
+
+// Registry holds the metrics discovered by the last successful relist of each
+// series query.
+type Registry struct {
+	opts Options
+
+	mu         sync.RWMutex
+	custom     map[provider.CustomMetricInfo]Entry
+	external   map[string]Entry
+	customList []provider.CustomMetricInfo
+	extList    []provider.ExternalMetricInfo
+	lastGood   map[string][]model.LabelSet // per series query: kept when a relist fails
+	lastOK     time.Time                   // last relist where every query succeeded
+	everOK     bool
+
+	metrics registryMetrics
+}
+
+type registryMetrics struct {
+	duration  prometheus.Histogram
+	failures  *prometheus.CounterVec
+	metrics   *prometheus.GaugeVec
+	conflicts prometheus.Gauge
+	lastOK    prometheus.Gauge
+}
+
+// New returns a registry; call Run to start discovering.
+func New(opts Options) *Registry {
+	if opts.Interval <= 0 {
+		opts.Interval = time.Minute
+	}
+	if opts.MaxAge <= 0 {
+		opts.MaxAge = opts.Interval
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 30 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	r := &Registry{
+		opts:     opts,
+		custom:   map[provider.CustomMetricInfo]Entry{},
+		external: map[string]Entry{},
+		lastGood: map[string][]model.LabelSet{},
+		metrics: registryMetrics{
+			duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+				Name:    "gantry_discovery_relist_duration_seconds",
+				Help:    "Time taken by one relist of every series query.",
+				Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
+			}),
+			failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+				Name: "gantry_discovery_relist_failures_total",
+				Help: "Series queries that failed during a relist; the last good result was kept.",
+			}, []string{"rule"}),
+			metrics: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+				Name: "gantry_discovery_metrics",
+				Help: "Metrics currently discovered, by API.",
+			}, []string{"api"}),
+			conflicts: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "gantry_discovery_conflicts",
+				Help: "Metric names produced by more than one rule or series in the last relist; the first rule in file order wins.",
+			}),
+			lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+				Name: "gantry_discovery_last_success_timestamp_seconds",
+				Help: "Unix time of the last relist in which every series query succeeded.",
+			}),
+		},
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(r.metrics.duration, r.metrics.failures, r.metrics.metrics, r.metrics.conflicts, r.metrics.lastOK)
+	}
+	return r
+}
+
+// Run relists at once and then every interval until ctx is cancelled. It
+// returns when ctx is done.
+func (r *Registry) Run(ctx context.Context) {
+	t := r.opts.Clock.NewTicker(r.opts.Interval)
+	defer t.Stop()
+	for {
+		if err := r.Relist(ctx); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "relist failed; keeping the last good metric list for the failed queries")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+	}
+}
+
+// Relist queries every distinct series query once and rebuilds the metric
+// list. A failed query keeps its last good series; the error reports it.
+func (r *Registry) Relist(ctx context.Context) error {
+	start := r.opts.Clock.Now()
+	queries := map[string][]*rules.Rule{}
+	var order []string
+	for _, rule := range slices.Concat(r.opts.Rules, r.opts.ExternalRules) {
+		if _, ok := queries[rule.SeriesQuery]; !ok {
+			order = append(order, rule.SeriesQuery)
+		}
+		queries[rule.SeriesQuery] = append(queries[rule.SeriesQuery], rule)
+	}
+
+	results := make([][]model.LabelSet, len(order))
+	failed := make([]error, len(order))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.opts.Concurrency)
+	now := r.opts.Clock.Now()
+	for i, q := range order {
+		g.Go(func() error {
+			qctx, cancel := context.WithTimeout(gctx, r.opts.Timeout)
+			defer cancel()
+			sets, err := r.opts.Lister.Series(qctx, []string{q}, now.Add(-r.opts.MaxAge), now)
+			if err != nil {
+				failed[i] = fmt.Errorf("series query %q (%s): %w", q, queries[q][0].ID, err)
+				for _, rule := range queries[q] {
+					r.metrics.failures.WithLabelValues(rule.ID).Inc()
+				}
+				return nil
+			}
+			results[i] = sets
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	r.mu.Lock()
+	for i, q := range order {
+		if failed[i] == nil {
+			r.lastGood[q] = results[i]
+		}
+	}
+	byQuery := make(map[string][]model.LabelSet, len(order))
+	for _, q := range order {
+		byQuery[q] = r.lastGood[q]
+	}
+	r.mu.Unlock()
+
+	custom, external, conflicts := r.build(byQuery)
+	err := errors.Join(failed...)
+
+	r.mu.Lock()
+	r.custom, r.external = custom, external
+	r.customList = make([]provider.CustomMetricInfo, 0, len(custom))
+	for info := range custom {
+		r.customList = append(r.customList, info)
+	}
+	sort.Slice(r.customList, func(i, j int) bool { return r.customList[i].String() < r.customList[j].String() })
+	r.extList = make([]provider.ExternalMetricInfo, 0, len(external))
+	for name := range external {
+		r.extList = append(r.extList, provider.ExternalMetricInfo{Metric: name})
+	}
+	sort.Slice(r.extList, func(i, j int) bool { return r.extList[i].Metric < r.extList[j].Metric })
+	if err == nil {
+		r.lastOK = r.opts.Clock.Now()
+		r.everOK = true
+		r.metrics.lastOK.Set(float64(r.lastOK.Unix()))
+	}
+	r.mu.Unlock()
+
+	r.metrics.duration.Observe(r.opts.Clock.Since(start).Seconds())
+	r.metrics.metrics.WithLabelValues("custom").Set(float64(len(custom)))
+	r.metrics.metrics.WithLabelValues("external").Set(float64(len(external)))
+	r.metrics.conflicts.Set(float64(len(conflicts)))
+	for _, c := range conflicts {
+		klog.InfoS("metric name produced twice; keeping the first", "metric", c.metric, "kept", c.kept, "ignored", c.ignored)
+	}
+	klog.V(2).InfoS("relisted series", "queries", len(order), "customMetrics", len(custom), "externalMetrics", len(external), "failedQueries", countErrs(failed), "duration", r.opts.Clock.Since(start))
+	return err
+}
+
+func countErrs(errs []error) int {
+	n := 0
+	for _, e := range errs {
+		if e != nil {
+			n++
+		}
+	}
+	return n
+}
+
+type conflict struct {
+	metric, kept, ignored string
+}
+
+// build runs the series of each query through the rules that share it.
+// Rules are processed in file order; the first to claim a metric keeps it.
+func (r *Registry) build(byQuery map[string][]model.LabelSet) (map[provider.CustomMetricInfo]Entry, map[string]Entry, []conflict) {
+	custom := map[provider.CustomMetricInfo]Entry{}
+	external := map[string]Entry{}
+	var conflicts []conflict
+	describe := func(e Entry) string { return e.Rule.ID + " series " + e.Series }
+
+	for _, rule := range r.opts.Rules {
+		for _, s := range distinctSeries(byQuery[rule.SeriesQuery]) {
+			name, ok := rule.MetricName(s.name)
+			if !ok {
+				continue
+			}
+			entry := Entry{Rule: rule, Series: s.name}
+			for _, gr := range rule.Labels.ResourcesFor(s.labels) {
+				info := provider.CustomMetricInfo{GroupResource: gr, Metric: name, Namespaced: rules.Namespaced(r.opts.Mapper, gr)}
+				if prev, ok := custom[info]; ok {
+					if prev != entry {
+						conflicts = append(conflicts, conflict{metric: info.String(), kept: describe(prev), ignored: describe(entry)})
+					}
+					continue
+				}
+				custom[info] = entry
+			}
+		}
+	}
+	for _, rule := range r.opts.ExternalRules {
+		for _, s := range distinctSeries(byQuery[rule.SeriesQuery]) {
+			name, ok := rule.MetricName(s.name)
+			if !ok {
+				continue
+			}
+			entry := Entry{Rule: rule, Series: s.name}
+			if prev, ok := external[name]; ok {
+				if prev != entry {
+					conflicts = append(conflicts, conflict{metric: name, kept: describe(prev), ignored: describe(entry)})
+				}
+				continue
+			}
+			external[name] = entry
+		}
+	}
+	return custom, external, conflicts
+}
+
+type seriesShape struct {
+	name   string
+	labels []model.LabelName
+}
+
+// distinctSeries reduces label sets to distinct (name, label names) shapes:
+// discovery needs which labels exist, not their values.
+func distinctSeries(sets []model.LabelSet) []seriesShape {
+	seen := map[string]bool{}
+	var out []seriesShape
+	for _, ls := range sets {
+		name := string(ls[model.MetricNameLabel])
+		names := make([]model.LabelName, 0, len(ls))
+		for l := range ls {
+			if l != model.MetricNameLabel {
+				names = append(names, l)
+			}
+		}
+		slices.Sort(names)
+		key := name
+		for _, l := range names {
+			key += "\x00" + string(l)
+		}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, seriesShape{name: name, labels: names})
+	}
+	return out
+}
+
+// LookupCustom finds the rule answering a custom metric.
+func (r *Registry) LookupCustom(info provider.CustomMetricInfo) (Entry, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.custom[info]
+	return e, ok
+}
+
+// LookupExternal finds the rule answering an external metric.
+func (r *Registry) LookupExternal(name string) (Entry, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	e, ok := r.external[name]
+	return e, ok
+}
+
+// CustomMetrics lists the discovered custom metrics.
+func (r *Registry) CustomMetrics() []provider.CustomMetricInfo {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.customList
+}
+
+// ExternalMetrics lists the discovered external metrics.
+func (r *Registry) ExternalMetrics() []provider.ExternalMetricInfo {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.extList
+}
+
+// Ready reports an error until the first relist in which every query
+// succeeded, and when the last such relist is older than staleAfter.
+func (r *Registry) Ready(staleAfter time.Duration) error {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if !r.everOK {
+		return errors.New("metric discovery has not completed yet")
+	}
+	if age := r.opts.Clock.Since(r.lastOK); staleAfter > 0 && age > staleAfter {
+		return fmt.Errorf("last complete metric discovery was %s ago", age.Round(time.Second))
+	}
+	return nil
+}
+
+// GroupResources lists the resources the discovered metrics are about, so
+// their object caches can be warmed.
+func (r *Registry) GroupResources() []schema.GroupResource {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	seen := map[schema.GroupResource]bool{}
+	var out []schema.GroupResource
+	for info := range r.custom {
+		if !seen[info.GroupResource] {
+			seen[info.GroupResource] = true
+			out = append(out, info.GroupResource)
+		}
+	}
+	return out
+}

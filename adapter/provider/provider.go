@@ -1,0 +1,328 @@
+// Package provider answers the three metrics APIs. The custom and external
+// providers implement custom-metrics-apiserver's interfaces; the resource
+// provider serves metrics.k8s.io. Each turns a request into a rule's query
+// (adapter/rules), asks a backend through the small Querier interface, and
+// shapes the answer, keeping the backend's timestamps.
+//
+// Flow: API path → provider → rule → collector → backend.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/common/model"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+	"k8s.io/metrics/pkg/apis/custom_metrics"
+	"k8s.io/metrics/pkg/apis/external_metrics"
+	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
+
+	"github.com/gantry-dev/gantry/adapter/discovery"
+	"github.com/gantry-dev/gantry/adapter/rules"
+	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+)
+
+// Querier runs an instant PromQL query. It must honour ctx's deadline and
+// drop NaN and infinite samples.
+type Querier interface {
+	Query(ctx context.Context, query string, ts time.Time) (model.Vector, error)
+}
+
+// Registry is what the providers need from discovery.
+type Registry interface {
+	LookupCustom(cmprovider.CustomMetricInfo) (discovery.Entry, bool)
+	LookupExternal(name string) (discovery.Entry, bool)
+	CustomMetrics() []cmprovider.CustomMetricInfo
+	ExternalMetrics() []cmprovider.ExternalMetricInfo
+}
+
+// Options configure the custom and external metrics provider.
+type Options struct {
+	Registry Registry
+	Querier  Querier
+	Objects  ObjectLister
+	Mapper   apimeta.RESTMapper
+	// Timeout bounds a request's backend work when the request itself has no
+	// earlier deadline. Default 10s.
+	Timeout time.Duration
+	// Now is the evaluation time of queries; default time.Now.
+	Now func() time.Time
+}
+
+// MetricsProvider serves custom.metrics.k8s.io and external.metrics.k8s.io.
+type MetricsProvider struct {
+	opts Options
+}
+
+var _ cmprovider.MetricsProvider = (*MetricsProvider)(nil)
+
+// New returns the custom and external metrics provider.
+func New(opts Options) *MetricsProvider {
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &MetricsProvider{opts: opts}
+}
+
+// ListAllMetrics lists the discovered custom metrics, from memory.
+func (p *MetricsProvider) ListAllMetrics() []cmprovider.CustomMetricInfo {
+	return p.opts.Registry.CustomMetrics()
+}
+
+// ListAllExternalMetrics lists the discovered external metrics, from memory.
+func (p *MetricsProvider) ListAllExternalMetrics() []cmprovider.ExternalMetricInfo {
+	return p.opts.Registry.ExternalMetrics()
+}
+
+// normalize resolves the request's group-resource the way discovery does.
+func (p *MetricsProvider) normalize(info cmprovider.CustomMetricInfo) (cmprovider.CustomMetricInfo, schema.GroupVersionKind, error) {
+	gvr, err := p.opts.Mapper.ResourceFor(info.GroupResource.WithVersion(""))
+	if err != nil {
+		return info, schema.GroupVersionKind{}, cmprovider.NewMetricNotFoundError(info.GroupResource, info.Metric)
+	}
+	info.GroupResource = gvr.GroupResource()
+	if info.GroupResource == rules.Namespaces {
+		info.Namespaced = false
+	}
+	gvk, err := p.opts.Mapper.KindFor(gvr)
+	if err != nil {
+		return info, gvk, cmprovider.NewMetricNotFoundError(info.GroupResource, info.Metric)
+	}
+	return info, gvk, nil
+}
+
+// GetMetricByName answers a metric about one object.
+func (p *MetricsProvider) GetMetricByName(ctx context.Context, name types.NamespacedName, info cmprovider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValue, error) {
+	info, gvk, err := p.normalize(info)
+	if err != nil {
+		return nil, err
+	}
+	namespace := name.Namespace
+	if info.GroupResource == rules.Namespaces {
+		namespace = ""
+	}
+	entry, ok := p.opts.Registry.LookupCustom(info)
+	if !ok {
+		return nil, cmprovider.NewMetricNotFoundForError(info.GroupResource, info.Metric, name.Name)
+	}
+	values, q, err := p.objectValues(ctx, entry, info, namespace, []string{name.Name}, metricSelector, gvk)
+	if err != nil {
+		return nil, err
+	}
+	if len(values) == 0 {
+		return nil, noData(info.Metric, describeTarget(info.GroupResource, namespace, name.Name), entry.Rule.ID, q)
+	}
+	return &values[0], nil
+}
+
+// GetMetricBySelector answers a metric about the objects matching selector,
+// resolved against the shared object cache (never a LIST per request).
+func (p *MetricsProvider) GetMetricBySelector(ctx context.Context, namespace string, selector labels.Selector, info cmprovider.CustomMetricInfo, metricSelector labels.Selector) (*custom_metrics.MetricValueList, error) {
+	info, gvk, err := p.normalize(info)
+	if err != nil {
+		return nil, err
+	}
+	entry, ok := p.opts.Registry.LookupCustom(info)
+	if !ok {
+		return nil, cmprovider.NewMetricNotFoundError(info.GroupResource, info.Metric)
+	}
+	ctx, cancel := p.withTimeout(ctx)
+	defer cancel()
+	names, err := p.opts.Objects.Names(ctx, info.GroupResource, namespace, selector)
+	if err != nil {
+		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("listing %s matching %q: %v", info.GroupResource.String(), selector.String(), err))
+	}
+	if len(names) == 0 {
+		return &custom_metrics.MetricValueList{}, nil
+	}
+	values, q, err := p.objectValues(ctx, entry, info, namespace, names, metricSelector, gvk)
+	if err != nil {
+		return nil, err
+	}
+	if len(values) == 0 {
+		target := fmt.Sprintf("%s matching %q", info.GroupResource.String(), selector.String())
+		if namespace != "" {
+			target += fmt.Sprintf(" in namespace %q", namespace)
+		}
+		return nil, noData(info.Metric, target, entry.Rule.ID, q)
+	}
+	return &custom_metrics.MetricValueList{Items: values}, nil
+}
+
+func (p *MetricsProvider) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < p.opts.Timeout {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, p.opts.Timeout)
+}
+
+// objectValues queries the rule for the named objects and returns a value per
+// object found, in the order of names.
+func (p *MetricsProvider) objectValues(ctx context.Context, entry discovery.Entry, info cmprovider.CustomMetricInfo, namespace string, names []string, metricSelector labels.Selector, gvk schema.GroupVersionKind) ([]custom_metrics.MetricValue, string, error) {
+	q, err := entry.Rule.ObjectQuery(entry.Series, info.GroupResource, namespace, names, metricSelector)
+	if err != nil {
+		return nil, "", queryBuildError(err)
+	}
+	ctx, cancel := p.withTimeout(ctx)
+	defer cancel()
+	vec, err := p.opts.Querier.Query(ctx, q.Text, p.opts.Now())
+	if err != nil {
+		return nil, q.Text, backendError(info.Metric, entry.Rule.ID, err)
+	}
+	byName := make(map[string]*model.Sample, len(vec))
+	for _, s := range vec {
+		n := string(s.Metric[q.ResourceLabel])
+		if _, dup := byName[n]; dup {
+			klog.V(2).InfoS("query returned more than one series for an object; using the first (check the rule's group by)", "rule", entry.Rule.ID, "object", n)
+			continue
+		}
+		byName[n] = s
+	}
+	var selector *metav1.LabelSelector
+	if metricSelector != nil && !metricSelector.Empty() {
+		if ls, err := metav1.ParseToLabelSelector(metricSelector.String()); err == nil {
+			selector = ls
+		}
+	}
+	window := windowSeconds(entry.Rule.Window)
+	out := make([]custom_metrics.MetricValue, 0, len(names))
+	for _, n := range names {
+		s, ok := byName[n]
+		if !ok {
+			continue
+		}
+		out = append(out, custom_metrics.MetricValue{
+			DescribedObject: custom_metrics.ObjectReference{
+				Kind:       gvk.Kind,
+				Namespace:  namespace,
+				Name:       n,
+				APIVersion: gvk.GroupVersion().String(),
+			},
+			Metric:        custom_metrics.MetricIdentifier{Name: info.Metric, Selector: selector},
+			Timestamp:     metav1.NewTime(s.Timestamp.Time()),
+			WindowSeconds: window,
+			Value:         Quantity(float64(s.Value)),
+		})
+	}
+	return out, q.Text, nil
+}
+
+// GetExternalMetric answers an external metric.
+func (p *MetricsProvider) GetExternalMetric(ctx context.Context, namespace string, metricSelector labels.Selector, info cmprovider.ExternalMetricInfo) (*external_metrics.ExternalMetricValueList, error) {
+	entry, ok := p.opts.Registry.LookupExternal(info.Metric)
+	if !ok {
+		return nil, cmprovider.NewMetricNotFoundError(schema.GroupResource{Group: external_metrics.GroupName, Resource: "externalmetrics"}, info.Metric)
+	}
+	q, err := entry.Rule.ExternalQuery(entry.Series, namespace, metricSelector)
+	if err != nil {
+		return nil, queryBuildError(err)
+	}
+	ctx, cancel := p.withTimeout(ctx)
+	defer cancel()
+	vec, err := p.opts.Querier.Query(ctx, q.Text, p.opts.Now())
+	if err != nil {
+		return nil, backendError(info.Metric, entry.Rule.ID, err)
+	}
+	if len(vec) == 0 {
+		target := "external metric"
+		if namespace != "" && entry.Rule.Namespaced {
+			target += fmt.Sprintf(" in namespace %q", namespace)
+		}
+		if metricSelector != nil && !metricSelector.Empty() {
+			target += fmt.Sprintf(" with selector %q", metricSelector.String())
+		}
+		return nil, noData(info.Metric, target, entry.Rule.ID, q.Text)
+	}
+	window := windowSeconds(entry.Rule.Window)
+	out := &external_metrics.ExternalMetricValueList{Items: make([]external_metrics.ExternalMetricValue, 0, len(vec))}
+	for _, s := range vec {
+		lbls := make(map[string]string, len(s.Metric))
+		for k, v := range s.Metric {
+			if k != model.MetricNameLabel {
+				lbls[string(k)] = string(v)
+			}
+		}
+		out.Items = append(out.Items, external_metrics.ExternalMetricValue{
+			MetricName:    info.Metric,
+			MetricLabels:  lbls,
+			Timestamp:     metav1.NewTime(s.Timestamp.Time()),
+			WindowSeconds: window,
+			Value:         Quantity(float64(s.Value)),
+		})
+	}
+	return out, nil
+}
+
+func windowSeconds(d time.Duration) *int64 {
+	if d <= 0 {
+		return nil
+	}
+	s := int64(d / time.Second)
+	return &s
+}
+
+// Quantity converts a sample value to a Kubernetes quantity with milli
+// precision, as the HPA reads it.
+func Quantity(v float64) resource.Quantity {
+	if math.Abs(v) < 9e12 {
+		return *resource.NewMilliQuantity(int64(math.Round(v*1000)), resource.DecimalSI)
+	}
+	q, err := resource.ParseQuantity(strconv.FormatFloat(v, 'f', 0, 64))
+	if err != nil {
+		return *resource.NewQuantity(math.MaxInt64, resource.DecimalSI)
+	}
+	return q
+}
+
+func describeTarget(gr schema.GroupResource, namespace, name string) string {
+	s := fmt.Sprintf("%s %q", gr.String(), name)
+	if namespace != "" {
+		s += fmt.Sprintf(" in namespace %q", namespace)
+	}
+	return s
+}
+
+// noData is the NotFound error of a query that found no series: it says which
+// metric, object, rule and query, which is what someone debugging an HPA needs.
+func noData(metric, target, ruleID, query string) error {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{
+		Status:  metav1.StatusFailure,
+		Code:    http.StatusNotFound,
+		Reason:  metav1.StatusReasonNotFound,
+		Message: fmt.Sprintf("no data for metric %q on %s: %s query %s returned no samples", metric, target, ruleID, query),
+	}}
+}
+
+// backendError turns a backend failure into an API error: a query the backend
+// rejects is the rule's fault (500 with the reason), anything else is the
+// backend being unavailable (503).
+func backendError(metric, ruleID string, err error) error {
+	var be *promcollector.BackendError
+	if errors.As(err, &be) && be.BadQuery() {
+		return apierrors.NewInternalError(fmt.Errorf("metric %q: %s: the backend rejected the query: %v", metric, ruleID, be.Err))
+	}
+	return apierrors.NewServiceUnavailable(fmt.Sprintf("metric %q: %s: backend unavailable: %v", metric, ruleID, err))
+}
+
+func queryBuildError(err error) error {
+	var ise *rules.InvalidSelectorError
+	if errors.As(err, &ise) {
+		return apierrors.NewBadRequest(ise.Reason)
+	}
+	return apierrors.NewInternalError(err)
+}

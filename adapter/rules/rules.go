@@ -1,0 +1,365 @@
+// Package rules holds the semantics of a rule file: which series a rule
+// selects, which Kubernetes resources their labels name, what the metric is
+// called in the API, and the PromQL query that answers a request.
+//
+// It sits between adapter/config (the schema) and adapter/discovery and
+// adapter/provider (which use compiled rules). Values that come from a
+// request never reach a query as text: they become label matchers whose
+// values are quoted and regexp-escaped, and every rendered query is parsed
+// before it is sent.
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/selection"
+
+	k8slabels "k8s.io/apimachinery/pkg/labels"
+
+	"github.com/gantry-dev/gantry/adapter/config"
+)
+
+var promql = parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
+
+// Rule is a compiled discovery rule.
+type Rule struct {
+	// ID names the rule in logs and errors: "rules[3] (http_requests)".
+	ID string
+	// External is true for externalRules.
+	External bool
+	// SeriesQuery is the selector used for discovery.
+	SeriesQuery string
+	// Window is reported as windowSeconds; zero when unknown.
+	Window time.Duration
+	// Namespaced says whether an external request's namespace is matched.
+	Namespaced bool
+	// Labels maps series labels to resources.
+	Labels *LabelMap
+
+	filters []seriesFilter
+	nameRe  *regexp.Regexp
+	nameAs  string
+	query   *template.Template
+}
+
+type seriesFilter struct {
+	re     *regexp.Regexp
+	negate bool
+}
+
+// Compile turns a validated config rule into a Rule. id names it in errors.
+func Compile(id string, r config.DiscoveryRule, external bool, mapper apimeta.RESTMapper) (*Rule, error) {
+	out := &Rule{ID: id, External: external, SeriesQuery: r.SeriesQuery, Namespaced: r.Resources.NamespacedOrDefault()}
+	var errs []error
+	for i, f := range r.SeriesFilters {
+		if f.Is != "" {
+			re, err := regexp.Compile(f.Is)
+			errs = append(errs, wrapField(fmt.Sprintf("seriesFilters[%d].is", i), err))
+			out.filters = append(out.filters, seriesFilter{re: re})
+		} else {
+			re, err := regexp.Compile(f.IsNot)
+			errs = append(errs, wrapField(fmt.Sprintf("seriesFilters[%d].isNot", i), err))
+			out.filters = append(out.filters, seriesFilter{re: re, negate: true})
+		}
+	}
+	var err error
+	out.nameRe, out.nameAs, err = r.Name.Compile()
+	errs = append(errs, err)
+	out.Labels, err = NewLabelMap(r.Resources, mapper)
+	errs = append(errs, wrapField("resources", err))
+	out.query, err = config.ParseQueryTemplate(r.MetricsQuery)
+	errs = append(errs, wrapField("metricsQuery", err))
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%s: %w", id, err)
+	}
+	out.Window = time.Duration(r.Window)
+	if out.Window == 0 {
+		out.Window = templateWindow(out.query)
+	}
+	return out, nil
+}
+
+func wrapField(field string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", field, err)
+}
+
+// templateWindow is the longest range (of a range selector or subquery) in the
+// query template rendered with sample arguments; zero when there is none.
+func templateWindow(t *template.Template) time.Duration {
+	var b strings.Builder
+	if err := t.Execute(&b, config.QueryArgs{Series: "x", LabelMatchers: `a="b"`, GroupBy: "a", GroupBySlice: []string{"a"}, LabelValuesByName: map[string]string{"a": "b"}}); err != nil {
+		return 0
+	}
+	expr, err := promql.ParseExpr(b.String())
+	if err != nil {
+		return 0
+	}
+	var longest time.Duration
+	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+		switch e := n.(type) {
+		case *parser.MatrixSelector:
+			longest = max(longest, e.Range)
+		case *parser.SubqueryExpr:
+			longest = max(longest, e.Range)
+		}
+		return nil
+	})
+	return longest
+}
+
+// MetricName returns the API name of a series, and false when the rule's
+// filters or name pattern reject it.
+func (r *Rule) MetricName(series string) (string, bool) {
+	for _, f := range r.filters {
+		if f.re.MatchString(series) == f.negate {
+			return "", false
+		}
+	}
+	idx := r.nameRe.FindStringSubmatchIndex(series)
+	if idx == nil {
+		return "", false
+	}
+	name := string(r.nameRe.ExpandString(nil, r.nameAs, series, idx))
+	if name == "" {
+		return "", false
+	}
+	return name, true
+}
+
+// Matcher is one label constraint of a query, built from request values.
+type Matcher struct {
+	Label  model.LabelName
+	Type   labels.MatchType
+	Values []string // alternatives; more than one only for =~ and !~
+}
+
+// String renders the matcher as PromQL: the value is a quoted string literal,
+// and for regexp matchers each alternative is escaped, so no value can change
+// the query's shape.
+func (m Matcher) String() string {
+	var v string
+	switch m.Type {
+	case labels.MatchRegexp, labels.MatchNotRegexp:
+		v = alternation(m.Values)
+	default:
+		if len(m.Values) > 0 {
+			v = m.Values[0]
+		}
+	}
+	return string(m.Label) + m.Type.String() + strconv.Quote(v)
+}
+
+// alternation is a compact, escaped regexp matching exactly the given values:
+// their longest common prefix is factored out, which keeps matchers for the
+// pods of one ReplicaSet short.
+func alternation(values []string) string {
+	if len(values) == 1 {
+		return regexp.QuoteMeta(values[0])
+	}
+	vs := slices.Clone(values)
+	slices.Sort(vs)
+	vs = slices.Compact(vs)
+	prefix := commonPrefix(vs[0], vs[len(vs)-1])
+	var b strings.Builder
+	b.WriteString(regexp.QuoteMeta(prefix))
+	b.WriteString("(?:")
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteByte('|')
+		}
+		b.WriteString(regexp.QuoteMeta(v[len(prefix):]))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+func commonPrefix(a, b string) string {
+	n := min(len(a), len(b))
+	i := 0
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	// Do not split a UTF-8 sequence.
+	for i > 0 && i < len(a) && a[i]&0xC0 == 0x80 {
+		i--
+	}
+	return a[:i]
+}
+
+// Query is a rendered, parsed query and what is needed to read its answer.
+type Query struct {
+	Text string
+	// ResourceLabel names the objects in the result (empty for external).
+	ResourceLabel model.LabelName
+	// Matchers are the constraints built from the request.
+	Matchers []Matcher
+}
+
+// ObjectQuery is the query for metric series about the named objects of gr in
+// namespace ("" for cluster-scoped objects or all namespaces), restricted
+// further by a metric label selector.
+func (r *Rule) ObjectQuery(series string, gr schema.GroupResource, namespace string, names []string, metricSelector k8slabels.Selector, extraGroupBy ...model.LabelName) (Query, error) {
+	if len(names) == 0 {
+		return Query{}, errors.New("no objects to query")
+	}
+	var ms []Matcher
+	var groupBy []string
+	if namespace != "" && gr != Namespaces {
+		nsLabel, err := r.Labels.LabelFor(Namespaces)
+		if err != nil {
+			return Query{}, fmt.Errorf("%s: namespace: %w", r.ID, err)
+		}
+		ms = append(ms, Matcher{Label: nsLabel, Type: labels.MatchEqual, Values: []string{namespace}})
+	}
+	resLabel, err := r.Labels.LabelFor(gr)
+	if err != nil {
+		return Query{}, fmt.Errorf("%s: %w", r.ID, err)
+	}
+	if len(names) == 1 {
+		ms = append(ms, Matcher{Label: resLabel, Type: labels.MatchEqual, Values: names})
+	} else {
+		ms = append(ms, Matcher{Label: resLabel, Type: labels.MatchRegexp, Values: names})
+	}
+	groupBy = append(groupBy, string(resLabel))
+	for _, l := range extraGroupBy {
+		groupBy = append(groupBy, string(l))
+	}
+	sel, err := SelectorMatchers(metricSelector)
+	if err != nil {
+		return Query{}, err
+	}
+	ms = append(ms, sel...)
+	text, err := r.render(series, ms, groupBy)
+	if err != nil {
+		return Query{}, err
+	}
+	return Query{Text: text, ResourceLabel: resLabel, Matchers: ms}, nil
+}
+
+// ExternalQuery is the query for an external metric: the namespace (when the
+// rule is namespaced) and the metric selector become matchers.
+func (r *Rule) ExternalQuery(series, namespace string, metricSelector k8slabels.Selector) (Query, error) {
+	var ms []Matcher
+	if r.Namespaced && namespace != "" {
+		nsLabel, err := r.Labels.LabelFor(Namespaces)
+		if err != nil {
+			// prometheus-adapter requires a namespace override here; the
+			// conventional label is the sensible default.
+			nsLabel = "namespace"
+		}
+		ms = append(ms, Matcher{Label: nsLabel, Type: labels.MatchEqual, Values: []string{namespace}})
+	}
+	sel, err := SelectorMatchers(metricSelector)
+	if err != nil {
+		return Query{}, err
+	}
+	ms = append(ms, sel...)
+	text, err := r.render(series, ms, nil)
+	if err != nil {
+		return Query{}, err
+	}
+	return Query{Text: text, Matchers: ms}, nil
+}
+
+// SelectorMatchers translates a Kubernetes label selector into label
+// matchers. Selector keys must be valid Prometheus label names.
+func SelectorMatchers(sel k8slabels.Selector) ([]Matcher, error) {
+	if sel == nil || sel.Empty() {
+		return nil, nil
+	}
+	reqs, selectable := sel.Requirements()
+	if !selectable {
+		return nil, nil
+	}
+	var out []Matcher
+	for _, req := range reqs {
+		label := model.LabelName(req.Key())
+		if !label.IsValidLegacy() {
+			return nil, &InvalidSelectorError{Reason: fmt.Sprintf("label %q in the metric selector is not a valid Prometheus label name", req.Key())}
+		}
+		values := req.Values().List() // sorted
+		m := Matcher{Label: label, Values: values}
+		switch req.Operator() {
+		case selection.Equals, selection.DoubleEquals:
+			m.Type = labels.MatchEqual
+		case selection.NotEquals:
+			m.Type = labels.MatchNotEqual
+		case selection.In:
+			m.Type = labels.MatchRegexp
+			if len(values) == 1 {
+				m.Type = labels.MatchEqual
+			}
+		case selection.NotIn:
+			m.Type = labels.MatchNotRegexp
+			if len(values) == 1 {
+				m.Type = labels.MatchNotEqual
+			}
+		case selection.Exists:
+			m.Type, m.Values = labels.MatchNotEqual, []string{""}
+		case selection.DoesNotExist:
+			m.Type, m.Values = labels.MatchEqual, []string{""}
+		default:
+			return nil, &InvalidSelectorError{Reason: fmt.Sprintf("operator %q in the metric selector is not supported", req.Operator())}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// InvalidSelectorError is a metric selector Gantry cannot turn into a query:
+// the request is at fault, not the backend.
+type InvalidSelectorError struct{ Reason string }
+
+func (e *InvalidSelectorError) Error() string { return e.Reason }
+
+// render executes the query template and parses the result.
+func (r *Rule) render(series string, ms []Matcher, groupBy []string) (string, error) {
+	return Render(r.query, r.ID, series, ms, groupBy)
+}
+
+// Render executes a query template with the given matchers and group-by
+// labels, and requires the result to parse as PromQL.
+func Render(t *template.Template, id, series string, ms []Matcher, groupBy []string) (string, error) {
+	parts := make([]string, len(ms))
+	byName := make(map[string]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.String()
+		byName[string(m.Label)] = alternation(m.Values)
+	}
+	args := config.QueryArgs{
+		Series:            series,
+		LabelMatchers:     strings.Join(parts, ","),
+		LabelValuesByName: byName,
+		GroupBy:           strings.Join(groupBy, ","),
+		GroupBySlice:      groupBy,
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, args); err != nil {
+		return "", fmt.Errorf("%s: metricsQuery: rendering: %v", id, err)
+	}
+	q := b.String()
+	if _, err := promql.ParseExpr(q); err != nil {
+		return "", fmt.Errorf("%s: metricsQuery: rendered query does not parse: %v", id, firstLine(err.Error()))
+	}
+	return q, nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}

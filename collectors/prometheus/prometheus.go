@@ -1,0 +1,315 @@
+// Package prometheus is Gantry's Prometheus backend: instant queries and
+// series discovery over Prometheus' HTTP API, with deadlines, shared
+// in-flight queries and self-metrics.
+//
+// It is a query backend: providers ask it per request (adapter/provider),
+// and discovery lists series through it (adapter/discovery). It knows
+// nothing about rules or Kubernetes.
+package prometheus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/api"
+	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	promclient "github.com/prometheus/client_golang/prometheus"
+	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"golang.org/x/sync/singleflight"
+	"gopkg.in/yaml.v3"
+	"k8s.io/klog/v2"
+)
+
+// Options configure the connection to Prometheus.
+type Options struct {
+	// URL is Prometheus' base URL, e.g. http://prometheus.monitoring:9090.
+	URL string
+	// HTTP is the HTTP client configuration (auth, TLS, headers).
+	HTTP commoncfg.HTTPClientConfig
+	// Timeout bounds every call that has no earlier deadline. Default 10s.
+	Timeout time.Duration
+	// Name is the backend's name in metrics and logs. Default "prometheus".
+	Name string
+}
+
+// Client queries one Prometheus server.
+type Client struct {
+	api     v1.API
+	name    string
+	timeout time.Duration
+	flight  singleflight.Group
+	metrics *clientMetrics
+}
+
+type clientMetrics struct {
+	duration *promclient.HistogramVec
+	errors   *promclient.CounterVec
+	shared   *promclient.CounterVec
+}
+
+// New returns a client for opts, registering its metrics on reg.
+func New(opts Options, reg promclient.Registerer) (*Client, error) {
+	if opts.URL == "" {
+		return nil, errors.New("prometheus URL is required (--prometheus-url)")
+	}
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("prometheus URL %q: expected http(s)://host[:port][/path]", opts.URL)
+	}
+	if err := opts.HTTP.Validate(); err != nil {
+		return nil, fmt.Errorf("prometheus HTTP client config: %w", err)
+	}
+	if opts.Name == "" {
+		opts.Name = "prometheus"
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	hc, err := commoncfg.NewClientFromConfig(opts.HTTP, "gantry")
+	if err != nil {
+		return nil, fmt.Errorf("prometheus HTTP client: %w", err)
+	}
+	c, err := api.NewClient(api.Config{Address: opts.URL, Client: hc})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus client: %w", err)
+	}
+	m := &clientMetrics{
+		duration: promclient.NewHistogramVec(promclient.HistogramOpts{
+			Name:    "gantry_backend_request_duration_seconds",
+			Help:    "Duration of calls to a metrics backend, by backend, call and outcome.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"backend", "call", "outcome"}),
+		errors: promclient.NewCounterVec(promclient.CounterOpts{
+			Name: "gantry_backend_errors_total",
+			Help: "Failed calls to a metrics backend, by backend, call and reason.",
+		}, []string{"backend", "call", "reason"}),
+		shared: promclient.NewCounterVec(promclient.CounterOpts{
+			Name: "gantry_backend_shared_queries_total",
+			Help: "Queries answered by an identical query already in flight.",
+		}, []string{"backend"}),
+	}
+	if reg != nil {
+		for _, col := range []promclient.Collector{m.duration, m.errors, m.shared} {
+			if err := reg.Register(col); err != nil {
+				var are promclient.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					return nil, err
+				}
+			}
+		}
+	}
+	return &Client{api: v1.NewAPI(c), name: opts.Name, timeout: opts.Timeout, metrics: m}, nil
+}
+
+// Name is the backend's name, for errors and logs.
+func (c *Client) Name() string { return c.name }
+
+// Query runs an instant query at ts. Identical queries in flight at the same
+// time share one backend call. NaN and ±Inf samples are dropped.
+func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
+	key := strconv.FormatInt(ts.UnixMilli(), 10) + "\x00" + query
+	ch := c.flight.DoChan(key, func() (any, error) {
+		// The shared call must not die with the first caller's context.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.deadline(ctx))
+		defer cancel()
+		return c.query(ctx, query, ts)
+	})
+	select {
+	case res := <-ch:
+		if res.Shared {
+			c.metrics.shared.WithLabelValues(c.name).Inc()
+		}
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(model.Vector), nil
+	case <-ctx.Done():
+		return nil, &BackendError{Backend: c.name, Reason: "timeout", Err: fmt.Errorf("gave up waiting: %w", ctx.Err())}
+	}
+}
+
+// deadline is how long a backend call may take: the caller's remaining time,
+// capped by the configured timeout.
+func (c *Client) deadline(ctx context.Context) time.Duration {
+	d := c.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < d {
+			d = max(left, time.Millisecond)
+		}
+	}
+	return d
+}
+
+func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
+	start := time.Now()
+	val, warnings, _, err := c.api.Query(ctx, query, ts, v1.WithTimeout(c.deadline(ctx)))
+	if err != nil {
+		return nil, c.fail("query", start, err)
+	}
+	c.metrics.duration.WithLabelValues(c.name, "query", "success").Observe(time.Since(start).Seconds())
+	if len(warnings) > 0 {
+		klog.V(4).InfoS("query warnings", "backend", c.name, "query", query, "warnings", warnings)
+	}
+	var vec model.Vector
+	switch v := val.(type) {
+	case model.Vector:
+		vec = v
+	case *model.Scalar:
+		vec = model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}
+	default:
+		return nil, &BackendError{Backend: c.name, Reason: "bad_response", Err: fmt.Errorf("query returned a %s, expected an instant vector", val.Type())}
+	}
+	out := vec[:0]
+	for _, s := range vec {
+		f := float64(s.Value)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Series lists the label sets of the series matching any of matchers in
+// [start, end].
+func (c *Client) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.deadline(ctx))
+	defer cancel()
+	t0 := time.Now()
+	sets, _, _, err := c.api.Series(ctx, matchers, start, end)
+	if err != nil {
+		return nil, c.fail("series", t0, err)
+	}
+	c.metrics.duration.WithLabelValues(c.name, "series", "success").Observe(time.Since(t0).Seconds())
+	return sets, nil
+}
+
+func (c *Client) fail(call string, start time.Time, err error) error {
+	be := classify(c.name, err)
+	c.metrics.duration.WithLabelValues(c.name, call, "error").Observe(time.Since(start).Seconds())
+	c.metrics.errors.WithLabelValues(c.name, call, be.Reason).Inc()
+	return be
+}
+
+// BackendError is a failed backend call. Its message names the backend and
+// the reason, never the backend's URL or credentials.
+type BackendError struct {
+	Backend string
+	// Reason is one of timeout, unreachable, bad_query, backend_error, bad_response.
+	Reason string
+	Err    error
+}
+
+func (e *BackendError) Error() string {
+	return fmt.Sprintf("%s: %s: %v", e.Backend, e.Reason, e.Err)
+}
+
+func (e *BackendError) Unwrap() error { return e.Err }
+
+// BadQuery reports whether the backend rejected the query itself, as opposed
+// to being unavailable.
+func (e *BackendError) BadQuery() bool { return e.Reason == "bad_query" }
+
+func classify(backend string, err error) *BackendError {
+	var apiErr *v1.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+	case errors.As(err, &apiErr):
+		switch apiErr.Type {
+		case v1.ErrBadData:
+			return &BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(apiErr.Msg)}
+		case v1.ErrTimeout, v1.ErrCanceled:
+			return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New(apiErr.Msg)}
+		case v1.ErrBadResponse:
+			return &BackendError{Backend: backend, Reason: "bad_response", Err: errors.New(firstLine(apiErr.Msg))}
+		default:
+			return &BackendError{Backend: backend, Reason: "backend_error", Err: fmt.Errorf("%s: %s", apiErr.Type, firstLine(apiErr.Msg))}
+		}
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		// url.Error carries the URL; keep only the cause.
+		if uerr.Timeout() {
+			return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+		}
+		return &BackendError{Backend: backend, Reason: "unreachable", Err: uerr.Err}
+	}
+	return &BackendError{Backend: backend, Reason: "backend_error", Err: err}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+// HTTPFlags are the prometheus-adapter compatible connection flags.
+type HTTPFlags struct {
+	AuthConfigFile string   // --prometheus-auth-config: HTTPClientConfig YAML or a kubeconfig
+	CAFile         string   // --prometheus-ca-file
+	TokenFile      string   // --prometheus-token-file
+	ClientCertFile string   // --prometheus-client-tls-cert-file
+	ClientKeyFile  string   // --prometheus-client-tls-key-file
+	Headers        []string // --prometheus-header Name=Value
+}
+
+// HTTPConfig builds the HTTP client configuration from the flags.
+func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, error) {
+	cfg := commoncfg.DefaultHTTPClientConfig
+	if f.AuthConfigFile != "" {
+		data, err := os.ReadFile(f.AuthConfigFile)
+		if err != nil {
+			return cfg, fmt.Errorf("--prometheus-auth-config: %w", err)
+		}
+		if isKubeconfig(data) {
+			kc, err := fromKubeconfig(data)
+			if err != nil {
+				return cfg, fmt.Errorf("--prometheus-auth-config %s: %w", f.AuthConfigFile, err)
+			}
+			cfg = kc
+		} else {
+			dec := yaml.NewDecoder(strings.NewReader(string(data)))
+			dec.KnownFields(true)
+			if err := dec.Decode(&cfg); err != nil {
+				return cfg, fmt.Errorf("--prometheus-auth-config %s: expected a Prometheus HTTP client config (authorization, basic_auth, tls_config, http_headers, ...) or a kubeconfig: %v", f.AuthConfigFile, err)
+			}
+		}
+	}
+	if f.CAFile != "" {
+		cfg.TLSConfig.CAFile = f.CAFile
+	}
+	if f.ClientCertFile != "" || f.ClientKeyFile != "" {
+		if f.ClientCertFile == "" || f.ClientKeyFile == "" {
+			return cfg, errors.New("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be set together")
+		}
+		cfg.TLSConfig.CertFile, cfg.TLSConfig.KeyFile = f.ClientCertFile, f.ClientKeyFile
+	}
+	if f.TokenFile != "" {
+		cfg.Authorization = &commoncfg.Authorization{Type: "Bearer", CredentialsFile: f.TokenFile}
+	}
+	for _, h := range f.Headers {
+		name, value, ok := strings.Cut(h, "=")
+		if !ok || strings.TrimSpace(name) == "" {
+			return cfg, fmt.Errorf("--prometheus-header %q: expected Name=Value", h)
+		}
+		if cfg.HTTPHeaders == nil {
+			cfg.HTTPHeaders = &commoncfg.Headers{Headers: map[string]commoncfg.Header{}}
+		}
+		hd := cfg.HTTPHeaders.Headers[http.CanonicalHeaderKey(name)]
+		hd.Values = append(hd.Values, value)
+		cfg.HTTPHeaders.Headers[http.CanonicalHeaderKey(name)] = hd
+	}
+	return cfg, cfg.Validate()
+}

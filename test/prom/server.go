@@ -1,0 +1,503 @@
+// Package prom runs a real Prometheus 3.x server for Gantry's integration
+// tests and for `make demo`, and feeds it data through remote write.
+//
+// It sits under test/, beside the cluster harness: the Prometheus collector
+// (collectors/prometheus) and the adapter's discovery are tested against the
+// server this package starts, never against a fake. The binary comes from
+// `make tools` (<repo root>/bin/prometheus, or $GANTRY_BIN_DIR/prometheus).
+package prom
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BinDirEnv names the environment variable that overrides where the
+// prometheus binary is looked for.
+const BinDirEnv = "GANTRY_BIN_DIR"
+
+// modulePath identifies the repository root when walking up from the
+// working directory: tools modules under test/tools have go.mod files too.
+const modulePath = "github.com/gantry-dev/gantry"
+
+const (
+	defaultScrapeInterval = 15 * time.Second
+	defaultReadyTimeout   = 60 * time.Second
+	defaultStopGrace      = 10 * time.Second
+	defaultBatchSize      = 10000
+	// killWait bounds the wait after SIGKILL; the kernel reaps quickly, so
+	// running past it means something is badly wrong and Stop gives up.
+	killWait = 5 * time.Second
+	// startAttempts covers the small window in which another process can
+	// take the free port between our probe and Prometheus' bind.
+	startAttempts = 3
+	// maxLogDump caps how much of the log a failing test prints.
+	maxLogDump = 64 << 10
+)
+
+// Server is a running Prometheus child process.
+type Server struct {
+	url       string
+	pid       int
+	workDir   string
+	ownsDir   bool // workDir was created by StartProcess and is removed by Stop
+	logPath   string
+	batchSize int
+	stopGrace time.Duration
+	logf      func(string, ...any)
+	client    *http.Client
+
+	proc     *process
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// process tracks one child and its exit.
+type process struct {
+	cmd     *exec.Cmd
+	logFile *os.File
+	exited  chan struct{} // closed once Wait has returned
+	waitErr error         // valid after exited is closed
+}
+
+// options collects what an Option may change.
+type options struct {
+	binDir         string
+	scrapeInterval time.Duration
+	extraConfig    string
+	extraFlags     []string
+	readyTimeout   time.Duration
+	stopGrace      time.Duration
+	batchSize      int
+}
+
+// Option changes how Start and StartProcess run Prometheus.
+type Option func(*options)
+
+// WithBinDir overrides the directory holding the prometheus binary
+// (for Start; StartProcess takes it as an argument).
+func WithBinDir(dir string) Option { return func(o *options) { o.binDir = dir } }
+
+// WithScrapeInterval sets global.scrape_interval (and evaluation_interval);
+// the default is 15s.
+func WithScrapeInterval(d time.Duration) Option {
+	return func(o *options) { o.scrapeInterval = d }
+}
+
+// WithConfig appends top-level YAML to the generated configuration, for
+// example a scrape_configs or rule_files section. It must not contain a
+// global section; use WithScrapeInterval for that.
+func WithConfig(yaml string) Option { return func(o *options) { o.extraConfig = yaml } }
+
+// WithFlags passes extra command-line flags to prometheus, for example
+// "--query.lookback-delta=1m".
+func WithFlags(flags ...string) Option {
+	return func(o *options) { o.extraFlags = append(o.extraFlags, flags...) }
+}
+
+// WithReadyTimeout bounds the wait for /-/ready (default 60s).
+func WithReadyTimeout(d time.Duration) Option { return func(o *options) { o.readyTimeout = d } }
+
+// WithStopGrace bounds how long Stop waits after SIGTERM before SIGKILL
+// (default 10s).
+func WithStopGrace(d time.Duration) Option { return func(o *options) { o.stopGrace = d } }
+
+// WithBatchSize sets how many samples Write sends per remote-write request
+// (default 10000).
+func WithBatchSize(n int) Option { return func(o *options) { o.batchSize = n } }
+
+// Start runs Prometheus for the duration of a test. The binary is
+// $GANTRY_BIN_DIR/prometheus, else <repo root>/bin/prometheus; a missing
+// binary fails the test (it never skips). Data, config and log live in a
+// per-test temporary directory. Cleanup stops the process and, if the test
+// failed, prints Prometheus' log.
+func Start(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	o := collectOptions(opts)
+	binDir := o.binDir
+	if binDir == "" {
+		var err error
+		if binDir, err = BinDir(); err != nil {
+			t.Fatalf("prom: %v", err)
+		}
+	}
+	// TempDir registers its removal first, so it runs after Stop below.
+	workDir := t.TempDir()
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.readyTimeout+10*time.Second)
+	defer cancel()
+	s, err := StartProcess(ctx, binDir, workDir, t.Logf, opts...)
+	if err != nil {
+		t.Fatalf("prom: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("prom: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("prom: Prometheus log (%s):\n%s", s.logPath, s.logTail(maxLogDump))
+		}
+	})
+	return s
+}
+
+// StartProcess runs <binDir>/prometheus on a free 127.0.0.1 port and waits
+// until it reports ready. Config, data and log go to workDir; an empty
+// workDir means a fresh temporary directory that Stop removes. ctx bounds
+// the start only: the process runs until Stop, so a long-running program
+// must call Stop on its way out. logf (may be nil) receives progress lines.
+func StartProcess(ctx context.Context, binDir, workDir string, logf func(string, ...any), opts ...Option) (*Server, error) {
+	o := collectOptions(opts)
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	bin := filepath.Join(binDir, "prometheus")
+	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("prometheus binary not found or not executable at %s: run `make tools` (or set %s to a directory holding it)", bin, BinDirEnv)
+	}
+
+	ownsDir := false
+	if workDir == "" {
+		d, err := os.MkdirTemp("", "gantry-prom-")
+		if err != nil {
+			return nil, fmt.Errorf("creating work dir: %w", err)
+		}
+		workDir, ownsDir = d, true
+	} else if err := os.MkdirAll(workDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating work dir: %w", err)
+	}
+
+	configPath := filepath.Join(workDir, "prometheus.yml")
+	if err := os.WriteFile(configPath, []byte(renderConfig(o)), 0o644); err != nil {
+		return nil, cleanupDir(ownsDir, workDir, fmt.Errorf("writing config: %w", err))
+	}
+
+	s := &Server{
+		workDir:   workDir,
+		ownsDir:   ownsDir,
+		logPath:   filepath.Join(workDir, "prometheus.log"),
+		batchSize: o.batchSize,
+		stopGrace: o.stopGrace,
+		logf:      logf,
+		client:    &http.Client{Timeout: 30 * time.Second},
+	}
+
+	var lastErr error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		retry, err := s.launch(ctx, bin, configPath, o)
+		if err == nil {
+			logf("prom: Prometheus ready at %s (pid %d, log %s)", s.url, s.pid, s.logPath)
+			return s, nil
+		}
+		lastErr = err
+		if !retry {
+			break
+		}
+		logf("prom: attempt %d: %v; retrying on another port", attempt, err)
+	}
+	return nil, cleanupDir(ownsDir, workDir, lastErr)
+}
+
+// launch starts one process and waits for readiness. retry reports whether
+// the failure was a lost race for the port.
+func (s *Server) launch(ctx context.Context, bin, configPath string, o options) (retry bool, err error) {
+	port, err := freePort()
+	if err != nil {
+		return false, err
+	}
+	dataDir := filepath.Join(s.workDir, "data")
+	// A previous attempt may have left a lock file or a half-made WAL.
+	if err := os.RemoveAll(dataDir); err != nil {
+		return false, fmt.Errorf("clearing data dir: %w", err)
+	}
+	logFile, err := os.Create(s.logPath)
+	if err != nil {
+		return false, fmt.Errorf("creating log file: %w", err)
+	}
+
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	args := []string{
+		"--config.file=" + configPath,
+		"--storage.tsdb.path=" + dataDir,
+		"--web.listen-address=" + addr,
+		"--web.enable-remote-write-receiver",
+	}
+	args = append(args, o.extraFlags...)
+	// Not CommandContext: ctx bounds the start, not the process' life.
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = s.workDir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return false, fmt.Errorf("starting %s: %w", bin, err)
+	}
+	p := &process{cmd: cmd, logFile: logFile, exited: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		p.logFile.Close()
+		close(p.exited)
+	}()
+	s.proc = p
+	s.pid = cmd.Process.Pid
+	s.url = "http://" + addr
+
+	if err := s.waitReady(ctx, o.readyTimeout); err != nil {
+		stopErr := s.terminate()
+		s.proc = nil
+		log := s.logTail(maxLogDump)
+		retry = strings.Contains(log, "address already in use")
+		if stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+		return retry, fmt.Errorf("%w\nPrometheus log (%s):\n%s", err, s.logPath, log)
+	}
+	return false, nil
+}
+
+// waitReady polls /-/ready until it answers 200, the process exits, or the
+// deadline passes.
+func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var lastErr error
+	for {
+		lastErr = s.probeReady(ctx)
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-s.proc.exited:
+			return fmt.Errorf("prometheus (pid %d) exited before becoming ready: %v", s.pid, s.proc.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("prometheus at %s not ready after %s: %w (last probe: %v)", s.url, timeout, ctx.Err(), lastErr)
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) probeReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/-/ready", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /-/ready: %s", resp.Status)
+	}
+	return nil
+}
+
+// URL is the server's base URL, e.g. http://127.0.0.1:40123.
+func (s *Server) URL() string { return s.url }
+
+// PID is the process id of the running prometheus.
+func (s *Server) PID() int { return s.pid }
+
+// LogPath is the file that holds Prometheus' stdout and stderr.
+func (s *Server) LogPath() string { return s.logPath }
+
+// Stop ends the process: SIGTERM, then SIGKILL if it has not exited within
+// the stop grace. It removes the work dir if StartProcess created it. Stop
+// is safe to call more than once; later calls return the first result.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		err := s.terminate()
+		if err == nil {
+			s.logf("prom: Prometheus (pid %d) stopped", s.pid)
+		}
+		s.stopErr = cleanupDir(s.ownsDir, s.workDir, err)
+	})
+	return s.stopErr
+}
+
+// terminate signals the current process by PID and waits for it to exit.
+func (s *Server) terminate() error {
+	p := s.proc
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.exited:
+		return nil // already gone (crashed or failed to start)
+	default:
+	}
+	// An error here means the process exited in between; Wait tells.
+	_ = p.cmd.Process.Signal(sigterm)
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(s.stopGrace):
+	}
+	s.logf("prom: Prometheus (pid %d) still running %s after SIGTERM; sending SIGKILL", s.pid, s.stopGrace)
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.exited:
+		return fmt.Errorf("prometheus (pid %d) ignored SIGTERM for %s and was killed", s.pid, s.stopGrace)
+	case <-time.After(killWait):
+		return fmt.Errorf("prometheus (pid %d) did not exit %s after SIGKILL", s.pid, killWait)
+	}
+}
+
+// logTail returns at most max bytes from the end of the log, starting at a
+// line boundary.
+func (s *Server) logTail(max int) string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return fmt.Sprintf("(reading log: %v)", err)
+	}
+	if len(b) > max {
+		b = b[len(b)-max:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+		b = append([]byte("[... earlier lines cut ...]\n"), b...)
+	}
+	return string(b)
+}
+
+func renderConfig(o options) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n",
+		promDuration(o.scrapeInterval), promDuration(o.scrapeInterval))
+	if o.extraConfig != "" {
+		b.WriteString(o.extraConfig)
+		if !strings.HasSuffix(o.extraConfig, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// promDuration renders d in Prometheus' duration syntax (no fractional
+// units): whole seconds, else milliseconds.
+func promDuration(d time.Duration) string {
+	if d%time.Second == 0 {
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
+	return fmt.Sprintf("%dms", d/time.Millisecond)
+}
+
+func collectOptions(opts []Option) options {
+	o := options{
+		scrapeInterval: defaultScrapeInterval,
+		readyTimeout:   defaultReadyTimeout,
+		stopGrace:      defaultStopGrace,
+		batchSize:      defaultBatchSize,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.scrapeInterval < time.Millisecond {
+		o.scrapeInterval = defaultScrapeInterval
+	}
+	if o.readyTimeout <= 0 {
+		o.readyTimeout = defaultReadyTimeout
+	}
+	if o.stopGrace <= 0 {
+		o.stopGrace = defaultStopGrace
+	}
+	if o.batchSize <= 0 {
+		o.batchSize = defaultBatchSize
+	}
+	return o
+}
+
+// freePort asks the kernel for a free loopback port. The port is released
+// before Prometheus binds it, hence the retry in StartProcess.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func cleanupDir(owns bool, dir string, err error) error {
+	if !owns {
+		return err
+	}
+	if rmErr := os.RemoveAll(dir); rmErr != nil {
+		return errors.Join(err, fmt.Errorf("removing work dir: %w", rmErr))
+	}
+	return err
+}
+
+// BinDir returns where the tool binaries live: $GANTRY_BIN_DIR if set, else
+// <repo root>/bin, the repo root being the nearest directory at or above the
+// working directory whose go.mod declares module github.com/gantry-dev/gantry.
+func BinDir() (string, error) {
+	if d := os.Getenv(BinDirEnv); d != "" {
+		return d, nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("finding repo root: %w", err)
+	}
+	root, err := repoRoot(wd)
+	if err != nil {
+		return "", fmt.Errorf("%w; set %s or run from inside the repository", err, BinDirEnv)
+	}
+	return filepath.Join(root, "bin"), nil
+}
+
+func repoRoot(dir string) (string, error) {
+	for d := dir; ; {
+		if declaresModule(filepath.Join(d, "go.mod"), modulePath) {
+			return d, nil
+		}
+		parent := filepath.Dir(d)
+		if parent == d {
+			return "", fmt.Errorf("no go.mod for module %s at or above %s", modulePath, dir)
+		}
+		d = parent
+	}
+}
+
+// declaresModule reports whether the go.mod at path has `module want`.
+func declaresModule(path, want string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if i := strings.Index(line, "//"); i >= 0 {
+			line = strings.TrimSpace(line[:i])
+		}
+		rest, ok := strings.CutPrefix(line, "module")
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '\t') {
+			continue
+		}
+		name := strings.Trim(strings.TrimSpace(rest), "\"`")
+		return name == want
+	}
+	return false
+}
