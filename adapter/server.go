@@ -1,0 +1,271 @@
+// Package adapter is Gantry's aggregated API server: it loads the config,
+// compiles the rules, starts discovery and the object cache, and serves
+// custom.metrics.k8s.io, external.metrics.k8s.io and metrics.k8s.io from the
+// providers, with Gantry's own /metrics and health checks.
+//
+// Flow: cmd/gantry → adapter.Server → provider → rules → collectors.
+package adapter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/client-go/metadata"
+	"k8s.io/component-base/metrics/legacyregistry"
+	"k8s.io/klog/v2"
+	"k8s.io/kube-openapi/pkg/common"
+	"sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
+	basecmd "sigs.k8s.io/custom-metrics-apiserver/pkg/cmd"
+	generatedcore "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/core"
+	generatedcustom "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/custommetrics"
+	generatedexternal "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/externalmetrics"
+
+	"github.com/gantry-dev/gantry/adapter/config"
+	"github.com/gantry-dev/gantry/adapter/discovery"
+	"github.com/gantry-dev/gantry/adapter/metricsapi"
+	"github.com/gantry-dev/gantry/adapter/provider"
+	"github.com/gantry-dev/gantry/adapter/rules"
+	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+)
+
+// Options are Gantry's own flags; the API server's (serving, authn, authz,
+// kubeconfig) come from custom-metrics-apiserver's AdapterBase.
+type Options struct {
+	ConfigFile     string
+	PrometheusURL  string
+	PrometheusHTTP promcollector.HTTPFlags
+	RelistInterval time.Duration
+	MaxAge         time.Duration
+	BackendTimeout time.Duration
+	ObjectResync   time.Duration
+}
+
+// AddFlags registers the options on fs, with prometheus-adapter's names where
+// it has the same setting.
+func (o *Options) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.ConfigFile, "config", o.ConfigFile, "Rules file in prometheus-adapter's format (rules, externalRules, resourceRules).")
+	fs.StringVar(&o.PrometheusURL, "prometheus-url", o.PrometheusURL, "Base URL of the Prometheus API, e.g. http://prometheus.monitoring.svc:9090.")
+	fs.StringVar(&o.PrometheusHTTP.AuthConfigFile, "prometheus-auth-config", "", "File with a Prometheus HTTP client config (authorization, basic_auth, tls_config, http_headers) or a kubeconfig, used to reach Prometheus.")
+	fs.StringVar(&o.PrometheusHTTP.CAFile, "prometheus-ca-file", "", "CA bundle that signs Prometheus' serving certificate.")
+	fs.StringVar(&o.PrometheusHTTP.TokenFile, "prometheus-token-file", "", "File holding a bearer token for Prometheus; re-read on every request.")
+	fs.StringVar(&o.PrometheusHTTP.ClientCertFile, "prometheus-client-tls-cert-file", "", "Client certificate for mutual TLS with Prometheus.")
+	fs.StringVar(&o.PrometheusHTTP.ClientKeyFile, "prometheus-client-tls-key-file", "", "Key of --prometheus-client-tls-cert-file.")
+	fs.StringArrayVar(&o.PrometheusHTTP.Headers, "prometheus-header", nil, "Extra header for Prometheus requests as Name=Value, e.g. X-Scope-OrgID=team-a; repeatable.")
+	fs.DurationVar(&o.RelistInterval, "metrics-relist-interval", time.Minute, "How often the available series are listed again.")
+	fs.DurationVar(&o.MaxAge, "metrics-max-age", 0, "How far back series are looked for when listing; 0 means --metrics-relist-interval.")
+	fs.DurationVar(&o.BackendTimeout, "backend-timeout", 10*time.Second, "Upper bound of one backend query when the API request has no earlier deadline.")
+	fs.DurationVar(&o.ObjectResync, "object-resync-period", 10*time.Minute, "Resync period of the metadata caches used to resolve label selectors.")
+}
+
+// Validate reports every flag problem at once.
+func (o *Options) Validate() error {
+	var errs []error
+	if o.ConfigFile == "" {
+		errs = append(errs, errors.New("--config is required"))
+	}
+	if o.PrometheusURL == "" {
+		errs = append(errs, errors.New("--prometheus-url is required"))
+	}
+	if o.RelistInterval <= 0 {
+		errs = append(errs, errors.New("--metrics-relist-interval must be positive"))
+	}
+	if o.MaxAge < 0 {
+		errs = append(errs, errors.New("--metrics-max-age must not be negative"))
+	}
+	if o.BackendTimeout <= 0 {
+		errs = append(errs, errors.New("--backend-timeout must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Server is a configured, not yet running Gantry.
+type Server struct {
+	basecmd.AdapterBase
+	Options Options
+}
+
+// NewServer returns a server whose flags, Gantry's and the API server's, are
+// registered on fs.
+func NewServer(fs *pflag.FlagSet) *Server {
+	s := &Server{}
+	s.Name = "gantry"
+	s.FlagSet = fs
+	s.InstallFlags()
+	s.Options.AddFlags(fs)
+	return s
+}
+
+// Run serves until ctx is cancelled. It returns an error when the server
+// cannot start; a clean shutdown returns nil.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Options.Validate(); err != nil {
+		return err
+	}
+	cfg, err := config.Load(s.Options.ConfigFile)
+	if err != nil {
+		return err
+	}
+	httpCfg, err := s.Options.PrometheusHTTP.HTTPConfig()
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	prom, err := promcollector.New(promcollector.Options{URL: s.Options.PrometheusURL, HTTP: httpCfg, Timeout: s.Options.BackendTimeout}, reg)
+	if err != nil {
+		return err
+	}
+
+	mapper, err := s.RESTMapper()
+	if err != nil {
+		return fmt.Errorf("building the REST mapper from the cluster's discovery: %w", err)
+	}
+	custom, external, resource, err := CompileRules(cfg, s.Options.ConfigFile, mapper)
+	if err != nil {
+		return err
+	}
+
+	registry := discovery.New(discovery.Options{
+		Rules:         custom,
+		ExternalRules: external,
+		Lister:        prom,
+		Mapper:        mapper,
+		Interval:      s.Options.RelistInterval,
+		MaxAge:        s.Options.MaxAge,
+		Registerer:    reg,
+	})
+
+	clientConfig, err := s.ClientConfig()
+	if err != nil {
+		return err
+	}
+	metaClient, err := metadata.NewForConfig(clientConfig)
+	if err != nil {
+		return fmt.Errorf("metadata client: %w", err)
+	}
+	objects := provider.NewObjectCache(ctx, metaClient, mapper, s.Options.ObjectResync)
+
+	mp := provider.New(provider.Options{
+		Registry: registry,
+		Querier:  prom,
+		Objects:  objects,
+		Mapper:   mapper,
+		Timeout:  s.Options.BackendTimeout,
+	})
+	s.WithCustomMetrics(mp)
+	s.WithExternalMetrics(mp)
+
+	// metrics.k8s.io needs OpenAPI models next to the ones custom-metrics-
+	// apiserver generates, and Gantry serves /metrics from its own registry.
+	defs := mergeDefinitions(generatedcore.GetOpenAPIDefinitions, generatedcustom.GetOpenAPIDefinitions, generatedexternal.GetOpenAPIDefinitions, metricsapi.OpenAPIDefinitions)
+	namer := openapinamer.NewDefinitionNamer(apiserver.Scheme, metricsapi.Scheme)
+	s.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(defs, namer)
+	s.OpenAPIConfig.Info.Title, s.OpenAPIConfig.Info.Version = "gantry", "v1"
+	s.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(defs, namer)
+	s.OpenAPIV3Config.Info.Title, s.OpenAPIV3Config.Info.Version = "gantry", "v1"
+	s.CustomMetricsAdapterServerOptions.EnableMetrics = false
+
+	apiCfg, err := s.Config()
+	if err != nil {
+		return err
+	}
+	reqMetrics := newRequestMetrics(reg)
+	apiCfg.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+		return genericapiserver.DefaultBuildHandlerChain(reqMetrics.wrap(h), c)
+	}
+
+	server, err := s.Server()
+	if err != nil {
+		return err
+	}
+	generic := server.GenericAPIServer
+	if resource != nil {
+		rp := provider.NewResourceProvider(resource, prom, s.Options.BackendTimeout)
+		if err := metricsapi.Install(generic, rp, objects); err != nil {
+			return err
+		}
+		objects.Warm(rules.Pods, rules.Nodes)
+	} else {
+		klog.InfoS("metrics.k8s.io not served: the config has no resourceRules", "config", s.Options.ConfigFile)
+	}
+	generic.Handler.NonGoRestfulMux.Handle("/metrics", promhttp.HandlerFor(
+		prometheus.Gatherers{reg, legacyregistry.DefaultGatherer},
+		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError},
+	))
+	staleAfter := 3*s.Options.RelistInterval + time.Minute
+	if err := generic.AddReadyzChecks(healthz.NamedCheck("metric-discovery", func(*http.Request) error {
+		return registry.Ready(staleAfter)
+	})); err != nil {
+		return err
+	}
+
+	go registry.Run(ctx)
+	go func() {
+		// Warm the object caches of what discovery found, so the first HPA
+		// request does not wait for an initial list.
+		t := time.NewTicker(s.Options.RelistInterval)
+		defer t.Stop()
+		for {
+			objects.Warm(registry.GroupResources()...)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	klog.InfoS("starting gantry", "config", s.Options.ConfigFile, "rules", len(custom), "externalRules", len(external), "resourceRules", resource != nil)
+	return generic.PrepareRun().RunWithContext(ctx)
+}
+
+// CompileRules compiles every rule of cfg, reporting every error at once,
+// each prefixed with the file.
+func CompileRules(cfg *config.Config, file string, mapper apimeta.RESTMapper) (custom, external []*rules.Rule, resource *rules.ResourceRules, err error) {
+	var errs []error
+	for i, r := range cfg.Rules {
+		rule, err := rules.Compile(fmt.Sprintf("rules[%d] (%s)", i, r.DisplayName()), r, false, mapper)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", file, err))
+			continue
+		}
+		custom = append(custom, rule)
+	}
+	for i, r := range cfg.ExternalRules {
+		rule, err := rules.Compile(fmt.Sprintf("externalRules[%d] (%s)", i, r.DisplayName()), r, true, mapper)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", file, err))
+			continue
+		}
+		external = append(external, rule)
+	}
+	resource, rerr := rules.CompileResourceRules(cfg.ResourceRules, mapper)
+	if rerr != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", file, rerr))
+	}
+	return custom, external, resource, errors.Join(errs...)
+}
+
+func mergeDefinitions(getters ...common.GetOpenAPIDefinitions) common.GetOpenAPIDefinitions {
+	return func(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
+		out := map[string]common.OpenAPIDefinition{}
+		for _, get := range getters {
+			for k, v := range get(ref) {
+				out[k] = v
+			}
+		}
+		return out
+	}
+}

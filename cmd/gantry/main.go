@@ -1,0 +1,112 @@
+// Command gantry is the Gantry metrics adapter: an aggregated API server
+// serving custom.metrics.k8s.io, external.metrics.k8s.io and metrics.k8s.io.
+//
+//	gantry --config rules.yaml --prometheus-url http://prometheus:9090 [API server flags]
+//	gantry check-config --config rules.yaml [--prometheus-url URL]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/klog/v2"
+
+	"github.com/gantry-dev/gantry/adapter"
+	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+)
+
+// version is set at build time.
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(args) > 0 {
+		switch args[0] {
+		case "check-config":
+			return checkConfig(ctx, args[1:], stdout, stderr)
+		case "version", "--version":
+			fmt.Fprintln(stdout, "gantry", version)
+			return 0
+		}
+	}
+	fs := pflag.NewFlagSet("gantry", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	fs.AddGoFlagSet(klogFlags)
+	srv := adapter.NewServer(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	defer klog.Flush()
+	klog.InfoS("gantry", "version", version)
+	if err := srv.Run(ctx); err != nil {
+		klog.ErrorS(err, "gantry stopped")
+		fmt.Fprintln(stderr, "gantry:", err)
+		return 1
+	}
+	return 0
+}
+
+func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("gantry check-config", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts adapter.Options
+	opts.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if opts.ConfigFile == "" {
+		fmt.Fprintln(stderr, "gantry check-config: --config is required")
+		return 2
+	}
+	var lister *promcollector.Client
+	if opts.PrometheusURL != "" {
+		httpCfg, err := opts.PrometheusHTTP.HTTPConfig()
+		if err != nil {
+			fmt.Fprintln(stderr, "gantry check-config:", err)
+			return 1
+		}
+		lister, err = promcollector.New(promcollector.Options{URL: opts.PrometheusURL, HTTP: httpCfg, Timeout: opts.BackendTimeout}, nil)
+		if err != nil {
+			fmt.Fprintln(stderr, "gantry check-config:", err)
+			return 1
+		}
+	}
+	maxAge := opts.MaxAge
+	if maxAge == 0 {
+		maxAge = 10 * time.Minute
+	}
+	var res *adapter.CheckResult
+	var err error
+	if lister != nil {
+		res, err = adapter.CheckConfig(ctx, opts.ConfigFile, lister, maxAge)
+	} else {
+		res, err = adapter.CheckConfig(ctx, opts.ConfigFile, nil, maxAge)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	res.Report(stdout, opts.ConfigFile)
+	return 0
+}
