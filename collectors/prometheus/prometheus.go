@@ -151,7 +151,7 @@ func (c *Client) deadline(ctx context.Context) time.Duration {
 
 func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
 	start := time.Now()
-	val, warnings, _, err := c.api.Query(ctx, query, ts, v1.WithTimeout(c.deadline(ctx)))
+	val, warnings, _, err := c.api.Query(ctx, query, ts, v1.WithTimeout(evalTimeout(c.deadline(ctx))))
 	if err != nil {
 		return nil, c.fail("query", start, err)
 	}
@@ -177,6 +177,17 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// evalTimeout is the server-side evaluation timeout sent with a query.
+// Prometheus reads it as a Go-like duration without fractions ("9s",
+// "500ms"), so it is truncated to whole seconds, or milliseconds under one
+// second; the client's own deadline still bounds the call exactly.
+func evalTimeout(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Truncate(time.Second)
+	}
+	return max(d.Truncate(time.Millisecond), time.Millisecond)
 }
 
 // Series lists the label sets of the series matching any of matchers in
