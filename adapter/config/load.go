@@ -3,11 +3,14 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -21,8 +24,8 @@ type Duration time.Duration
 // UnmarshalYAML parses a Prometheus duration string.
 func (d *Duration) UnmarshalYAML(node *yaml.Node) error {
 	var s string
-	if err := node.Decode(&s); err != nil {
-		return fmt.Errorf("expected a duration such as \"1m\"")
+	if node.Kind != yaml.ScalarNode || node.Decode(&s) != nil {
+		return fmt.Errorf("expected a duration such as \"1m\", got %s", kindName(node))
 	}
 	if s == "" {
 		*d = 0
@@ -52,34 +55,69 @@ func Load(path string) (*Config, error) {
 }
 
 // Parse decodes and validates a rule file's contents; file names it in errors.
+// Problems found by the strict schema check (unknown fields, wrong kinds,
+// duplicate keys, bad durations) carry the line number; every problem in the
+// file is reported, each rule once: a rule with schema problems is not
+// validated further, so a typo does not also show up as a missing field.
 func Parse(data []byte, file string) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, syntaxError(file, err)
 	}
 	cfg := &Config{}
-	if root.Kind == 0 { // empty file
-		return cfg, nil
-	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		doc = doc.Content[0]
 	}
+	if doc.Kind == 0 || doc.Kind == yaml.DocumentNode || doc.Tag == "!!null" { // empty file, or only comments
+		return cfg, nil
+	}
+	if doc.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s:%d: top level: expected a mapping with rules, externalRules or resourceRules, got %s", file, doc.Line, kindName(doc))
+	}
+	// strictCheck also removes what it reports from the tree, so that the
+	// rest decodes and can be validated.
+	problems, _ := strictCheck(doc, reflect.TypeOf(Config{}), nil)
 	var errs []error
-	for _, e := range strictCheck(doc, reflect.TypeOf(Config{}), "") {
-		errs = append(errs, fmt.Errorf("%s:%s", file, e))
+	schemaProblems := map[string]bool{}
+	for _, p := range problems {
+		section, field := splitSection(p.path)
+		schemaProblems[section] = true
+		context := section
+		if name := sectionName(doc, section); name != "" {
+			context += " (" + name + ")"
+		}
+		if context == "" {
+			context = "top level"
+		}
+		if field != "" {
+			context += ": " + field
+		}
+		errs = append(errs, fmt.Errorf("%s:%d: %s: %s", file, p.line, context, p.msg))
+	}
+	if err := doc.Decode(cfg); err != nil {
+		// Not expected: strictCheck removed whatever does not decode.
+		return nil, errors.Join(append(errs, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: ")))...)
+	}
+	cfg.applyDefaults()
+	if err := cfg.validate(file, schemaProblems); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	if err := doc.Decode(cfg); err != nil {
-		return nil, fmt.Errorf("%s: %s", file, strings.TrimPrefix(err.Error(), "yaml: "))
-	}
-	cfg.applyDefaults()
-	if err := cfg.Validate(file); err != nil {
-		return nil, err
-	}
 	return cfg, nil
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
+
+// syntaxError formats a YAML syntax error as "file:line: what".
+func syntaxError(file string, err error) error {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%s:%s: %s", file, m[1], msg[len(m[0]):])
+	}
+	return fmt.Errorf("%s: %s", file, strings.TrimPrefix(msg, "yaml: "))
 }
 
 func (c *Config) applyDefaults() {
@@ -88,84 +126,235 @@ func (c *Config) applyDefaults() {
 	}
 }
 
+// problem is a schema violation at a YAML path such as
+// ["rules", "[3]", "resources", "overrides", "pod", "resource"].
+type problem struct {
+	line int
+	path []string
+	msg  string
+}
+
+// splitSection splits a path into the part of the file it belongs to
+// ("rules[3]", "externalRules[0]", "resourceRules.cpu", "resourceRules", or ""
+// for the top level) and the field within it ("seriesFilters[0].is").
+func splitSection(path []string) (section, field string) {
+	n := 0
+	switch {
+	case len(path) >= 2 && (path[0] == "rules" || path[0] == "externalRules") && strings.HasPrefix(path[1], "["):
+		n = 2
+	case len(path) >= 2 && path[0] == "resourceRules" && (path[1] == "cpu" || path[1] == "memory"):
+		n = 2
+	case len(path) >= 1:
+		n = 1
+	}
+	return joinPath(path[:n]), joinPath(path[n:])
+}
+
+func joinPath(path []string) string {
+	var b strings.Builder
+	for i, p := range path {
+		if i > 0 && !strings.HasPrefix(p, "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
+
+// sectionName is the display name of the rule a section names, decoded
+// leniently from the YAML so that a rule with schema problems is still
+// called by its name.
+func sectionName(doc *yaml.Node, section string) string {
+	key, idx, ok := strings.Cut(section, "[")
+	if !ok || (key != "rules" && key != "externalRules") {
+		return ""
+	}
+	var i int
+	if _, err := fmt.Sscanf(idx, "%d]", &i); err != nil {
+		return ""
+	}
+	for k := 0; k+1 < len(doc.Content); k += 2 {
+		if doc.Content[k].Value != key {
+			continue
+		}
+		seq := doc.Content[k+1]
+		if seq.Kind != yaml.SequenceNode || i >= len(seq.Content) {
+			return ""
+		}
+		var r DiscoveryRule
+		_ = seq.Content[i].Decode(&r) // best effort: fields that do not decode stay empty
+		return r.DisplayName()
+	}
+	return ""
+}
+
 // strictCheck walks a YAML node against the Go type it will decode into and
-// reports unknown fields and wrong kinds with their line and path, which the
-// yaml package cannot do for nested nodes.
-func strictCheck(n *yaml.Node, t reflect.Type, path string) []string {
+// reports unknown fields, duplicate keys and wrong kinds with their line and
+// path, which the yaml package cannot do for nested nodes. It removes unknown
+// and repeated keys from mappings, and bad reports whether n itself cannot be
+// decoded, for the caller to replace it: what is left then decodes.
+func strictCheck(n *yaml.Node, t reflect.Type, path []string) (problems []problem, bad bool) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	line := n.Line // of the use, for an alias
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
 	if n.Tag == "!!null" {
-		return nil
+		return nil, false
+	}
+	wrong := func(format string, args ...any) ([]problem, bool) {
+		return []problem{{line: line, path: path, msg: fmt.Sprintf(format, args...)}}, true
 	}
 	if reflect.PointerTo(t).Implements(reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()) {
-		var probe = reflect.New(t).Interface().(yaml.Unmarshaler)
+		probe := reflect.New(t).Interface().(yaml.Unmarshaler)
 		if err := n.Decode(probe); err != nil {
-			return []string{fmt.Sprintf("%d: %s: %v", n.Line, path, err)}
+			return wrong("%v", err)
 		}
-		return nil
-	}
-	where := func() string {
-		if path == "" {
-			return "top level"
-		}
-		return path
+		return nil, false
 	}
 	switch t.Kind() {
-	case reflect.Struct:
+	case reflect.Struct, reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return []string{fmt.Sprintf("%d: %s: expected a mapping, got %s", n.Line, where(), kindName(n))}
+			return wrong("expected a mapping, got %s", kindName(n))
 		}
-		var out []string
+		var out []problem
+		seen := map[string]int{}
+		kept := n.Content[:0:0]
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i], n.Content[i+1]
-			f, ok := fieldByTag(t, key.Value)
-			if !ok {
-				out = append(out, fmt.Sprintf("%d: %s: unknown field %q (known: %s)", key.Line, where(), key.Value, strings.Join(knownFields(t), ", ")))
+			if first, dup := seen[key.Value]; dup {
+				out = append(out, problem{line: key.Line, path: append(clone(path), key.Value), msg: fmt.Sprintf("defined twice (first at line %d)", first)})
 				continue
 			}
-			out = append(out, strictCheck(val, f.Type, joinPath(path, key.Value))...)
+			if key.Tag == "!!merge" {
+				ps, bad := checkMerge(val, t, path)
+				out = append(out, ps...)
+				if !bad {
+					kept = append(kept, key, val)
+				}
+				continue
+			}
+			seen[key.Value] = key.Line
+			valType := t
+			if t.Kind() == reflect.Map {
+				valType = t.Elem()
+			} else if f, ok := fieldByTag(t, key.Value); ok {
+				valType = f.Type
+			} else {
+				known := knownFields(t)
+				msg := fmt.Sprintf("unknown field %q", key.Value)
+				if s := suggest(key.Value, known); s != "" {
+					msg += fmt.Sprintf(", did you mean %q?", s)
+				}
+				out = append(out, problem{line: key.Line, path: path, msg: msg + " (known fields: " + strings.Join(known, ", ") + ")"})
+				continue
+			}
+			ps, bad := strictCheck(val, valType, append(clone(path), key.Value))
+			out = append(out, ps...)
+			if bad {
+				val = nullNode(val)
+			}
+			kept = append(kept, key, val)
 		}
-		return out
+		n.Content = kept
+		return out, false
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return []string{fmt.Sprintf("%d: %s: expected a list, got %s", n.Line, where(), kindName(n))}
+			return wrong("expected a list, got %s", kindName(n))
 		}
-		var out []string
+		var out []problem
 		for i, item := range n.Content {
-			out = append(out, strictCheck(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+			ps, bad := strictCheck(item, t.Elem(), append(clone(path), fmt.Sprintf("[%d]", i)))
+			out = append(out, ps...)
+			if bad {
+				n.Content[i] = nullNode(item)
+			}
 		}
-		return out
-	case reflect.Map:
-		if n.Kind != yaml.MappingNode {
-			return []string{fmt.Sprintf("%d: %s: expected a mapping, got %s", n.Line, where(), kindName(n))}
-		}
-		var out []string
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			out = append(out, strictCheck(n.Content[i+1], t.Elem(), joinPath(path, n.Content[i].Value))...)
-		}
-		return out
+		return out, false
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
-			return []string{fmt.Sprintf("%d: %s: expected a string, got %s", n.Line, where(), kindName(n))}
+			return wrong("expected a string, got %s", kindName(n))
 		}
 	case reflect.Bool:
 		var b bool
 		if n.Kind != yaml.ScalarNode || n.Decode(&b) != nil {
-			return []string{fmt.Sprintf("%d: %s: expected true or false, got %q", n.Line, where(), n.Value)}
+			return wrong("expected true or false, got %s", kindName(n))
 		}
 	}
-	return nil
+	return nil, false
 }
 
-func joinPath(path, key string) string {
-	if path == "" {
-		return key
+func nullNode(at *yaml.Node) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: at.Line, Column: at.Column}
+}
+
+// checkMerge checks the mappings merged into a mapping with "<<: *anchor"
+// (or a list of anchors) as part of that mapping; keys written next to the
+// merge key override merged ones, so they are not duplicates. bad reports a
+// merge value that is not a mapping or a list of them.
+func checkMerge(n *yaml.Node, t reflect.Type, path []string) ([]problem, bool) {
+	line := n.Line
+	if n.Kind == yaml.AliasNode {
+		n = n.Alias
 	}
-	return path + "." + key
+	switch n.Kind {
+	case yaml.MappingNode:
+		return strictCheck(n, t, path)
+	case yaml.SequenceNode:
+		var out []problem
+		for _, item := range n.Content {
+			if item.Kind == yaml.AliasNode {
+				item = item.Alias
+			}
+			if item.Kind != yaml.MappingNode {
+				return []problem{{line: line, path: path, msg: fmt.Sprintf("merge key \"<<\": expected a mapping or a list of mappings, got a list holding %s", kindName(item))}}, true
+			}
+			ps, _ := strictCheck(item, t, path)
+			out = append(out, ps...)
+		}
+		return out, false
+	}
+	return []problem{{line: line, path: path, msg: fmt.Sprintf("merge key \"<<\": expected a mapping or a list of mappings, got %s", kindName(n))}}, true
+}
+
+func clone(path []string) []string {
+	return append([]string(nil), path...)
+}
+
+// suggest returns the known field closest to a misspelt one, if any is close.
+func suggest(key string, known []string) string {
+	best, bestDist := "", 3 // at most two edits away
+	for _, k := range known {
+		if strings.EqualFold(k, key) {
+			return k
+		}
+		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 func kindName(n *yaml.Node) string {
@@ -203,15 +392,30 @@ func knownFields(t reflect.Type) []string {
 // regular expressions compile, templates render. Every problem is reported,
 // each as "file: rules[i] (name): field: what is wrong".
 func (c *Config) Validate(file string) error {
+	return c.validate(file, nil)
+}
+
+// validate is Validate. In the sections (as named by splitSection) that
+// have schema problems, a missing required field is not reported: the schema
+// problem (a misspelt or malformed field) already explains it.
+func (c *Config) validate(file string, schemaProblems map[string]bool) error {
 	var errs []error
+	keep := func(section string, e error) bool {
+		var m *missingError
+		return !schemaProblems[section] || !errors.As(e, &m)
+	}
 	for i, r := range c.Rules {
 		for _, e := range r.validate(false) {
-			errs = append(errs, fmt.Errorf("%s: rules[%d] (%s): %w", file, i, r.DisplayName(), e))
+			if keep(fmt.Sprintf("rules[%d]", i), e) {
+				errs = append(errs, fmt.Errorf("%s: rules[%d] (%s): %w", file, i, r.DisplayName(), e))
+			}
 		}
 	}
 	for i, r := range c.ExternalRules {
 		for _, e := range r.validate(true) {
-			errs = append(errs, fmt.Errorf("%s: externalRules[%d] (%s): %w", file, i, r.DisplayName(), e))
+			if keep(fmt.Sprintf("externalRules[%d]", i), e) {
+				errs = append(errs, fmt.Errorf("%s: externalRules[%d] (%s): %w", file, i, r.DisplayName(), e))
+			}
 		}
 	}
 	if rr := c.ResourceRules; rr != nil {
@@ -220,7 +424,9 @@ func (c *Config) Validate(file string) error {
 			rule ResourceRule
 		}{{"cpu", rr.CPU}, {"memory", rr.Memory}} {
 			for _, e := range res.rule.validate() {
-				errs = append(errs, fmt.Errorf("%s: resourceRules.%s: %w", file, res.name, e))
+				if keep("resourceRules."+res.name, e) {
+					errs = append(errs, fmt.Errorf("%s: resourceRules.%s: %w", file, res.name, e))
+				}
 			}
 		}
 		if rr.Window < 0 {
@@ -229,6 +435,13 @@ func (c *Config) Validate(file string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// missingError is a required field left empty.
+type missingError struct{ field, example string }
+
+func (e *missingError) Error() string { return e.field + ": required: " + e.example }
+
+func missing(field, example string) error { return &missingError{field, example} }
 
 // DisplayName is how errors and logs refer to a rule: the metric name it
 // exposes when that is fixed, else the series it selects.
@@ -255,7 +468,7 @@ func (r DiscoveryRule) DisplayName() string {
 func (r DiscoveryRule) validate(external bool) []error {
 	var errs []error
 	if strings.TrimSpace(r.SeriesQuery) == "" {
-		errs = append(errs, errors.New("seriesQuery: required: a series selector such as 'http_requests_total{namespace!=\"\"}'"))
+		errs = append(errs, missing("seriesQuery", `a series selector such as 'http_requests_total{namespace!=""}'`))
 	} else if _, err := promql.ParseMetricSelector(r.SeriesQuery); err != nil {
 		errs = append(errs, fmt.Errorf("seriesQuery: not a series selector: %v", err))
 	}
@@ -280,7 +493,7 @@ func (r DiscoveryRule) validate(external bool) []error {
 	}
 	errs = append(errs, r.Resources.validate("resources")...)
 	if strings.TrimSpace(r.MetricsQuery) == "" {
-		errs = append(errs, errors.New("metricsQuery: required: a query template such as 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'"))
+		errs = append(errs, missing("metricsQuery", "a query template such as 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'"))
 	} else if err := checkQueryTemplate(r.MetricsQuery, external); err != nil {
 		errs = append(errs, fmt.Errorf("metricsQuery: %w", err))
 	}
@@ -322,12 +535,13 @@ func (m ResourceMapping) validate(field string) []error {
 			errs = append(errs, fmt.Errorf("%s.template: %w", field, err))
 		}
 	}
-	for label, gr := range m.Overrides {
+	for _, label := range slices.Sorted(maps.Keys(m.Overrides)) {
+		gr := m.Overrides[label]
 		if !model.LabelName(label).IsValidLegacy() {
 			errs = append(errs, fmt.Errorf("%s.overrides: %q is not a valid label name", field, label))
 		}
 		if gr.Resource == "" {
-			errs = append(errs, fmt.Errorf("%s.overrides.%s.resource: required, e.g. {resource: \"pod\"}", field, label))
+			errs = append(errs, missing(field+".overrides."+label+".resource", `a resource such as {resource: "pod"}`))
 		}
 	}
 	return errs
@@ -337,7 +551,7 @@ func (r ResourceRule) validate() []error {
 	var errs []error
 	for _, q := range []struct{ field, text string }{{"containerQuery", r.ContainerQuery}, {"nodeQuery", r.NodeQuery}} {
 		if strings.TrimSpace(q.text) == "" {
-			errs = append(errs, fmt.Errorf("%s: required", q.field))
+			errs = append(errs, missing(q.field, "a query template such as 'sum by (<<.GroupBy>>) (...{<<.LabelMatchers>>})'"))
 			continue
 		}
 		if err := checkQueryTemplate(q.text, false); err != nil {
@@ -345,7 +559,7 @@ func (r ResourceRule) validate() []error {
 		}
 	}
 	if r.ContainerLabel == "" {
-		errs = append(errs, errors.New("containerLabel: required: the label holding the container name, e.g. \"container\""))
+		errs = append(errs, missing("containerLabel", `the label holding the container name, such as "container"`))
 	} else if !model.LabelName(r.ContainerLabel).IsValidLegacy() {
 		errs = append(errs, fmt.Errorf("containerLabel: %q is not a valid label name", r.ContainerLabel))
 	}
@@ -373,7 +587,7 @@ type QueryArgs struct {
 func ParseQueryTemplate(text string) (*template.Template, error) {
 	t, err := template.New("metricsQuery").Delims(TemplateDelims[0], TemplateDelims[1]).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return nil, fmt.Errorf("not a valid template: %v", strings.TrimPrefix(err.Error(), "template: metricsQuery:"))
+		return nil, fmt.Errorf("not a valid template: %s", templateError(err))
 	}
 	return t, nil
 }
@@ -385,6 +599,10 @@ func checkQueryTemplate(text string, external bool) error {
 	if err != nil {
 		return err
 	}
+	// Which labels LabelValuesByName holds depends on the rule's resources
+	// and the request, so a lookup of a label the samples lack is not an
+	// error here; fields that do not exist still are.
+	t.Option("missingkey=zero")
 	args := QueryArgs{
 		Series:            "sample_metric",
 		LabelMatchers:     `namespace="default",pod=~"a|b"`,
@@ -399,7 +617,10 @@ func checkQueryTemplate(text string, external bool) error {
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, args); err != nil {
-		return fmt.Errorf("template does not render: %v", err)
+		return fmt.Errorf("template does not render: %s", templateError(err))
+	}
+	if strings.TrimSpace(b.String()) == "" {
+		return errors.New("renders an empty query")
 	}
 	if _, err := promql.ParseExpr(b.String()); err != nil {
 		return fmt.Errorf("rendered query does not parse: %v (rendered: %s)", firstLine(err.Error()), b.String())
@@ -410,19 +631,62 @@ func checkQueryTemplate(text string, external bool) error {
 func checkLabelTemplate(text string) error {
 	t, err := template.New("template").Delims(TemplateDelims[0], TemplateDelims[1]).Option("missingkey=error").Parse(text)
 	if err != nil {
-		return fmt.Errorf("not a valid template: %v", err)
+		return fmt.Errorf("not a valid template: %s", templateError(err))
+	}
+	// The template is also read backwards, to find the resource a label
+	// names, so it may hold only text, one <<.Resource>> and at most one
+	// <<.Group>>.
+	count := map[string]int{}
+	for _, n := range t.Tree.Root.Nodes {
+		switch n := n.(type) {
+		case *parse.TextNode:
+		case *parse.ActionNode:
+			field := n.Pipe.String()
+			if field != ".Group" && field != ".Resource" {
+				return fmt.Errorf("only <<.Group>> and <<.Resource>> may appear in a label template, found <<%s>>", field)
+			}
+			count[field]++
+		default:
+			return fmt.Errorf("only <<.Group>> and <<.Resource>> may appear in a label template, found %s", n)
+		}
+	}
+	if count[".Resource"] != 1 || count[".Group"] > 1 {
+		return errors.New("must use <<.Resource>> once, and <<.Group>> at most once")
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, struct{ Group, Resource string }{"apps", "deployment"}); err != nil {
-		return fmt.Errorf("template does not render with .Group and .Resource: %v", err)
-	}
-	if !strings.Contains(text, ".Resource") {
-		return errors.New("must use <<.Resource>>")
+		return fmt.Errorf("template does not render with .Group and .Resource: %s", templateError(err))
 	}
 	if !model.LabelName(b.String()).IsValidLegacy() {
 		return fmt.Errorf("renders %q, not a valid label name", b.String())
 	}
 	return nil
+}
+
+var (
+	templateParseError = regexp.MustCompile(`^template: [^:]*:(\d+): `)
+	templateExecError  = regexp.MustCompile(`^template: [^:]*:(\d+):(\d+): executing "[^"]*" at `)
+	templateFieldError = regexp.MustCompile(`can't evaluate field \w+ in type \S+$`)
+)
+
+// templateError rewrites a text/template error without the template's
+// internal name: "line 1: unclosed action", "line 1, column 18: <.Labels>:
+// can't evaluate field Labels".
+func templateError(err error) string {
+	msg := err.Error()
+	if m := templateExecError.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("line %s, column %s: %s", m[1], m[2], msg[len(m[0]):])
+	} else if m := templateParseError.FindStringSubmatch(msg); m != nil {
+		msg = fmt.Sprintf("line %s: %s", m[1], msg[len(m[0]):])
+	}
+	if templateFieldError.MatchString(msg) {
+		if strings.Contains(msg, "config.QueryArgs") {
+			msg += " (fields: Series, LabelMatchers, LabelValuesByName, GroupBy, GroupBySlice)"
+		} else {
+			msg += " (fields: Group, Resource)"
+		}
+	}
+	return msg
 }
 
 func firstLine(s string) string {
