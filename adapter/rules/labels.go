@@ -2,7 +2,9 @@ package rules
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -30,9 +32,13 @@ var groupSanitizer = strings.NewReplacer(".", "_", "-", "_")
 // explicit overrides and a label template (prometheus-adapter's `resources`).
 // It is safe for concurrent use.
 type LabelMap struct {
-	mapper    apimeta.RESTMapper
-	template  *template.Template
-	extractor *regexp.Regexp // label name → group and resource, from template
+	mapper   apimeta.RESTMapper
+	template *template.Template
+	// extractors read group and resource from a label name, per the
+	// template: the first takes the shortest group, the second the longest,
+	// so that both "kube_apps_deployment" and "kube_example_com_widget" are
+	// read back.
+	extractors []*regexp.Regexp
 
 	mu         sync.RWMutex
 	toResource map[model.LabelName]schema.GroupResource
@@ -55,26 +61,35 @@ func NewLabelMap(m config.ResourceMapping, mapper apimeta.RESTMapper) (*LabelMap
 			return nil, fmt.Errorf("template: %v", err)
 		}
 		lm.template = t
-		re, err := templateRegexp(m.Template)
-		if err != nil {
-			return nil, fmt.Errorf("template: %v", err)
+		for _, lazy := range []bool{true, false} {
+			re, err := templateRegexp(m.Template, lazy)
+			if err != nil {
+				return nil, fmt.Errorf("template: %v", err)
+			}
+			lm.extractors = append(lm.extractors, re)
 		}
-		lm.extractor = re
 	}
-	for label, gr := range m.Overrides {
+	// Overrides are read in label order so that, when two labels name the
+	// same resource, the same one (the first) is used in queries every time.
+	for _, label := range slices.Sorted(maps.Keys(m.Overrides)) {
+		gr := m.Overrides[label]
 		resolved, err := resolve(mapper, schema.GroupResource{Group: gr.Group, Resource: gr.Resource})
 		if err != nil {
 			return nil, fmt.Errorf("overrides.%s: resource %q not known to the cluster: %v", label, gr.Resource, err)
 		}
 		lm.toResource[model.LabelName(label)] = resolved
-		lm.toLabel[resolved] = model.LabelName(label)
+		if _, taken := lm.toLabel[resolved]; !taken {
+			lm.toLabel[resolved] = model.LabelName(label)
+		}
 	}
 	return lm, nil
 }
 
 // templateRegexp turns a label template such as "kube_<<.Group>>_<<.Resource>>"
-// into a regexp that extracts group and resource from a label name.
-func templateRegexp(text string) (*regexp.Regexp, error) {
+// into a regexp that extracts group and resource from a label name. The group
+// may be empty (the core group renders as ""); lazy says whether it is the
+// shortest or the longest that fits.
+func templateRegexp(text string, lazy bool) (*regexp.Regexp, error) {
 	var b strings.Builder
 	b.WriteString("^")
 	rest := text
@@ -91,7 +106,11 @@ func templateRegexp(text string) (*regexp.Regexp, error) {
 		}
 		switch field := strings.TrimSpace(rest[i+2 : i+j]); field {
 		case ".Group":
-			b.WriteString("(?P<group>.+?)")
+			if lazy {
+				b.WriteString("(?P<group>.*?)")
+			} else {
+				b.WriteString("(?P<group>.*)")
+			}
 		case ".Resource":
 			b.WriteString("(?P<resource>.+?)")
 		default:
@@ -122,6 +141,19 @@ func (lm *LabelMap) LabelFor(gr schema.GroupResource) (model.LabelName, error) {
 	if lm.template == nil {
 		return "", fmt.Errorf("no label is mapped to resource %q (add it to the rule's resources.overrides or set resources.template)", gr.String())
 	}
+	l, err := lm.templateLabel(gr)
+	if err != nil {
+		return "", err
+	}
+	lm.mu.Lock()
+	lm.toLabel[gr] = l
+	lm.mu.Unlock()
+	return l, nil
+}
+
+// templateLabel renders the label template for gr: the singular resource,
+// and the group in label form.
+func (lm *LabelMap) templateLabel(gr schema.GroupResource) (model.LabelName, error) {
 	singular, err := lm.mapper.ResourceSingularizer(gr.Resource)
 	if err != nil {
 		return "", fmt.Errorf("resource %q: %v", gr.String(), err)
@@ -130,13 +162,10 @@ func (lm *LabelMap) LabelFor(gr schema.GroupResource) (model.LabelName, error) {
 	if err := lm.template.Execute(&b, schema.GroupResource{Group: groupSanitizer.Replace(gr.Group), Resource: singular}); err != nil {
 		return "", fmt.Errorf("resources.template: %v", err)
 	}
-	l = model.LabelName(b.String())
+	l := model.LabelName(b.String())
 	if !l.IsValidLegacy() {
 		return "", fmt.Errorf("resources.template renders %q for resource %q, not a valid label name", l, gr.String())
 	}
-	lm.mu.Lock()
-	lm.toLabel[gr] = l
-	lm.mu.Unlock()
 	return l, nil
 }
 
@@ -146,25 +175,28 @@ func (lm *LabelMap) ResourceForLabel(label model.LabelName) (schema.GroupResourc
 	gr, ok := lm.toResource[label]
 	miss := lm.unmapped[label]
 	lm.mu.RUnlock()
-	if ok || miss || lm.extractor == nil {
+	if ok || miss || len(lm.extractors) == 0 {
 		return gr, ok
 	}
-	m := lm.extractor.FindStringSubmatch(string(label))
-	if m != nil {
-		candidate := schema.GroupResource{}
-		for i, name := range lm.extractor.SubexpNames() {
+	for _, re := range lm.extractors {
+		m := re.FindStringSubmatch(string(label))
+		if m == nil {
+			continue
+		}
+		candidate, hasGroup := schema.GroupResource{}, false
+		for i, name := range re.SubexpNames() {
 			switch name {
 			case "group":
-				candidate.Group = m[i]
+				candidate.Group, hasGroup = m[i], true
 			case "resource":
 				candidate.Resource = m[i]
 			}
 		}
-		// Groups were sanitised into label form; try the group as written and
-		// with underscores turned back into dots.
-		for _, g := range uniq(candidate.Group, strings.ReplaceAll(candidate.Group, "_", ".")) {
-			if resolved, err := resolve(lm.mapper, schema.GroupResource{Group: g, Resource: candidate.Resource}); err == nil {
-				gr, ok = resolved, true
+		// The label must be the one the template renders for the resource
+		// ("pod", not "pods"): queries select objects by that label.
+		if found, resolved := lm.resolveFromLabel(candidate, hasGroup); resolved {
+			if l, err := lm.templateLabel(found); err == nil && l == label {
+				gr, ok = found, true
 				break
 			}
 		}
@@ -179,11 +211,33 @@ func (lm *LabelMap) ResourceForLabel(label model.LabelName) (schema.GroupResourc
 	return gr, ok
 }
 
-func uniq(s ...string) []string {
-	if len(s) == 2 && s[0] == s[1] {
-		return s[:1]
+// resolveFromLabel resolves a group and resource read from a label. Without
+// <<.Group>> in the template the cluster decides the group, as kubectl does.
+// With it, the group was sanitised (dots and dashes turned into
+// underscores) when the label was rendered, so it is compared in that form
+// with the groups that serve the resource, and must name exactly one.
+func (lm *LabelMap) resolveFromLabel(c schema.GroupResource, hasGroup bool) (schema.GroupResource, bool) {
+	if c.Resource == "" {
+		return schema.GroupResource{}, false
 	}
-	return s
+	if !hasGroup {
+		gr, err := resolve(lm.mapper, c)
+		return gr, err == nil
+	}
+	gvrs, err := lm.mapper.ResourcesFor(schema.GroupVersionResource{Resource: c.Resource})
+	if err != nil {
+		return schema.GroupResource{}, false
+	}
+	var found []schema.GroupResource
+	for _, gvr := range gvrs {
+		if gr := gvr.GroupResource(); groupSanitizer.Replace(gr.Group) == c.Group && !slices.Contains(found, gr) {
+			found = append(found, gr)
+		}
+	}
+	if len(found) != 1 {
+		return schema.GroupResource{}, false
+	}
+	return found[0], true
 }
 
 // ResourcesFor lists the group-resources a series' labels name, in label order.

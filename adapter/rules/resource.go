@@ -68,6 +68,9 @@ func (q ResourceQuery) ContainerQuery(namespace string, pods []string) (Query, m
 	if err != nil {
 		return Query{}, "", fmt.Errorf("%s: %w", q.ID, err)
 	}
+	if err := checkNames(pods); err != nil {
+		return Query{}, "", fmt.Errorf("%s: %w", q.ID, err)
+	}
 	var ms []Matcher
 	if namespace != "" {
 		ms = append(ms, Matcher{Label: nsLabel, Type: labels.MatchEqual, Values: []string{namespace}})
@@ -85,6 +88,9 @@ func (q ResourceQuery) ContainerQuery(namespace string, pods []string) (Query, m
 func (q ResourceQuery) NodeQuery(nodes []string) (Query, error) {
 	nodeLabel, err := q.Labels.LabelFor(Nodes)
 	if err != nil {
+		return Query{}, fmt.Errorf("%s: %w", q.ID, err)
+	}
+	if err := checkNames(nodes); err != nil {
 		return Query{}, fmt.Errorf("%s: %w", q.ID, err)
 	}
 	ms := []Matcher{nameMatcher(nodeLabel, nodes)}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
@@ -155,7 +156,9 @@ func (m Matcher) String() string {
 	var v string
 	switch m.Type {
 	case labels.MatchRegexp, labels.MatchNotRegexp:
-		v = alternation(m.Values)
+		// Prometheus anchors the whole regexp, so a top-level alternation
+		// needs no group: "a|b" as prometheus-adapter writes it.
+		v = alternation(m.Values, false)
 	default:
 		if len(m.Values) > 0 {
 			v = m.Values[0]
@@ -164,28 +167,89 @@ func (m Matcher) String() string {
 	return string(m.Label) + m.Type.String() + strconv.Quote(v)
 }
 
-// alternation is a compact, escaped regexp matching exactly the given values:
-// their longest common prefix is factored out, which keeps matchers for the
-// pods of one ReplicaSet short.
-func alternation(values []string) string {
-	if len(values) == 1 {
+// neverMatches is the regexp for an empty list of values.
+const neverMatches = `[^\x00-\x{10FFFF}]`
+
+// maxNesting bounds how deeply alternation nests groups, far below the limit
+// of Go's and Prometheus' regexp parsers (1000).
+const maxNesting = 24
+
+// alternation is a compact, escaped regexp matching exactly the given values
+// (as Prometheus anchors it), and no other string. Shared prefixes are
+// factored out, level by level where that makes the regexp shorter, which
+// keeps matchers for the pods of a few ReplicaSets short. With embeddable,
+// a top-level alternation is put in a group, so that the result can be part
+// of a larger regexp.
+func alternation(values []string, embeddable bool) string {
+	switch len(values) {
+	case 0:
+		return neverMatches
+	case 1:
 		return regexp.QuoteMeta(values[0])
 	}
 	vs := slices.Clone(values)
 	slices.Sort(vs)
 	vs = slices.Compact(vs)
-	prefix := commonPrefix(vs[0], vs[len(vs)-1])
-	var b strings.Builder
-	b.WriteString(regexp.QuoteMeta(prefix))
-	b.WriteString("(?:")
-	for i, v := range vs {
-		if i > 0 {
-			b.WriteByte('|')
-		}
-		b.WriteString(regexp.QuoteMeta(v[len(prefix):]))
+	if len(vs) == 1 {
+		return regexp.QuoteMeta(vs[0])
 	}
-	b.WriteString(")")
-	return b.String()
+	re, single := factor(vs, 0)
+	if single || !embeddable {
+		return re
+	}
+	return "(?:" + re + ")"
+}
+
+// factor returns a regexp matching exactly vs (sorted, distinct), and whether
+// it is a single term (no top-level |). Values are grouped by their first
+// character; each group is written either flat or as its common prefix
+// followed by a group of the rest, whichever is shorter.
+func factor(vs []string, depth int) (string, bool) {
+	var terms []string
+	single := true
+	for i := 0; i < len(vs); {
+		_, n := utf8.DecodeRuneInString(vs[i])
+		head := vs[i][:n] // "" for the empty value, which is a group of its own
+		j := i + 1
+		for head != "" && j < len(vs) && strings.HasPrefix(vs[j], head) {
+			j++
+		}
+		t, s := term(vs[i:j], head, depth)
+		terms = append(terms, t)
+		single = single && s
+		i = j
+	}
+	if len(terms) > 1 {
+		single = false
+	}
+	return strings.Join(terms, "|"), single
+}
+
+func term(group []string, head string, depth int) (string, bool) {
+	if len(group) == 1 {
+		return regexp.QuoteMeta(group[0]), true
+	}
+	quoted := make([]string, len(group))
+	for i, v := range group {
+		quoted[i] = regexp.QuoteMeta(v)
+	}
+	flat := strings.Join(quoted, "|")
+	if depth >= maxNesting {
+		return flat, false
+	}
+	prefix := commonPrefix(group[0], group[len(group)-1])
+	if len(prefix) < len(head) { // only with invalid UTF-8
+		prefix = head
+	}
+	rest := make([]string, len(group))
+	for i, v := range group {
+		rest[i] = v[len(prefix):]
+	}
+	inner, _ := factor(rest, depth+1)
+	if nested := regexp.QuoteMeta(prefix) + "(?:" + inner + ")"; len(nested) < len(flat) {
+		return nested, true
+	}
+	return flat, false
 }
 
 func commonPrefix(a, b string) string {
@@ -214,11 +278,15 @@ type Query struct {
 // namespace ("" for cluster-scoped objects or all namespaces), restricted
 // further by a metric label selector.
 func (r *Rule) ObjectQuery(series string, gr schema.GroupResource, namespace string, names []string, metricSelector k8slabels.Selector, extraGroupBy ...model.LabelName) (Query, error) {
-	if len(names) == 0 {
-		return Query{}, errors.New("no objects to query")
+	if err := checkNames(names); err != nil {
+		return Query{}, fmt.Errorf("%s: %w", r.ID, err)
 	}
-	var ms []Matcher
-	var groupBy []string
+	// Matchers come in prometheus-adapter's order: the metric selector's,
+	// then the namespace, then the objects.
+	ms, err := SelectorMatchers(metricSelector)
+	if err != nil {
+		return Query{}, err
+	}
 	if namespace != "" && gr != Namespaces {
 		nsLabel, err := r.Labels.LabelFor(Namespaces)
 		if err != nil {
@@ -230,20 +298,11 @@ func (r *Rule) ObjectQuery(series string, gr schema.GroupResource, namespace str
 	if err != nil {
 		return Query{}, fmt.Errorf("%s: %w", r.ID, err)
 	}
-	if len(names) == 1 {
-		ms = append(ms, Matcher{Label: resLabel, Type: labels.MatchEqual, Values: names})
-	} else {
-		ms = append(ms, Matcher{Label: resLabel, Type: labels.MatchRegexp, Values: names})
-	}
-	groupBy = append(groupBy, string(resLabel))
+	ms = append(ms, nameMatcher(resLabel, names))
+	groupBy := []string{string(resLabel)}
 	for _, l := range extraGroupBy {
 		groupBy = append(groupBy, string(l))
 	}
-	sel, err := SelectorMatchers(metricSelector)
-	if err != nil {
-		return Query{}, err
-	}
-	ms = append(ms, sel...)
 	text, err := r.render(series, ms, groupBy)
 	if err != nil {
 		return Query{}, err
@@ -254,7 +313,10 @@ func (r *Rule) ObjectQuery(series string, gr schema.GroupResource, namespace str
 // ExternalQuery is the query for an external metric: the namespace (when the
 // rule is namespaced) and the metric selector become matchers.
 func (r *Rule) ExternalQuery(series, namespace string, metricSelector k8slabels.Selector) (Query, error) {
-	var ms []Matcher
+	ms, err := SelectorMatchers(metricSelector)
+	if err != nil {
+		return Query{}, err
+	}
 	if r.Namespaced && namespace != "" {
 		nsLabel, err := r.Labels.LabelFor(Namespaces)
 		if err != nil {
@@ -264,11 +326,6 @@ func (r *Rule) ExternalQuery(series, namespace string, metricSelector k8slabels.
 		}
 		ms = append(ms, Matcher{Label: nsLabel, Type: labels.MatchEqual, Values: []string{namespace}})
 	}
-	sel, err := SelectorMatchers(metricSelector)
-	if err != nil {
-		return Query{}, err
-	}
-	ms = append(ms, sel...)
 	text, err := r.render(series, ms, nil)
 	if err != nil {
 		return Query{}, err
@@ -339,7 +396,7 @@ func Render(t *template.Template, id, series string, ms []Matcher, groupBy []str
 	byName := make(map[string]string, len(ms))
 	for i, m := range ms {
 		parts[i] = m.String()
-		byName[string(m.Label)] = alternation(m.Values)
+		byName[string(m.Label)] = stringBody(alternation(m.Values, true))
 	}
 	args := config.QueryArgs{
 		Series:            series,
@@ -357,6 +414,41 @@ func Render(t *template.Template, id, series string, ms []Matcher, groupBy []str
 		return "", fmt.Errorf("%s: metricsQuery: rendered query does not parse: %v", id, firstLine(err.Error()))
 	}
 	return q, nil
+}
+
+// stringBody escapes s for use inside a PromQL string literal: it is what
+// strconv.Quote writes between the quotes, except that every kind of quote is
+// written as a hex escape, which both double- and single-quoted literals
+// read back, so that no value can end the literal whichever quotes a template
+// puts around it. (In a backtick literal escapes are not read, so the value
+// comes out garbled, but it still cannot end the literal.)
+func stringBody(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexAny(s, "\"'`")
+		if i < 0 {
+			break
+		}
+		q := strconv.Quote(s[:i])
+		b.WriteString(q[1 : len(q)-1])
+		fmt.Fprintf(&b, `\x%02x`, s[i])
+		s = s[i+1:]
+	}
+	q := strconv.Quote(s)
+	b.WriteString(q[1 : len(q)-1])
+	return b.String()
+}
+
+// checkNames rejects an empty list of objects, and empty names, which would
+// match the series that lack the label.
+func checkNames(names []string) error {
+	if len(names) == 0 {
+		return errors.New("no objects to query")
+	}
+	if slices.Contains(names, "") {
+		return errors.New("an object name is empty")
+	}
+	return nil
 }
 
 func firstLine(s string) string {
