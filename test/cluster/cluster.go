@@ -326,7 +326,11 @@ func (c *Cluster) startComponent(ctx context.Context, name Component, bin string
 			err = waitReady(ctx, p, func(ctx context.Context) error { return ready(ctx, ports) })
 		}
 		if err == nil {
-			c.logf("cluster: %s ready in %s (pid %d)", name, time.Since(begin).Round(10*time.Millisecond), p.pid())
+			state := "ready"
+			if ready == nil {
+				state = "started"
+			}
+			c.logf("cluster: %s %s in %s (pid %d)", name, state, time.Since(begin).Round(10*time.Millisecond), p.pid())
 			return ports, nil
 		}
 
@@ -369,13 +373,13 @@ func (c *Cluster) etcdArgs(ports []int) []string {
 	// A failed attempt may have left a half-made member directory behind.
 	_ = os.RemoveAll(dataDir)
 	return []string{
-		"--name=default",
+		"--name=gantry-test",
 		"--data-dir=" + dataDir,
 		"--listen-client-urls=" + client,
 		"--advertise-client-urls=" + client,
 		"--listen-peer-urls=" + peer,
 		"--initial-advertise-peer-urls=" + peer,
-		"--initial-cluster=default=" + peer,
+		"--initial-cluster=gantry-test=" + peer,
 		"--initial-cluster-state=new",
 		// Throwaway data: no fsync makes every write (and the tests) faster.
 		"--unsafe-no-fsync=true",
