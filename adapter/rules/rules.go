@@ -410,6 +410,9 @@ func Render(t *template.Template, id, series string, ms []Matcher, groupBy []str
 		return "", fmt.Errorf("%s: metricsQuery: rendering: %v", id, err)
 	}
 	q := b.String()
+	if strings.TrimSpace(q) == "" {
+		return "", fmt.Errorf("%s: metricsQuery: renders an empty query", id)
+	}
 	if _, err := promql.ParseExpr(q); err != nil {
 		return "", fmt.Errorf("%s: metricsQuery: rendered query does not parse: %v", id, firstLine(err.Error()))
 	}

@@ -105,10 +105,10 @@ func TestMetricName(t *testing.T) {
 			name: "config.md: container seconds, implicit $1",
 			rule: docContainerSeconds,
 			series: map[string]string{
-				"container_cpu_usage_seconds_total":       "cpu_usage",
+				"container_cpu_usage_seconds_total":         "cpu_usage",
 				"container_cpu_cfs_throttled_seconds_total": "cpu_cfs_throttled",
-				"container_memory_usage_bytes":            "",
-				"container_network_receive_bytes_total":   "",
+				"container_memory_usage_bytes":              "",
+				"container_network_receive_bytes_total":     "",
 				// The whole name must match: the pattern is anchored.
 				"xcontainer_cpu_usage_seconds_total": "",
 				// Nothing is left for the name.
@@ -489,6 +489,16 @@ func TestObjectQueryErrors(t *testing.T) {
 			rule: docContainerSeconds,
 			req:  objectRequest{series: "s", gr: Pods, namespace: "ns", names: []string{"a"}, selector: "replicas>3"},
 			want: `operator "gt" in the metric selector is not supported`,
+		},
+		{
+			name: "a template that renders nothing for this request",
+			rule: config.DiscoveryRule{
+				SeriesQuery:  "x",
+				Resources:    config.ResourceMapping{Template: "<<.Resource>>"},
+				MetricsQuery: `<<if eq .GroupBy "pod">>sum(<<.Series>>{<<.LabelMatchers>>})<<end>>`,
+			},
+			req:  objectRequest{series: "s", gr: services, namespace: "ns", names: []string{"a"}},
+			want: `rules[0] (x): metricsQuery: renders an empty query`,
 		},
 		{
 			name: "a template that needs a label the request does not have",
