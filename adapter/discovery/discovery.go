@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -228,7 +229,7 @@ func (r *Registry) Relist(ctx context.Context) error {
 	r.metrics.duration.Observe(r.opts.Clock.Since(start).Seconds())
 	r.metrics.metrics.WithLabelValues("custom").Set(float64(len(custom)))
 	r.metrics.metrics.WithLabelValues("external").Set(float64(len(external)))
-	r.metrics.conflicts.Set(float64(len(conflicts)))
+	r.metrics.conflicts.Set(float64(contested(conflicts)))
 	for _, c := range conflicts {
 		klog.InfoS("metric name produced twice; keeping the first", "metric", c.metric, "kept", c.kept, "ignored", c.ignored)
 	}
@@ -250,13 +251,33 @@ type conflict struct {
 	metric, kept, ignored string
 }
 
+// contested counts the distinct metrics that more than one rule or series
+// produced.
+func contested(cs []conflict) int {
+	metrics := map[string]bool{}
+	for _, c := range cs {
+		metrics[c.metric] = true
+	}
+	return len(metrics)
+}
+
 // build runs the series of each query through the rules that share it.
 // Rules are processed in file order; the first to claim a metric keeps it.
 func (r *Registry) build(byQuery map[string][]model.LabelSet) (map[provider.CustomMetricInfo]Entry, map[string]Entry, []conflict) {
 	custom := map[provider.CustomMetricInfo]Entry{}
 	external := map[string]Entry{}
 	var conflicts []conflict
+	// A rule finds the same series under several label sets, so a contested
+	// metric comes up once per label set: report each loser once.
+	seen := map[conflict]bool{}
 	describe := func(e Entry) string { return e.Rule.ID + " series " + e.Series }
+	contest := func(metric string, kept, ignored Entry) {
+		c := conflict{metric: metric, kept: describe(kept), ignored: describe(ignored)}
+		if !seen[c] {
+			seen[c] = true
+			conflicts = append(conflicts, c)
+		}
+	}
 
 	for _, rule := range r.opts.Rules {
 		for _, s := range distinctSeries(byQuery[rule.SeriesQuery]) {
@@ -269,7 +290,7 @@ func (r *Registry) build(byQuery map[string][]model.LabelSet) (map[provider.Cust
 				info := provider.CustomMetricInfo{GroupResource: gr, Metric: name, Namespaced: rules.Namespaced(r.opts.Mapper, gr)}
 				if prev, ok := custom[info]; ok {
 					if prev != entry {
-						conflicts = append(conflicts, conflict{metric: info.String(), kept: describe(prev), ignored: describe(entry)})
+						contest(info.String(), prev, entry)
 					}
 					continue
 				}
@@ -286,7 +307,7 @@ func (r *Registry) build(byQuery map[string][]model.LabelSet) (map[provider.Cust
 			entry := Entry{Rule: rule, Series: s.name}
 			if prev, ok := external[name]; ok {
 				if prev != entry {
-					conflicts = append(conflicts, conflict{metric: name, kept: describe(prev), ignored: describe(entry)})
+					contest(name, prev, entry)
 				}
 				continue
 			}
@@ -325,6 +346,15 @@ func distinctSeries(sets []model.LabelSet) []seriesShape {
 		seen[key] = true
 		out = append(out, seriesShape{name: name, labels: names})
 	}
+	// Backends list series in no promised order (Prometheus' head lists
+	// them as they were created); sort them so that, when two series of a
+	// rule give the same metric name, the same one wins on every relist.
+	slices.SortFunc(out, func(a, b seriesShape) int {
+		if c := strings.Compare(a.name, b.name); c != 0 {
+			return c
+		}
+		return slices.Compare(a.labels, b.labels)
+	})
 	return out
 }
 
