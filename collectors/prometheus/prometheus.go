@@ -9,9 +9,11 @@ package prometheus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -117,7 +119,11 @@ func (c *Client) Name() string { return c.name }
 // time share one backend call. NaN and ±Inf samples are dropped.
 func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
 	key := strconv.FormatInt(ts.UnixMilli(), 10) + "\x00" + query
+	// leader is set when this caller's function makes the backend call; it
+	// is read only after the result arrives, which happens after the call.
+	leader := false
 	ch := c.flight.DoChan(key, func() (any, error) {
+		leader = true
 		// The shared call must not die with the first caller's context.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.deadline(ctx))
 		defer cancel()
@@ -125,7 +131,9 @@ func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.V
 	})
 	select {
 	case res := <-ch:
-		if res.Shared {
+		// res.Shared is true for every caller of a shared call, the one
+		// that made it too; count only the callers that joined it.
+		if res.Shared && !leader {
 			c.metrics.shared.WithLabelValues(c.name).Inc()
 		}
 		if res.Err != nil {
@@ -155,7 +163,6 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 	if err != nil {
 		return nil, c.fail("query", start, err)
 	}
-	c.metrics.duration.WithLabelValues(c.name, "query", "success").Observe(time.Since(start).Seconds())
 	if len(warnings) > 0 {
 		klog.V(4).InfoS("query warnings", "backend", c.name, "query", query, "warnings", warnings)
 	}
@@ -166,8 +173,9 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 	case *model.Scalar:
 		vec = model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}
 	default:
-		return nil, &BackendError{Backend: c.name, Reason: "bad_response", Err: fmt.Errorf("query returned a %s, expected an instant vector", val.Type())}
+		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: fmt.Errorf("query returned a %s, expected an instant vector", val.Type())})
 	}
+	c.metrics.duration.WithLabelValues(c.name, "query", "success").Observe(time.Since(start).Seconds())
 	out := vec[:0]
 	for _, s := range vec {
 		f := float64(s.Value)
@@ -231,11 +239,18 @@ func (e *BackendError) Unwrap() error { return e.Err }
 func (e *BackendError) BadQuery() bool { return e.Reason == "bad_query" }
 
 func classify(backend string, err error) *BackendError {
+	var be *BackendError
+	if errors.As(err, &be) {
+		return be
+	}
 	var apiErr *v1.Error
+	if errors.As(err, &apiErr) {
+		apiErr = withAPIBody(apiErr)
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
 		return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
-	case errors.As(err, &apiErr):
+	case apiErr != nil:
 		switch apiErr.Type {
 		case v1.ErrBadData:
 			return &BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(apiErr.Msg)}
@@ -253,9 +268,44 @@ func classify(backend string, err error) *BackendError {
 		if uerr.Timeout() {
 			return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 		}
-		return &BackendError{Backend: backend, Reason: "unreachable", Err: uerr.Err}
+		return &BackendError{Backend: backend, Reason: "unreachable", Err: withoutAddress(uerr.Err)}
 	}
 	return &BackendError{Backend: backend, Reason: "backend_error", Err: err}
+}
+
+// withAPIBody recovers the error type and message of an API error that the
+// client library reports only by status code: it decodes the API's JSON
+// body for 400 and 422 alone, but Prometheus answers an evaluation timeout
+// with 503, a cancelled query with 499 and an internal error with 500, each
+// with the same JSON body.
+func withAPIBody(e *v1.Error) *v1.Error {
+	if e.Type != v1.ErrServer && e.Type != v1.ErrClient || e.Detail == "" {
+		return e
+	}
+	var body struct {
+		Status    string       `json:"status"`
+		ErrorType v1.ErrorType `json:"errorType"`
+		Error     string       `json:"error"`
+	}
+	if json.Unmarshal([]byte(e.Detail), &body) != nil || body.Status != "error" || body.ErrorType == "" || body.Error == "" {
+		return e
+	}
+	return &v1.Error{Type: body.ErrorType, Msg: body.Error}
+}
+
+// withoutAddress drops the address from a connection error ("dial tcp
+// 10.0.0.1:9090: connect: connection refused"): errors reach API responses,
+// which must not say where the backend is.
+func withoutAddress(err error) error {
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return fmt.Errorf("name lookup failed: %s", dnsErr.Err)
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return fmt.Errorf("%s: %w", opErr.Op, opErr.Err)
+	}
+	return err
 }
 
 func firstLine(s string) string {
@@ -298,13 +348,17 @@ func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, error) {
 			}
 		}
 	}
+	// The flags take over what the auth config says about the same thing:
+	// the TLS config accepts only one source of each.
 	if f.CAFile != "" {
+		cfg.TLSConfig.CA, cfg.TLSConfig.CARef = "", ""
 		cfg.TLSConfig.CAFile = f.CAFile
 	}
 	if f.ClientCertFile != "" || f.ClientKeyFile != "" {
 		if f.ClientCertFile == "" || f.ClientKeyFile == "" {
 			return cfg, errors.New("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be set together")
 		}
+		cfg.TLSConfig.Cert, cfg.TLSConfig.CertRef, cfg.TLSConfig.Key, cfg.TLSConfig.KeyRef = "", "", "", ""
 		cfg.TLSConfig.CertFile, cfg.TLSConfig.KeyFile = f.ClientCertFile, f.ClientKeyFile
 	}
 	if f.TokenFile != "" {
@@ -312,7 +366,7 @@ func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, error) {
 	}
 	for _, h := range f.Headers {
 		name, value, ok := strings.Cut(h, "=")
-		if !ok || strings.TrimSpace(name) == "" {
+		if !ok || !isToken(name) {
 			return cfg, fmt.Errorf("--prometheus-header %q: expected Name=Value", h)
 		}
 		if cfg.HTTPHeaders == nil {
@@ -323,4 +377,21 @@ func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, error) {
 		cfg.HTTPHeaders.Headers[http.CanonicalHeaderKey(name)] = hd
 	}
 	return cfg, cfg.Validate()
+}
+
+// isToken reports whether s is a valid header name (an RFC 9110 token);
+// net/http refuses to send any other, failing every request.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
+		case strings.ContainsRune("!#$%&'*+-.^_`|~", r):
+		default:
+			return false
+		}
+	}
+	return true
 }
