@@ -52,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
+		// With ContinueOnError, pflag leaves reporting the error to us.
+		fmt.Fprintf(stderr, "gantry: %v\nRun 'gantry --help' for usage.\n", err)
 		return 2
 	}
 	defer klog.Flush()
@@ -73,6 +75,7 @@ func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
 		}
+		fmt.Fprintf(stderr, "gantry check-config: %v\nRun 'gantry check-config --help' for usage.\n", err)
 		return 2
 	}
 	if opts.ConfigFile == "" {

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gantry-dev/gantry/test/prom"
+)
+
+// noCluster makes sure nothing can reach a Kubernetes API server: no
+// in-cluster environment and a kubeconfig that does not exist.
+func noCluster(t *testing.T) {
+	t.Helper()
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBERNETES_SERVICE_PORT", "")
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "no-such-kubeconfig"))
+}
+
+func runGantry(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(args, &out, &errOut) }()
+	select {
+	case code = <-done:
+	case <-time.After(time.Minute):
+		t.Fatalf("gantry %q did not return", args)
+	}
+	return code, out.String(), errOut.String()
+}
+
+// TestCheckConfig runs `gantry check-config` on files without a backend.
+func TestCheckConfig(t *testing.T) {
+	noCluster(t)
+	cases := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr []string // each must appear in stderr; none means stderr is empty
+	}{{
+		name:       "good file: a summary on stdout",
+		args:       []string{"check-config", "--config", "testdata/good.yaml"},
+		wantCode:   0,
+		wantStdout: "testdata/good.yaml: ok: 2 rules, 1 external rules, resource rules: true\n",
+	}, {
+		name:     "broken file: every problem, each naming file, rule and field",
+		args:     []string{"check-config", "--config", "testdata/broken.yaml"},
+		wantCode: 1,
+		wantStderr: []string{
+			"testdata/broken.yaml: rules[0] (http_requests_total): metricsQuery: rendered query does not parse",
+			`testdata/broken.yaml:14: rules[1] (queue_length): unknown field "metricQuery", did you mean "metricsQuery"?`,
+		},
+	}, {
+		name:     "resource unknown to Kubernetes: named with its rule and field",
+		args:     []string{"check-config", "--config", "testdata/unknown-resource.yaml"},
+		wantCode: 1,
+		wantStderr: []string{
+			`testdata/unknown-resource.yaml: rules[0] (widget_spins_total): resources: overrides.widget: resource "widgets"`,
+		},
+	}, {
+		name:       "missing file",
+		args:       []string{"check-config", "--config", "testdata/nope.yaml"},
+		wantCode:   1,
+		wantStderr: []string{"testdata/nope.yaml"},
+	}, {
+		name:       "no --config",
+		args:       []string{"check-config"},
+		wantCode:   2,
+		wantStderr: []string{"gantry check-config: --config is required"},
+	}, {
+		name:       "unknown flag",
+		args:       []string{"check-config", "--config", "testdata/good.yaml", "--no-such-flag"},
+		wantCode:   2,
+		wantStderr: []string{"unknown flag: --no-such-flag"},
+	}, {
+		name:       "help",
+		args:       []string{"check-config", "--help"},
+		wantCode:   0,
+		wantStderr: []string{"--config string", "--prometheus-url string"},
+	}, {
+		name:       "bad Prometheus connection flags",
+		args:       []string{"check-config", "--config", "testdata/good.yaml", "--prometheus-url", "http://127.0.0.1:9090", "--prometheus-header", "X-Scope-OrgID"},
+		wantCode:   1,
+		wantStderr: []string{`--prometheus-header "X-Scope-OrgID": expected Name=Value`},
+	}, {
+		name:       "bad Prometheus URL",
+		args:       []string{"check-config", "--config", "testdata/good.yaml", "--prometheus-url", "prometheus:9090"},
+		wantCode:   1,
+		wantStderr: []string{`prometheus URL "prometheus:9090": expected http(s)://host[:port][/path]`},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runGantry(t, tc.args...)
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tc.wantCode, stderr)
+			}
+			if diff := cmp.Diff(tc.wantStdout, stdout); diff != "" {
+				t.Errorf("stdout (-want +got):\n%s", diff)
+			}
+			if len(tc.wantStderr) == 0 && stderr != "" {
+				t.Errorf("stderr = %q, want nothing", stderr)
+			}
+			for _, s := range tc.wantStderr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr %q does not contain %q", stderr, s)
+				}
+			}
+		})
+	}
+}
+
+// TestCheckConfigAgainstPrometheus lists each rule's series in a real
+// Prometheus: the report counts the metrics per rule and warns about the
+// rules that match nothing.
+func TestCheckConfigAgainstPrometheus(t *testing.T) {
+	noCluster(t)
+	srv := prom.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	now := time.Now()
+	var samples []prom.Sample
+	for _, l := range []map[string]string{
+		{"__name__": "http_requests_total", "namespace": "shop", "pod": "web-1"},
+		{"__name__": "http_requests_total", "namespace": "shop", "pod": "web-2"},
+		{"__name__": "queue_depth", "queue": "orders"},
+		{"__name__": "queue_depth", "queue": "emails"},
+		// Not what rules[1] selects (it wants a deployment label).
+		{"__name__": "jobs_queued", "namespace": "shop", "team": "a"},
+	} {
+		for ts := now.Add(-5 * time.Minute); !ts.After(now); ts = ts.Add(30 * time.Second) {
+			samples = append(samples, prom.Sample{Labels: l, Value: 1, Time: ts})
+		}
+	}
+	if err := srv.Write(ctx, samples); err != nil {
+		t.Fatal(err)
+	}
+	closed := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return "http://" + l.Addr().String()
+	}()
+
+	cases := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr []string
+	}{{
+		name:     "metrics per rule, and a warning for the rule that matches nothing",
+		args:     []string{"check-config", "--config", "testdata/good.yaml", "--prometheus-url", srv.URL()},
+		wantCode: 0,
+		wantStdout: `testdata/good.yaml: ok: 2 rules, 1 external rules, resource rules: true
+  externalRules[0] (queue_depth): 1 metrics
+  rules[0] (http_requests_total): 1 metrics
+  rules[1] (jobs_queued): 0 metrics
+testdata/good.yaml: warning: these rules match no series now: rules[1] (jobs_queued)
+`,
+	}, {
+		name:     "series older than --metrics-max-age do not count",
+		args:     []string{"check-config", "--config", "testdata/good.yaml", "--prometheus-url", srv.URL(), "--metrics-max-age", "1ms"},
+		wantCode: 0,
+		wantStdout: `testdata/good.yaml: ok: 2 rules, 1 external rules, resource rules: true
+  externalRules[0] (queue_depth): 0 metrics
+  rules[0] (http_requests_total): 0 metrics
+  rules[1] (jobs_queued): 0 metrics
+testdata/good.yaml: warning: these rules match no series now: rules[0] (http_requests_total), rules[1] (jobs_queued), externalRules[0] (queue_depth)
+`,
+	}, {
+		name:       "Prometheus unreachable: the rule whose listing failed, not the address",
+		args:       []string{"check-config", "--config", "testdata/good.yaml", "--prometheus-url", closed},
+		wantCode:   1,
+		wantStderr: []string{"testdata/good.yaml: rules[0] (http_requests_total): listing series", "prometheus: unreachable", "connection refused"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runGantry(t, tc.args...)
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tc.wantCode, stderr)
+			}
+			if diff := cmp.Diff(tc.wantStdout, stdout); diff != "" {
+				t.Errorf("stdout (-want +got):\n%s", diff)
+			}
+			if len(tc.wantStderr) == 0 && stderr != "" {
+				t.Errorf("stderr = %q, want nothing", stderr)
+			}
+			for _, s := range tc.wantStderr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr %q does not contain %q", stderr, s)
+				}
+			}
+			if strings.Contains(stderr, strings.TrimPrefix(closed, "http://")) {
+				t.Errorf("stderr names the backend's address: %q", stderr)
+			}
+		})
+	}
+}
+
+// TestServeFailsFast checks that the server refuses bad flags and config
+// files before it needs a cluster: there is none here, so a check that came
+// after contacting one would report the cluster instead.
+func TestServeFailsFast(t *testing.T) {
+	noCluster(t)
+	auth := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(auth, []byte("bearer_tokn: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStderr []string
+	}{{
+		name:       "no --prometheus-url",
+		args:       []string{"--config", "testdata/good.yaml"},
+		wantCode:   1,
+		wantStderr: []string{"gantry: --prometheus-url is required"},
+	}, {
+		name:       "no flags at all: every missing flag at once",
+		args:       nil,
+		wantCode:   1,
+		wantStderr: []string{"--config is required", "--prometheus-url is required"},
+	}, {
+		name:       "bad durations",
+		args:       []string{"--config", "testdata/good.yaml", "--prometheus-url", "http://127.0.0.1:9090", "--metrics-relist-interval", "0s", "--backend-timeout", "-1s"},
+		wantCode:   1,
+		wantStderr: []string{"--metrics-relist-interval must be positive", "--backend-timeout must be positive"},
+	}, {
+		name:       "broken config file",
+		args:       []string{"--config", "testdata/broken.yaml", "--prometheus-url", "http://127.0.0.1:9090"},
+		wantCode:   1,
+		wantStderr: []string{"testdata/broken.yaml: rules[0] (http_requests_total): metricsQuery:", "rules[1] (queue_length)"},
+	}, {
+		name:       "bad --prometheus-auth-config",
+		args:       []string{"--config", "testdata/good.yaml", "--prometheus-url", "http://127.0.0.1:9090", "--prometheus-auth-config", auth},
+		wantCode:   1,
+		wantStderr: []string{"--prometheus-auth-config " + auth, "bearer_tokn"},
+	}, {
+		name:       "bad --prometheus-url",
+		args:       []string{"--config", "testdata/good.yaml", "--prometheus-url", "prometheus:9090"},
+		wantCode:   1,
+		wantStderr: []string{`prometheus URL "prometheus:9090"`},
+	}, {
+		name:       "unknown flag",
+		args:       []string{"--config", "testdata/good.yaml", "--no-such-flag"},
+		wantCode:   2,
+		wantStderr: []string{"unknown flag: --no-such-flag"},
+	}, {
+		name:       "everything valid: only now is the cluster needed",
+		args:       []string{"--config", "testdata/good.yaml", "--prometheus-url", "http://127.0.0.1:9090"},
+		wantCode:   1,
+		wantStderr: []string{"gantry: building the REST mapper from the cluster's discovery"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runGantry(t, tc.args...)
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tc.wantCode, stderr)
+			}
+			for _, s := range tc.wantStderr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr %q does not contain %q", stderr, s)
+				}
+			}
+			if tc.name != "everything valid: only now is the cluster needed" && strings.Contains(stderr, "cluster") {
+				t.Errorf("stderr mentions the cluster: validation must come before contacting it: %q", stderr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"version", "--version"} {
+		t.Run(arg, func(t *testing.T) {
+			code, stdout, stderr := runGantry(t, arg)
+			if code != 0 || stdout != "gantry dev\n" || stderr != "" {
+				t.Errorf("gantry %s = %d, %q, %q; want 0, %q, nothing", arg, code, stdout, stderr, "gantry dev\n")
+			}
+		})
+	}
+}
