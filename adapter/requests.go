@@ -55,7 +55,8 @@ func (m *requestMetrics) wrap(h http.Handler) http.Handler {
 
 // classifyPath returns the API group of a metrics API path and the metric it
 // asks for: the last path segment for custom and external metrics, the
-// resource (pods, nodes) for metrics.k8s.io.
+// resource (pods, nodes) for metrics.k8s.io. Discovery paths and paths that
+// name no metric give an empty metric.
 func classifyPath(path string) (api, metric string) {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if len(parts) < 2 || parts[0] != "apis" {
@@ -64,18 +65,25 @@ func classifyPath(path string) (api, metric string) {
 	switch parts[1] {
 	case "custom.metrics.k8s.io", "external.metrics.k8s.io":
 		api = parts[1]
-		// apis/<group>/<version>/... : a metric request has at least one
-		// segment past the version and ends with the metric name.
-		if len(parts) > 4 {
+		// apis/<group>/<version>/ then, at the least, <resource>/<name>/<metric>
+		// (custom, cluster-scoped) or namespaces/<namespace>/<metric>
+		// (external): the metric is the last of six or more segments.
+		if len(parts) >= 6 {
 			metric = parts[len(parts)-1]
 		}
 	case "metrics.k8s.io":
 		api = parts[1]
+		// apis/metrics.k8s.io/<version>/<resource>[/<name>] or
+		// .../namespaces/<namespace>/<resource>[/<name>].
+		resource := ""
 		if len(parts) > 3 {
-			metric = parts[3]
-			if metric == "namespaces" && len(parts) > 5 {
-				metric = parts[5]
+			resource = parts[3]
+			if resource == "namespaces" && len(parts) > 5 {
+				resource = parts[5]
 			}
+		}
+		if resource == "pods" || resource == "nodes" {
+			metric = resource
 		}
 	}
 	return api, metric
@@ -92,6 +100,12 @@ func (r *statusRecorder) WriteHeader(code int) {
 		r.code, r.wroteHeader = code, true
 	}
 	r.ResponseWriter.WriteHeader(code)
+}
+
+// Write without WriteHeader sends 200; a later WriteHeader changes nothing.
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	r.wroteHeader = true
+	return r.ResponseWriter.Write(b)
 }
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
