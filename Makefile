@@ -39,7 +39,7 @@ image:
 	docker build -t gantry:$(VERSION) .
 
 demo: tools build
-	$(GO) run ./test/demo
+	$(GO) run ./test/demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(BIN)
