@@ -148,7 +148,7 @@ Ctrl-C stops the demo.
 		fmt.Println("work directory kept:", filepath.Clean(work))
 	}
 
-	fmt.Printf("%-9s %-10s %-14s %-8s %-8s %-8s\n", "TIME", "LOAD", "PER-POD", "TARGET", "DESIRED", "CURRENT")
+	fmt.Printf("%-9s %-10s %-14s %-8s %-8s %-8s\n", "TIME", "LOAD", "METRIC/POD", "TARGET", "DESIRED", "CURRENT")
 	begin := time.Now()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()

@@ -340,7 +340,7 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 	args = append(args, st.opts.GantryArgs...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return fmt.Errorf("stack: starting gantry: %w", err)
