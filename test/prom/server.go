@@ -8,7 +8,6 @@
 package prom
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -24,15 +23,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 // BinDirEnv names the environment variable that overrides where the
 // prometheus binary is looked for.
-const BinDirEnv = "GANTRY_BIN_DIR"
+const BinDirEnv = toolbin.Env
 
-// modulePath identifies the repository root when walking up from the
-// working directory: tools modules under test/tools have go.mod files too.
-const modulePath = "github.com/gantry-dev/gantry"
 
 const (
 	defaultScrapeInterval = 15 * time.Second
@@ -449,55 +447,5 @@ func cleanupDir(owns bool, dir string, err error) error {
 }
 
 // BinDir returns where the tool binaries live: $GANTRY_BIN_DIR if set, else
-// <repo root>/bin, the repo root being the nearest directory at or above the
-// working directory whose go.mod declares module github.com/gantry-dev/gantry.
-func BinDir() (string, error) {
-	if d := os.Getenv(BinDirEnv); d != "" {
-		return d, nil
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("finding repo root: %w", err)
-	}
-	root, err := repoRoot(wd)
-	if err != nil {
-		return "", fmt.Errorf("%w; set %s or run from inside the repository", err, BinDirEnv)
-	}
-	return filepath.Join(root, "bin"), nil
-}
-
-func repoRoot(dir string) (string, error) {
-	for d := dir; ; {
-		if declaresModule(filepath.Join(d, "go.mod"), modulePath) {
-			return d, nil
-		}
-		parent := filepath.Dir(d)
-		if parent == d {
-			return "", fmt.Errorf("no go.mod for module %s at or above %s", modulePath, dir)
-		}
-		d = parent
-	}
-}
-
-// declaresModule reports whether the go.mod at path has `module want`.
-func declaresModule(path, want string) bool {
-	f, err := os.Open(path)
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if i := strings.Index(line, "//"); i >= 0 {
-			line = strings.TrimSpace(line[:i])
-		}
-		rest, ok := strings.CutPrefix(line, "module")
-		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '\t') {
-			continue
-		}
-		name := strings.Trim(strings.TrimSpace(rest), "\"`")
-		return name == want
-	}
-	return false
-}
+// <repo root>/bin (see toolbin.Dir).
+func BinDir() (string, error) { return toolbin.Dir() }
