@@ -31,7 +31,6 @@ import (
 // prometheus binary is looked for.
 const BinDirEnv = toolbin.Env
 
-
 const (
 	defaultScrapeInterval = 15 * time.Second
 	defaultReadyTimeout   = 60 * time.Second
