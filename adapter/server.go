@@ -49,6 +49,7 @@ type Options struct {
 	MaxAge         time.Duration
 	BackendTimeout time.Duration
 	ObjectResync   time.Duration
+	ValueCacheTTL  time.Duration
 }
 
 // AddFlags registers the options on fs, with prometheus-adapter's names where
@@ -66,6 +67,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.MaxAge, "metrics-max-age", 0, "How far back series are looked for when listing; 0 means --metrics-relist-interval.")
 	fs.DurationVar(&o.BackendTimeout, "backend-timeout", 10*time.Second, "Upper bound of one backend query when the API request has no earlier deadline.")
 	fs.DurationVar(&o.ObjectResync, "object-resync-period", 10*time.Minute, "Resync period of the metadata caches used to resolve label selectors.")
+	fs.DurationVar(&o.ValueCacheTTL, "value-cache-ttl", 5*time.Second, "How long the values of a custom metrics query are reused for requests with the same rule, namespace and metric selector (values served are at most this much older than their timestamp says); 0 disables the cache.")
 }
 
 // Validate reports every flag problem at once.
@@ -85,6 +87,9 @@ func (o *Options) Validate() error {
 	}
 	if o.BackendTimeout <= 0 {
 		errs = append(errs, errors.New("--backend-timeout must be positive"))
+	}
+	if o.ValueCacheTTL < 0 {
+		errs = append(errs, errors.New("--value-cache-ttl must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -163,6 +168,9 @@ func (s *Server) Run(ctx context.Context) error {
 		Objects:  objects,
 		Mapper:   mapper,
 		Timeout:  s.Options.BackendTimeout,
+
+		ValueCacheTTL: s.Options.ValueCacheTTL,
+		Registerer:    reg,
 	})
 	s.WithCustomMetrics(mp)
 	s.WithExternalMetrics(mp)

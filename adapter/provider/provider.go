@@ -14,8 +14,10 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
@@ -27,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/metrics/pkg/apis/custom_metrics"
 	"k8s.io/metrics/pkg/apis/external_metrics"
+	"k8s.io/utils/clock"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/gantry-dev/gantry/adapter/discovery"
@@ -59,11 +62,20 @@ type Options struct {
 	Timeout time.Duration
 	// Now is the evaluation time of queries; default time.Now.
 	Now func() time.Time
+	// ValueCacheTTL is how long the values of a custom metrics query are
+	// reused for later requests with the same rule, namespace and metric
+	// selector; 0 disables the cache.
+	ValueCacheTTL time.Duration
+	// Clock measures the value cache's TTL; default the real clock.
+	Clock clock.PassiveClock
+	// Registerer takes the provider's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // MetricsProvider serves custom.metrics.k8s.io and external.metrics.k8s.io.
 type MetricsProvider struct {
-	opts Options
+	opts   Options
+	values *valueCache
 }
 
 var _ cmprovider.MetricsProvider = (*MetricsProvider)(nil)
@@ -76,7 +88,10 @@ func New(opts Options) *MetricsProvider {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &MetricsProvider{opts: opts}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	return &MetricsProvider{opts: opts, values: newValueCache(opts.ValueCacheTTL, opts.Clock, opts.Registerer)}
 }
 
 // ListAllMetrics lists the discovered custom metrics, from memory.
@@ -120,12 +135,12 @@ func (p *MetricsProvider) GetMetricByName(ctx context.Context, name types.Namesp
 	if !ok {
 		return nil, cmprovider.NewMetricNotFoundForError(info.GroupResource, info.Metric, name.Name)
 	}
-	values, q, err := p.objectValues(ctx, entry, info, namespace, []string{name.Name}, metricSelector, gvk)
+	values, samples, err := p.objectValues(ctx, entry, info, namespace, []string{name.Name}, metricSelector, gvk)
 	if err != nil {
 		return nil, err
 	}
 	if len(values) == 0 {
-		return nil, noData(info.Metric, describeTarget(info.GroupResource, namespace, name.Name), entry.Rule.ID, q)
+		return nil, noData(info.Metric, describeTarget(info.GroupResource, namespace, name.Name), entry.Rule.ID, samples, info.GroupResource)
 	}
 	return &values[0], nil
 }
@@ -150,7 +165,7 @@ func (p *MetricsProvider) GetMetricBySelector(ctx context.Context, namespace str
 	if len(names) == 0 {
 		return &custom_metrics.MetricValueList{}, nil
 	}
-	values, q, err := p.objectValues(ctx, entry, info, namespace, names, metricSelector, gvk)
+	values, samples, err := p.objectValues(ctx, entry, info, namespace, names, metricSelector, gvk)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +174,7 @@ func (p *MetricsProvider) GetMetricBySelector(ctx context.Context, namespace str
 		if namespace != "" {
 			target += fmt.Sprintf(" in namespace %q", namespace)
 		}
-		return nil, noData(info.Metric, target, entry.Rule.ID, q)
+		return nil, noData(info.Metric, target, entry.Rule.ID, samples, info.GroupResource)
 	}
 	return &custom_metrics.MetricValueList{Items: values}, nil
 }
@@ -171,27 +186,12 @@ func (p *MetricsProvider) withTimeout(ctx context.Context) (context.Context, con
 	return context.WithTimeout(ctx, p.opts.Timeout)
 }
 
-// objectValues queries the rule for the named objects and returns a value per
-// object found, in the order of names.
-func (p *MetricsProvider) objectValues(ctx context.Context, entry discovery.Entry, info cmprovider.CustomMetricInfo, namespace string, names []string, metricSelector labels.Selector, gvk schema.GroupVersionKind) ([]custom_metrics.MetricValue, string, error) {
-	q, err := entry.Rule.ObjectQuery(entry.Series, info.GroupResource, namespace, names, metricSelector)
+// objectValues returns a value per named object that has one, in the order
+// of names, and the samples they were picked from.
+func (p *MetricsProvider) objectValues(ctx context.Context, entry discovery.Entry, info cmprovider.CustomMetricInfo, namespace string, names []string, metricSelector labels.Selector, gvk schema.GroupVersionKind) ([]custom_metrics.MetricValue, *objectSamples, error) {
+	samples, err := p.samples(ctx, entry, info, namespace, names, metricSelector)
 	if err != nil {
-		return nil, "", queryBuildError(err)
-	}
-	ctx, cancel := p.withTimeout(ctx)
-	defer cancel()
-	vec, err := p.opts.Querier.Query(ctx, q.Text, p.opts.Now())
-	if err != nil {
-		return nil, q.Text, backendError(info.Metric, entry.Rule.ID, err)
-	}
-	byName := make(map[string]*model.Sample, len(vec))
-	for _, s := range vec {
-		n := string(s.Metric[q.ResourceLabel])
-		if _, dup := byName[n]; dup {
-			klog.V(2).InfoS("query returned more than one series for an object; using the first (check the rule's group by)", "rule", entry.Rule.ID, "object", n)
-			continue
-		}
-		byName[n] = s
+		return nil, nil, err
 	}
 	var selector *metav1.LabelSelector
 	if metricSelector != nil && !metricSelector.Empty() {
@@ -200,9 +200,10 @@ func (p *MetricsProvider) objectValues(ctx context.Context, entry discovery.Entr
 		}
 	}
 	window := windowSeconds(entry.Rule.Window)
+	apiVersion := gvk.GroupVersion().String()
 	out := make([]custom_metrics.MetricValue, 0, len(names))
 	for _, n := range names {
-		s, ok := byName[n]
+		s, ok := samples.byName[n]
 		if !ok {
 			continue
 		}
@@ -211,7 +212,7 @@ func (p *MetricsProvider) objectValues(ctx context.Context, entry discovery.Entr
 				Kind:       gvk.Kind,
 				Namespace:  namespace,
 				Name:       n,
-				APIVersion: gvk.GroupVersion().String(),
+				APIVersion: apiVersion,
 			},
 			Metric:        custom_metrics.MetricIdentifier{Name: info.Metric, Selector: selector},
 			Timestamp:     metav1.NewTime(s.Timestamp.Time()),
@@ -219,7 +220,64 @@ func (p *MetricsProvider) objectValues(ctx context.Context, entry discovery.Entr
 			Value:         Quantity(float64(s.Value)),
 		})
 	}
-	return out, q.Text, nil
+	return out, samples, nil
+}
+
+// samples runs, or finds in the value cache, the query that answers a
+// request about names. A request about objects in a namespace is answered by
+// the rule's namespace query, which covers every object of the resource
+// there: HPAs asking about different pods of one namespace share it, and it
+// names no object, however many there are. Cluster-scoped objects, requests
+// across all namespaces, and rules whose template reads the names
+// (LabelValuesByName) use a query that names the objects. Names never
+// become query text but escaped label matchers, and answers are picked by
+// the resource label.
+func (p *MetricsProvider) samples(ctx context.Context, entry discovery.Entry, info cmprovider.CustomMetricInfo, namespace string, names []string, metricSelector labels.Selector) (*objectSamples, error) {
+	wide := namespace != "" && info.GroupResource != rules.Namespaces && entry.Rule.NamespaceQueryable()
+	key := valueKey{rule: entry.Rule.ID, series: entry.Series, gr: info.GroupResource, namespace: namespace}
+	if metricSelector != nil {
+		key.selector = metricSelector.String()
+	}
+	if !wide {
+		key.names = strings.Join(names, "\x00")
+	}
+	ctx, cancel := p.withTimeout(ctx)
+	defer cancel()
+	samples, err := p.values.get(ctx, key, func(ctx context.Context) (*objectSamples, error) {
+		var q rules.Query
+		var err error
+		if wide {
+			q, err = entry.Rule.NamespaceQuery(entry.Series, info.GroupResource, namespace, metricSelector)
+		} else {
+			q, err = entry.Rule.ObjectQuery(entry.Series, info.GroupResource, namespace, names, metricSelector)
+		}
+		if err != nil {
+			return nil, queryBuildError(err)
+		}
+		vec, err := p.opts.Querier.Query(ctx, q.Text, p.opts.Now())
+		if err != nil {
+			return nil, backendError(info.Metric, entry.Rule.ID, err)
+		}
+		byName := make(map[string]model.SamplePair, len(vec))
+		for _, s := range vec {
+			n := string(s.Metric[q.ResourceLabel])
+			if _, dup := byName[n]; dup {
+				klog.V(2).InfoS("query returned more than one series for an object; using the first (check the rule's group by)", "rule", entry.Rule.ID, "object", n)
+				continue
+			}
+			byName[n] = model.SamplePair{Timestamp: s.Timestamp, Value: s.Value}
+		}
+		return &objectSamples{query: q.Text, byName: byName}, nil
+	})
+	if err != nil {
+		var status apierrors.APIStatus
+		if errors.As(err, &status) {
+			return nil, err
+		}
+		// The request ended while it waited for a shared query.
+		return nil, backendError(info.Metric, entry.Rule.ID, fmt.Errorf("gave up waiting for the query: %w", err))
+	}
+	return samples, nil
 }
 
 // GetExternalMetric answers an external metric.
@@ -246,7 +304,7 @@ func (p *MetricsProvider) GetExternalMetric(ctx context.Context, namespace strin
 		if metricSelector != nil && !metricSelector.Empty() {
 			target += fmt.Sprintf(" with selector %q", metricSelector.String())
 		}
-		return nil, noData(info.Metric, target, entry.Rule.ID, q.Text)
+		return nil, noData(info.Metric, target, entry.Rule.ID, &objectSamples{query: q.Text}, schema.GroupResource{})
 	}
 	window := windowSeconds(entry.Rule.Window)
 	out := &external_metrics.ExternalMetricValueList{Items: make([]external_metrics.ExternalMetricValue, 0, len(vec))}
@@ -297,14 +355,20 @@ func describeTarget(gr schema.GroupResource, namespace, name string) string {
 	return s
 }
 
-// noData is the NotFound error of a query that found no series: it says which
-// metric, object, rule and query, which is what someone debugging an HPA needs.
-func noData(metric, target, ruleID, query string) error {
+// noData is the NotFound error of a request whose query found no series for
+// its objects: it says which metric, objects, rule and query, and how many
+// other objects the query did find, which is what someone debugging an HPA
+// needs.
+func noData(metric, target, ruleID string, samples *objectSamples, gr schema.GroupResource) error {
+	msg := fmt.Sprintf("no data for metric %q on %s: %s query %s returned no samples", metric, target, ruleID, samples.query)
+	if n := len(samples.byName); n > 0 {
+		msg += fmt.Sprintf(" for them (only for %d other %s)", n, gr.String())
+	}
 	return &apierrors.StatusError{ErrStatus: metav1.Status{
 		Status:  metav1.StatusFailure,
 		Code:    http.StatusNotFound,
 		Reason:  metav1.StatusReasonNotFound,
-		Message: fmt.Sprintf("no data for metric %q on %s: %s query %s returned no samples", metric, target, ruleID, query),
+		Message: msg,
 	}}
 }
 

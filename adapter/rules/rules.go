@@ -53,6 +53,9 @@ type Rule struct {
 	nameRe  *regexp.Regexp
 	nameAs  string
 	query   *template.Template
+	// readsNames is true when the query template uses LabelValuesByName,
+	// whose values are the requested objects' names.
+	readsNames bool
 }
 
 type seriesFilter struct {
@@ -85,6 +88,7 @@ func Compile(id string, r config.DiscoveryRule, external bool, mapper apimeta.RE
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
+	out.readsNames = readsLabelValues(out.query)
 	out.Window = time.Duration(r.Window)
 	if out.Window == 0 {
 		out.Window = templateWindow(out.query)
@@ -121,6 +125,16 @@ func templateWindow(t *template.Template) time.Duration {
 		return nil
 	})
 	return longest
+}
+
+// readsLabelValues reports whether any template of t uses LabelValuesByName.
+func readsLabelValues(t *template.Template) bool {
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil && tt.Tree.Root != nil && strings.Contains(tt.Tree.Root.String(), "LabelValuesByName") {
+			return true
+		}
+	}
+	return false
 }
 
 // MetricName returns the API name of a series, and false when the rule's
@@ -281,6 +295,33 @@ func (r *Rule) ObjectQuery(series string, gr schema.GroupResource, namespace str
 	if err := checkNames(names); err != nil {
 		return Query{}, fmt.Errorf("%s: %w", r.ID, err)
 	}
+	return r.objectQuery(series, gr, namespace, func(l model.LabelName) Matcher { return nameMatcher(l, names) }, metricSelector, extraGroupBy)
+}
+
+// NamespaceQuery is the query for metric series about every object of gr in
+// namespace: instead of a list of names, the resource label only has to be
+// set (label!=""). One such query answers requests about any objects of the
+// namespace, and its text does not grow with their number. It needs a
+// namespace and a namespaced resource, and a rule whose template does not
+// read the objects' names (see NamespaceQueryable).
+func (r *Rule) NamespaceQuery(series string, gr schema.GroupResource, namespace string, metricSelector k8slabels.Selector) (Query, error) {
+	if namespace == "" || gr == Namespaces {
+		return Query{}, fmt.Errorf("%s: a namespace query needs a namespace and a namespaced resource", r.ID)
+	}
+	if r.readsNames {
+		return Query{}, fmt.Errorf("%s: metricsQuery uses LabelValuesByName, which needs the objects' names", r.ID)
+	}
+	return r.objectQuery(series, gr, namespace, func(l model.LabelName) Matcher {
+		return Matcher{Label: l, Type: labels.MatchNotEqual, Values: []string{""}}
+	}, metricSelector, nil)
+}
+
+// NamespaceQueryable reports whether NamespaceQuery can serve the rule: its
+// template must not use LabelValuesByName, whose value for the resource
+// label would be the empty string of label!="" rather than the names.
+func (r *Rule) NamespaceQueryable() bool { return !r.readsNames }
+
+func (r *Rule) objectQuery(series string, gr schema.GroupResource, namespace string, objects func(model.LabelName) Matcher, metricSelector k8slabels.Selector, extraGroupBy []model.LabelName) (Query, error) {
 	// Matchers come in prometheus-adapter's order: the metric selector's,
 	// then the namespace, then the objects.
 	ms, err := SelectorMatchers(metricSelector)
@@ -298,7 +339,7 @@ func (r *Rule) ObjectQuery(series string, gr schema.GroupResource, namespace str
 	if err != nil {
 		return Query{}, fmt.Errorf("%s: %w", r.ID, err)
 	}
-	ms = append(ms, nameMatcher(resLabel, names))
+	ms = append(ms, objects(resLabel))
 	groupBy := []string{string(resLabel)}
 	for _, l := range extraGroupBy {
 		groupBy = append(groupBy, string(l))

@@ -907,3 +907,72 @@ func BenchmarkObjectQuery(b *testing.B) {
 		}
 	}
 }
+
+func TestNamespaceQuery(t *testing.T) {
+	tests := []struct {
+		name      string
+		rule      config.DiscoveryRule
+		gr        schema.GroupResource
+		namespace string
+		selector  string
+		want      string
+		wantErr   string
+	}{
+		{
+			name:      "every pod of the namespace: the resource label only has to be set",
+			rule:      docContainerSeconds,
+			gr:        Pods,
+			namespace: "somens",
+			want:      `sum(rate(container_cpu_usage_seconds_total{namespace="somens",pod!="",container!="POD"}[2m])) by (pod)`,
+		},
+		{
+			name:      "metric selector matchers come first, as in ObjectQuery",
+			rule:      docContainerSeconds,
+			gr:        Pods,
+			namespace: `a"b`,
+			selector:  "container=app",
+			want:      `sum(rate(container_cpu_usage_seconds_total{container="app",namespace="a\"b",pod!="",container!="POD"}[2m])) by (pod)`,
+		},
+		{
+			name:    "needs a namespace",
+			rule:    docContainerSeconds,
+			gr:      Pods,
+			wantErr: "rules[0] (^container_(.*)_seconds_total$): a namespace query needs a namespace and a namespaced resource",
+		},
+		{
+			name: "a template that reads the names cannot have them",
+			rule: config.DiscoveryRule{
+				SeriesQuery:  "x",
+				Resources:    config.ResourceMapping{Template: "<<.Resource>>"},
+				MetricsQuery: `sum(<<.Series>>{pod=~"<<.LabelValuesByName.pod>>"}) by (pod)`,
+			},
+			gr:        Pods,
+			namespace: "ns",
+			wantErr:   "rules[0] (x): metricsQuery uses LabelValuesByName, which needs the objects' names",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mustCompile(t, tc.rule, false)
+			if got, want := r.NamespaceQueryable(), !strings.Contains(tc.rule.MetricsQuery, "LabelValuesByName"); got != want {
+				t.Errorf("NamespaceQueryable() = %v, want %v", got, want)
+			}
+			q, err := r.NamespaceQuery("container_cpu_usage_seconds_total", tc.gr, tc.namespace, mustSelector(t, tc.selector))
+			if tc.wantErr != "" {
+				if err == nil || err.Error() != tc.wantErr {
+					t.Fatalf("error:\n got %v\nwant %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q.Text != tc.want {
+				t.Errorf("query:\n got %s\nwant %s", q.Text, tc.want)
+			}
+			if q.ResourceLabel != "pod" {
+				t.Errorf("ResourceLabel = %q, want pod", q.ResourceLabel)
+			}
+		})
+	}
+}
