@@ -41,5 +41,11 @@ image:
 demo: tools build
 	$(GO) run ./test/demo $(DEMO_ARGS)
 
+# Benchmark on the local stack (test/bench): JSON per scenario, then a table.
+# Not part of `make test`. Quick run: make bench BENCH_ARGS="-pods 100 -requests 50 -value-cache-ttl 5s"
+.PHONY: bench
+bench: tools build
+	$(GO) run ./test/bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(BIN)

@@ -1,0 +1,781 @@
+// Command bench is Gantry's benchmark harness (`make bench`). It starts the
+// local stack (test/stack: kube-apiserver with the aggregator, a real
+// Prometheus, Gantry as a child process) once per value-cache setting, and
+// runs these scenarios on it:
+//
+//   - pods: a Pods metric over N pods behind one label selector. Requests go
+//     sequentially through the aggregator; in the same run, interleaved, the
+//     exact PromQL query Gantry sends is sent straight to Prometheus (and,
+//     for reference, the query naming every pod that prometheus-adapter
+//     sends). The overhead ratio is Gantry p99 / raw p99. Gantry's CPU comes
+//     from /proc/<pid>/stat (user+system) before and after the requests.
+//   - fleet: H simulated HPAs, each polling its own Deployment's Pods metric
+//     every poll interval with k8s.io/metrics' custom metrics client (as the
+//     HPA controller does), for a fixed duration.
+//
+// Pods are bound to a node that does not exist: nothing here runs pod GC or
+// the node lifecycle controller, so they stay Pending and cost nothing but
+// their metadata; the custom metrics API needs nothing else. Each pod has one
+// counter series, written by remote write every 5s.
+//
+// It prints one JSON object per scenario on stdout, then a table.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	cmclient "k8s.io/metrics/pkg/client/custom_metrics"
+
+	"github.com/gantry-dev/gantry/adapter"
+	"github.com/gantry-dev/gantry/adapter/config"
+	"github.com/gantry-dev/gantry/adapter/rules"
+	"github.com/gantry-dev/gantry/test/cluster"
+	"github.com/gantry-dev/gantry/test/stack"
+)
+
+const (
+	metric   = "http_requests_per_second"
+	series   = "http_requests_total"
+	nodeName = "bench-unscheduled" // no such Node: pods stay Pending, untouched
+)
+
+type flags struct {
+	pods      []int
+	requests  int
+	ttls      []string
+	fleet     []int
+	fleetPods int
+	fleetNS   int
+	fleetDur  time.Duration
+	poll      time.Duration
+	workDir   string
+	binDir    string
+	timeout   time.Duration
+	relist    time.Duration
+	verbose   bool
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var f flags
+	var pods, ttls, fleet string
+	flag.StringVar(&pods, "pods", "100,1000", "pods scenario: comma-separated pod counts (ascending); empty skips it")
+	flag.IntVar(&f.requests, "requests", 200, "pods scenario: sequential requests per pod count")
+	flag.StringVar(&ttls, "value-cache-ttl", "0,5s", "comma-separated --value-cache-ttl values; one stack each")
+	flag.StringVar(&fleet, "hpas", "", "fleet scenario: comma-separated HPA counts, e.g. 100,1000; empty skips it")
+	flag.IntVar(&f.fleetPods, "hpa-pods", 3, "fleet scenario: pods per HPA")
+	flag.IntVar(&f.fleetNS, "hpa-namespaces", 10, "fleet scenario: namespaces the HPAs are spread over")
+	flag.DurationVar(&f.fleetDur, "hpa-duration", time.Minute, "fleet scenario: how long the HPAs poll")
+	flag.DurationVar(&f.poll, "hpa-poll", 15*time.Second, "fleet scenario: poll interval of each HPA")
+	flag.StringVar(&f.workDir, "workdir", "", "where the stacks keep their files (default: a temporary directory, removed)")
+	flag.StringVar(&f.binDir, "bin", "", "directory of gantry and the tools (default $GANTRY_BIN_DIR or <repo>/bin)")
+	flag.DurationVar(&f.timeout, "timeout", 30*time.Minute, "bound of the whole run")
+	flag.DurationVar(&f.relist, "relist", 30*time.Second, "Gantry's --metrics-relist-interval")
+	flag.BoolVar(&f.verbose, "v", false, "log the stack's progress")
+	flag.Parse()
+	var err error
+	if f.pods, err = ints(pods); err != nil {
+		return fail(fmt.Errorf("-pods: %w", err))
+	}
+	if f.fleet, err = ints(fleet); err != nil {
+		return fail(fmt.Errorf("-hpas: %w", err))
+	}
+	for _, s := range strings.Split(ttls, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if s == "0" {
+			s = "0s"
+		}
+		if _, err := time.ParseDuration(s); err != nil {
+			return fail(fmt.Errorf("-value-cache-ttl: %w", err))
+		}
+		f.ttls = append(f.ttls, s)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, f.timeout)
+	defer cancelT()
+
+	if f.workDir == "" {
+		dir, err := os.MkdirTemp("", "gantry-bench-")
+		if err != nil {
+			return fail(err)
+		}
+		defer os.RemoveAll(dir)
+		f.workDir = dir
+	}
+	var results []result
+	for _, ttl := range f.ttls {
+		rs, err := runStack(ctx, f, ttl)
+		results = append(results, rs...)
+		if err != nil {
+			printTable(results)
+			return fail(err)
+		}
+	}
+	printTable(results)
+	return 0
+}
+
+func fail(err error) int {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	return 1
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q is not a positive count", p)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// latencies are in milliseconds.
+type latencies struct {
+	P50 float64 `json:"p50"`
+	P95 float64 `json:"p95"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+type result struct {
+	Scenario      string  `json:"scenario"`
+	Cores         int     `json:"cores"`
+	ValueCacheTTL string  `json:"value_cache_ttl"`
+	Pods          int     `json:"pods"`
+	HPAs          int     `json:"hpas,omitempty"`
+	Requests      int     `json:"requests"`
+	Errors        int     `json:"errors"`
+	RequestsPerS  float64 `json:"requests_per_second,omitempty"`
+
+	Gantry   latencies  `json:"gantry_ms"`
+	Raw      *latencies `json:"raw_query_ms,omitempty"`
+	RawNames *latencies `json:"raw_names_query_ms,omitempty"`
+	// OverheadP99 is Gantry p99 / raw query p99, OverheadP50 the same at p50.
+	OverheadP99 float64 `json:"overhead_p99,omitempty"`
+	OverheadP50 float64 `json:"overhead_p50,omitempty"`
+
+	GantryCPUPer1000    float64 `json:"gantry_cpu_seconds_per_1000_requests"`
+	GantryCores         float64 `json:"gantry_cores,omitempty"`
+	APIServerCPUPer1000 float64 `json:"apiserver_cpu_seconds_per_1000_requests"`
+	GantryRSSMiB        float64 `json:"gantry_rss_mib"`
+	BackendQueries      float64 `json:"backend_queries"`
+	CacheHits           float64 `json:"cache_hits"`
+	CacheMisses         float64 `json:"cache_misses"`
+	Query               string  `json:"query,omitempty"`
+	QueryBytes          int     `json:"query_bytes,omitempty"`
+	NamesQueryBytes     int     `json:"names_query_bytes,omitempty"`
+}
+
+// bench is one running stack and its clients.
+type bench struct {
+	f      flags
+	ttl    string
+	st     *stack.Stack
+	kube   kubernetes.Interface
+	hc     *http.Client // to the kube-apiserver, as admin
+	gantry *http.Client // to Gantry's /metrics, as admin
+	prom   *http.Client
+	feed   *stack.Feeder
+	rule   *rules.Rule
+	pods   map[string]int // pods created per namespace
+}
+
+func runStack(ctx context.Context, f flags, ttl string) (results []result, err error) {
+	logf := func(string, ...any) {}
+	if f.verbose {
+		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	}
+	fmt.Fprintf(os.Stderr, "bench: starting the stack with --value-cache-ttl=%s\n", ttl)
+	st, err := stack.Start(ctx, stack.Options{
+		BinDir:         f.binDir,
+		WorkDir:        filepath.Join(f.workDir, "ttl-"+ttl),
+		Logf:           logf,
+		RelistInterval: f.relist,
+		Cluster:        cluster.Options{APIServerFlags: []string{"--max-requests-inflight=2000"}},
+		GantryArgs:     []string{"--value-cache-ttl=" + ttl, "--v=1", "--client-qps=500", "--client-burst=1000"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { err = errors.Join(err, st.Stop()) }()
+
+	b := &bench{f: f, ttl: ttl, st: st, pods: map[string]int{}}
+	cfg := st.Cluster.RESTConfig()
+	cfg.QPS, cfg.Burst = 2000, 4000
+	if b.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if b.hc, err = rest.HTTPClientFor(cfg); err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(cfg.TLSClientConfig.CertData, cfg.TLSClientConfig.KeyData)
+	if err != nil {
+		return nil, err
+	}
+	b.gantry = st.GantryClient()
+	tr := b.gantry.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+	b.gantry.Transport = tr
+	b.prom = &http.Client{Timeout: 30 * time.Second}
+	if b.rule, err = podsRule(); err != nil {
+		return nil, err
+	}
+	b.feed = stack.NewFeeder(st.Prom, 5*time.Second)
+	feedCtx, stopFeed := context.WithCancel(ctx)
+	var feedWG sync.WaitGroup
+	feedWG.Add(1)
+	go func() {
+		defer feedWG.Done()
+		b.feed.Run(feedCtx, func(err error) { fmt.Fprintln(os.Stderr, "bench: feeder:", err) })
+	}()
+	defer func() { stopFeed(); feedWG.Wait() }()
+
+	for _, n := range f.pods {
+		r, err := b.podsScenario(ctx, n)
+		if err != nil {
+			return results, fmt.Errorf("pods scenario, %d pods, ttl %s: %w", n, ttl, err)
+		}
+		emit(r)
+		results = append(results, r)
+	}
+	for _, h := range f.fleet {
+		r, err := b.fleetScenario(ctx, h)
+		if err != nil {
+			return results, fmt.Errorf("fleet scenario, %d HPAs, ttl %s: %w", h, ttl, err)
+		}
+		emit(r)
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+func emit(r result) {
+	b, _ := json.Marshal(r)
+	fmt.Println(string(b))
+}
+
+// podsRule is the compiled Pods rule of the stack's config, to build the
+// exact queries Gantry sends.
+func podsRule() (*rules.Rule, error) {
+	cfg, err := config.Parse([]byte(stack.DefaultRules), "rules.yaml")
+	if err != nil {
+		return nil, err
+	}
+	m := benchMapper()
+	custom, _, _, err := adapter.CompileRules(cfg, "rules.yaml", m)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range custom {
+		if name, ok := r.MetricName(series); ok && name == metric {
+			return r, nil
+		}
+	}
+	return nil, errors.New("no rule for " + series + " in stack.DefaultRules")
+}
+
+// ensurePods creates pods name-0..name-(n-1) in namespace with label
+// app=name, each with a counter series, and returns their names.
+func (b *bench) ensurePods(ctx context.Context, namespace, app string, n int) ([]string, error) {
+	if err := b.st.EnsureNamespace(ctx, namespace); err != nil {
+		return nil, err
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%05d", app, i)
+	}
+	key := namespace + "/" + app
+	have := b.pods[key]
+	if have >= n {
+		return names, nil
+	}
+	work := make(chan int)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Name: names[i], Namespace: namespace, Labels: map[string]string{"app": app}},
+					Spec: corev1.PodSpec{
+						NodeName:   nodeName,
+						Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+					},
+				}
+				if _, err := b.kube.CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+					select {
+					case errs <- fmt.Errorf("creating pod %s/%s: %w", namespace, names[i], err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	begin := time.Now()
+feed:
+	for i := have; i < n; i++ {
+		select {
+		case work <- i:
+		case err := <-errs:
+			errs <- err
+			break feed
+		}
+		b.feed.SetRate(map[string]string{"__name__": series, "namespace": namespace, "pod": names[i]}, float64(1+i%10))
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	b.pods[key] = n
+	fmt.Fprintf(os.Stderr, "bench: %d pods in %s/%s (%d created in %s)\n", n, namespace, app, n-have, time.Since(begin).Round(time.Millisecond))
+	return names, b.feed.Flush(ctx)
+}
+
+func (b *bench) customURL(namespace, app string) string {
+	return b.st.Cluster.URL() + "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + namespace + "/pods/*/" + metric +
+		"?labelSelector=" + url.QueryEscape("app="+app)
+}
+
+// waitItems waits until Gantry answers with want items: the metric is
+// discovered, the pods are in its object cache and every series has values.
+func (b *bench) waitItems(ctx context.Context, u string, want int) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*b.f.relist+2*time.Minute)
+	defer cancel()
+	last := ""
+	for {
+		body, code, err := get(ctx, b.hc, u)
+		if err == nil && code == http.StatusOK {
+			var list struct {
+				Items []json.RawMessage `json:"items"`
+			}
+			if err := json.Unmarshal(body, &list); err == nil && len(list.Items) == want {
+				return nil
+			}
+			last = fmt.Sprintf("%d items", len(list.Items))
+		} else if err != nil {
+			last = err.Error()
+		} else {
+			last = fmt.Sprintf("%d %s", code, firstLine(string(body)))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %d items from %s: last answer %s", want, u, last)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (b *bench) podsScenario(ctx context.Context, n int) (result, error) {
+	const ns, app = "bench", "web"
+	names, err := b.ensurePods(ctx, ns, app, n)
+	if err != nil {
+		return result{}, err
+	}
+	u := b.customURL(ns, app)
+	if err := b.waitItems(ctx, u, n); err != nil {
+		return result{}, err
+	}
+	q, err := b.rule.NamespaceQuery(series, rules.Pods, ns, labels.Everything())
+	if err != nil {
+		return result{}, err
+	}
+	nq, err := b.rule.ObjectQuery(series, rules.Pods, ns, names, labels.Everything())
+	if err != nil {
+		return result{}, err
+	}
+	// Warm up connections and caches on both paths.
+	for range 10 {
+		if _, err := b.okGet(ctx, u); err != nil {
+			return result{}, err
+		}
+		if err := b.rawQuery(ctx, q.Text); err != nil {
+			return result{}, err
+		}
+	}
+	r := result{Scenario: "pods", Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: n, Requests: b.f.requests,
+		Query: q.Text, QueryBytes: len(q.Text), NamesQueryBytes: len(nq.Text)}
+	before, err := b.snapshot(ctx)
+	if err != nil {
+		return r, err
+	}
+	var gt, rt, nt []time.Duration
+	for i := range b.f.requests {
+		t0 := time.Now()
+		if _, err := b.okGet(ctx, u); err != nil {
+			r.Errors++
+			if r.Errors > b.f.requests/10 {
+				return r, err
+			}
+		}
+		gt = append(gt, time.Since(t0))
+		t0 = time.Now()
+		if err := b.rawQuery(ctx, q.Text); err != nil {
+			return r, err
+		}
+		rt = append(rt, time.Since(t0))
+		if i%4 == 0 { // the query naming every pod, for reference
+			t0 = time.Now()
+			if err := b.rawQuery(ctx, nq.Text); err != nil {
+				return r, err
+			}
+			nt = append(nt, time.Since(t0))
+		}
+	}
+	after, err := b.snapshot(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.Gantry = percentiles(gt)
+	raw, rawNames := percentiles(rt), percentiles(nt)
+	r.Raw, r.RawNames = &raw, &rawNames
+	r.OverheadP99 = round(r.Gantry.P99/raw.P99, 2)
+	r.OverheadP50 = round(r.Gantry.P50/raw.P50, 2)
+	after.fill(&r, before, b.f.requests)
+	return r, nil
+}
+
+// fleetScenario runs h HPAs, each with its own Deployment-like set of pods
+// (label app=hpa-<i>), spread over namespaces, polling through the
+// aggregator with k8s.io/metrics' client as the HPA controller does.
+func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
+	type hpa struct{ ns, app string }
+	hpas := make([]hpa, h)
+	for i := range hpas {
+		hpas[i] = hpa{ns: fmt.Sprintf("fleet-%02d", i%b.f.fleetNS), app: fmt.Sprintf("hpa-%04d", i)}
+		if _, err := b.ensurePods(ctx, hpas[i].ns, hpas[i].app, b.f.fleetPods); err != nil {
+			return result{}, err
+		}
+	}
+	if err := b.waitItems(ctx, b.customURL(hpas[h-1].ns, hpas[h-1].app), b.f.fleetPods); err != nil {
+		return result{}, err
+	}
+	cfg := b.st.Cluster.RESTConfig()
+	cfg.QPS, cfg.Burst = 10000, 20000
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return result{}, err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
+	client := cmclient.NewForConfig(cfg, mapper, cmclient.NewAvailableAPIsGetter(kube.Discovery()))
+
+	before, err := b.snapshot(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	var (
+		mu     sync.Mutex
+		lat    []time.Duration
+		errs   int
+		lastEr error
+		wg     sync.WaitGroup
+	)
+	begin := time.Now()
+	end := begin.Add(b.f.fleetDur)
+	for _, x := range hpas {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sel := labels.SelectorFromSet(labels.Set{"app": x.app})
+			// A random phase, as HPAs created at different times have.
+			next := begin.Add(time.Duration(rand.Int64N(int64(b.f.poll))))
+			for next.Before(end) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Until(next)):
+				}
+				t0 := time.Now()
+				list, err := client.NamespacedMetrics(x.ns).GetForObjects(schema.GroupKind{Kind: "Pod"}, sel, metric, labels.Everything())
+				d := time.Since(t0)
+				if err == nil && len(list.Items) != b.f.fleetPods {
+					err = fmt.Errorf("%s/%s: %d items, want %d", x.ns, x.app, len(list.Items), b.f.fleetPods)
+				}
+				mu.Lock()
+				lat = append(lat, d)
+				if err != nil {
+					errs++
+					lastEr = err
+				}
+				mu.Unlock()
+				next = next.Add(b.f.poll)
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(begin)
+	after, err := b.snapshot(ctx)
+	if err != nil {
+		return result{}, err
+	}
+	if lastEr != nil {
+		fmt.Fprintf(os.Stderr, "bench: fleet of %d: %d errors, last: %v\n", h, errs, lastEr)
+	}
+	r := result{Scenario: "fleet", Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: h * b.f.fleetPods, HPAs: h,
+		Requests: len(lat), Errors: errs, RequestsPerS: round(float64(len(lat))/wall.Seconds(), 1), Gantry: percentiles(lat)}
+	after.fill(&r, before, len(lat))
+	r.GantryCores = round((after.gantryCPU-before.gantryCPU)/after.at.Sub(before.at).Seconds(), 3)
+	return r, nil
+}
+
+// snapshot is what is read from /proc and Gantry's /metrics around a run.
+type snapshot struct {
+	at           time.Time
+	gantryCPU    float64 // seconds
+	apiserverCPU float64
+	rssMiB       float64
+	metrics      map[string]float64
+}
+
+func (b *bench) snapshot(ctx context.Context) (snapshot, error) {
+	s := snapshot{at: time.Now()}
+	var err error
+	if s.gantryCPU, err = procCPU(b.st.GantryPID()); err != nil {
+		return s, err
+	}
+	if s.apiserverCPU, err = procCPU(b.st.Cluster.PIDs()[cluster.APIServer]); err != nil {
+		return s, err
+	}
+	if s.rssMiB, err = procRSS(b.st.GantryPID()); err != nil {
+		return s, err
+	}
+	body, code, err := get(ctx, b.gantry, b.st.GantryURL+"/metrics")
+	if err != nil || code != http.StatusOK {
+		return s, fmt.Errorf("gantry /metrics: %d %v", code, err)
+	}
+	s.metrics = parseMetrics(body, map[string]bool{
+		`gantry_value_cache_requests_total{result="hit"}`:  true,
+		`gantry_value_cache_requests_total{result="miss"}`: true,
+	}, "gantry_backend_request_duration_seconds_count")
+	return s, nil
+}
+
+func (after snapshot) fill(r *result, before snapshot, requests int) {
+	per := 1000 / float64(max(requests, 1))
+	r.GantryCPUPer1000 = round((after.gantryCPU-before.gantryCPU)*per, 3)
+	r.APIServerCPUPer1000 = round((after.apiserverCPU-before.apiserverCPU)*per, 3)
+	r.GantryRSSMiB = round(after.rssMiB, 1)
+	d := func(k string) float64 { return after.metrics[k] - before.metrics[k] }
+	r.CacheHits = d(`gantry_value_cache_requests_total{result="hit"}`)
+	r.CacheMisses = d(`gantry_value_cache_requests_total{result="miss"}`)
+	r.BackendQueries = d(`queries`)
+}
+
+// parseMetrics reads the wanted samples of a text exposition, and sums the
+// query calls of the backend histogram's _count as "queries".
+func parseMetrics(body []byte, want map[string]bool, countName string) map[string]float64 {
+	out := map[string]float64{}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		name := line[:i]
+		switch {
+		case want[name]:
+			out[name] = v
+		case strings.HasPrefix(name, countName) && strings.Contains(name, `call="query"`):
+			out["queries"] += v
+		}
+	}
+	return out
+}
+
+func procCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses: state is
+	// field 3, utime 14 and stime 15.
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
+}
+
+func procRSS(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024, err
+		}
+	}
+	return 0, fmt.Errorf("/proc/%d/status: no VmRSS", pid)
+}
+
+func (b *bench) okGet(ctx context.Context, u string) ([]byte, error) {
+	body, code, err := get(ctx, b.hc, u)
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %d %s", u, code, firstLine(string(body)))
+	}
+	return body, nil
+}
+
+func get(ctx context.Context, hc *http.Client, u string) ([]byte, int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return body, resp.StatusCode, err
+}
+
+// rawQuery sends an instant query straight to Prometheus as Gantry's client
+// does (POST, evaluated now) and reads the whole answer.
+func (b *bench) rawQuery(ctx context.Context, q string) error {
+	form := url.Values{"query": {q}, "time": {strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.st.Prom.URL()+"/api/v1/query", strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := b.prom.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("prometheus: %d %s", resp.StatusCode, firstLine(string(body)))
+	}
+	return nil
+}
+
+func percentiles(ds []time.Duration) latencies {
+	if len(ds) == 0 {
+		return latencies{}
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(s)))) - 1
+		return round(float64(s[max(i, 0)])/float64(time.Millisecond), 2)
+	}
+	return latencies{P50: at(0.50), P95: at(0.95), P99: at(0.99), Max: at(1)}
+}
+
+func round(v float64, digits int) float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return 0
+	}
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 300 {
+		s = s[:300] + "…"
+	}
+	return s
+}
+
+func printTable(rs []result) {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "SCENARIO\tTTL\tPODS\tHPAS\tREQ\tERR\tREQ/S\tGANTRY p50/p95/p99 ms\tRAW p50/p99 ms\tOVERHEAD p99\tNAMES-QUERY p99 ms\tCPU s/1000 req\tAPISERVER s/1000\tRSS MiB\tBACKEND Q\tHIT RATE\t")
+	for _, r := range rs {
+		raw, names, over := "-", "-", "-"
+		if r.Raw != nil {
+			raw = fmt.Sprintf("%.1f/%.1f", r.Raw.P50, r.Raw.P99)
+			names = fmt.Sprintf("%.1f", r.RawNames.P99)
+			over = fmt.Sprintf("%.2f×", r.OverheadP99)
+		}
+		hit := "-"
+		if t := r.CacheHits + r.CacheMisses; t > 0 {
+			hit = fmt.Sprintf("%.0f%%", 100*r.CacheHits/t)
+		}
+		hpas, rps := "-", "-"
+		if r.HPAs > 0 {
+			hpas, rps = strconv.Itoa(r.HPAs), fmt.Sprintf("%.1f", r.RequestsPerS)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%d\t%s\t%.1f/%.1f/%.1f\t%s\t%s\t%s\t%.3f\t%.3f\t%.0f\t%.0f\t%s\t\n",
+			r.Scenario, r.ValueCacheTTL, r.Pods, hpas, r.Requests, r.Errors, rps, r.Gantry.P50, r.Gantry.P95, r.Gantry.P99,
+			raw, over, names, r.GantryCPUPer1000, r.APIServerCPUPer1000, r.GantryRSSMiB, r.BackendQueries, hit)
+	}
+	w.Flush()
+}
+
+// benchMapper maps the resources the stack's rules name, as the cluster
+// does, so the bench can compile them without asking the cluster.
+func benchMapper() apimeta.RESTMapper {
+	core := schema.GroupVersion{Version: "v1"}
+	m := apimeta.NewDefaultRESTMapper([]schema.GroupVersion{core})
+	m.Add(core.WithKind("Pod"), apimeta.RESTScopeNamespace)
+	m.Add(core.WithKind("Service"), apimeta.RESTScopeNamespace)
+	m.Add(core.WithKind("Namespace"), apimeta.RESTScopeRoot)
+	m.Add(core.WithKind("Node"), apimeta.RESTScopeRoot)
+	return m
+}
