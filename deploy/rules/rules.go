@@ -1,0 +1,33 @@
+// Package rules holds Gantry's Prometheus rule files — alerts on Gantry
+// itself (gantry.rules.yaml) and on the autoscalers it feeds
+// (autoscaling.rules.yaml) — and gives Go code, such as the e2e tests, their
+// content as shipped. runbooks.md explains every alert; the kustomize
+// component deploy/manifests/components/prometheusrule holds the same groups
+// for the Prometheus Operator, kept equal by this package's tests.
+package rules
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed *.rules.yaml
+var files embed.FS
+
+// Files returns the content of every rule file by name, for example
+// "gantry.rules.yaml".
+func Files() (map[string][]byte, error) {
+	names, err := fs.Glob(files, "*.rules.yaml")
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(names))
+	for _, n := range names {
+		b, err := files.ReadFile(n)
+		if err != nil {
+			return nil, err
+		}
+		out[n] = b
+	}
+	return out, nil
+}
