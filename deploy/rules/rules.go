@@ -9,7 +9,12 @@ package rules
 import (
 	"embed"
 	"io/fs"
+	"strings"
 )
+
+// runbooks is where every alert's runbook_url points, at the section named
+// after the alert.
+const runbooks = "https://github.com/gantry-dev/gantry/blob/main/deploy/rules/runbooks.md"
 
 //go:embed *.rules.yaml
 var files embed.FS
@@ -30,4 +35,10 @@ func Files() (map[string][]byte, error) {
 		out[n] = b
 	}
 	return out, nil
+}
+
+// RunbookURL is the runbook_url of an alert: the section of runbooks.md
+// headed by the alert's name.
+func RunbookURL(alert string) string {
+	return runbooks + "#" + strings.ToLower(alert)
 }

@@ -29,7 +29,6 @@ const (
 	// prometheusRuleFile is the kustomize component's copy of the groups.
 	prometheusRuleFile = "../manifests/components/prometheusrule/prometheusrule.yaml"
 	runbooksFile       = "runbooks.md"
-	runbookBase        = "https://github.com/gantry-dev/gantry/blob/main/deploy/rules/runbooks.md#"
 	// promtoolTimeout bounds one promtool run; they take well under a second.
 	promtoolTimeout = 2 * time.Minute
 )
@@ -179,7 +178,7 @@ func TestAlertConventions(t *testing.T) {
 				t.Errorf("%s: no %s annotation", where, a)
 			}
 		}
-		if got, want := rl.Annotations["runbook_url"], runbookBase+strings.ToLower(rl.Alert); got != want {
+		if got, want := rl.Annotations["runbook_url"], rules.RunbookURL(rl.Alert); got != want {
 			t.Errorf("%s: runbook_url %q, want %q", where, got, want)
 		}
 		if !headings[rl.Alert] {

@@ -89,6 +89,9 @@ type Stack struct {
 	gantry *exec.Cmd
 	exited chan struct{}
 	caPEM  []byte
+	// gantryBin and gantryArgs are Gantry's command line, for RestartGantry.
+	gantryBin  string
+	gantryArgs []string
 }
 
 // Start brings everything up and returns once the four APIServices are
@@ -319,10 +322,6 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 	}
 	st.GantryURL = "https://127.0.0.1:" + strconv.Itoa(port)
 	st.GantryLog = filepath.Join(dir, "gantry.log")
-	logFile, err := os.Create(st.GantryLog)
-	if err != nil {
-		return err
-	}
 	args := []string{
 		"--secure-port=" + strconv.Itoa(port),
 		"--bind-address=127.0.0.1",
@@ -338,21 +337,10 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 		"--v=2",
 	}
 	args = append(args, st.opts.GantryArgs...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("stack: starting gantry: %w", err)
+	st.gantryBin, st.gantryArgs = bin, args
+	if err := st.spawnGantry(os.O_TRUNC); err != nil {
+		return err
 	}
-	st.gantry = cmd
-	st.exited = make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(st.exited)
-	}()
-	st.opts.Logf("stack: gantry started at %s (pid %d, log %s)", st.GantryURL, cmd.Process.Pid, st.GantryLog)
 
 	// Now the APIServices can point at Gantry's port.
 	objs, err := deploy.Objects()
@@ -380,6 +368,57 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 			return fmt.Errorf("stack: applying APIService %s: %w", obj.GetName(), err)
 		}
 	}
+	return nil
+}
+
+// spawnGantry runs Gantry's command line, logging to GantryLog opened with
+// flag (os.O_TRUNC or os.O_APPEND).
+func (st *Stack) spawnGantry(flag int) error {
+	logFile, err := os.OpenFile(st.GantryLog, os.O_WRONLY|os.O_CREATE|flag, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(st.gantryBin, st.gantryArgs...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("stack: starting gantry: %w", err)
+	}
+	exited := make(chan struct{})
+	st.gantry, st.exited = cmd, exited
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(exited)
+	}()
+	st.opts.Logf("stack: gantry started at %s (pid %d, log %s)", st.GantryURL, cmd.Process.Pid, st.GantryLog)
+	return nil
+}
+
+// RestartGantry starts Gantry again after StopGantry (or a crash), with the
+// same command line: the same port, serving certificate, credentials and
+// rules, so the APIServices and any scraper find it where it was. Its log
+// goes on in GantryLog. It returns once the APIServices are Available again.
+func (st *Stack) RestartGantry(ctx context.Context) error {
+	if st.gantryBin == "" {
+		return errors.New("stack: gantry was never started")
+	}
+	if st.exited != nil {
+		select {
+		case <-st.exited:
+		default:
+			return fmt.Errorf("stack: gantry (pid %d) is still running; stop it first", st.GantryPID())
+		}
+	}
+	begin := time.Now()
+	if err := st.spawnGantry(os.O_APPEND); err != nil {
+		return err
+	}
+	if err := st.waitAvailable(ctx); err != nil {
+		return err
+	}
+	st.opts.Logf("stack: gantry restarted and Available in %s", time.Since(begin).Round(10*time.Millisecond))
 	return nil
 }
 
