@@ -84,6 +84,7 @@ type flags struct {
 	binDir    string
 	timeout   time.Duration
 	relist    time.Duration
+	pprofDir  string
 	verbose   bool
 }
 
@@ -104,6 +105,7 @@ func run() int {
 	flag.StringVar(&f.binDir, "bin", "", "directory of gantry and the tools (default $GANTRY_BIN_DIR or <repo>/bin)")
 	flag.DurationVar(&f.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	flag.DurationVar(&f.relist, "relist", 30*time.Second, "Gantry's --metrics-relist-interval")
+	flag.StringVar(&f.pprofDir, "pprof-dir", "", "write a CPU profile of Gantry during each pods scenario's requests into this directory")
 	flag.BoolVar(&f.verbose, "v", false, "log the stack's progress")
 	flag.Parse()
 	var err error
@@ -374,8 +376,12 @@ feed:
 	default:
 	}
 	b.pods[key] = n
-	fmt.Fprintf(os.Stderr, "bench: %d pods in %s/%s (%d created in %s)\n", n, namespace, app, n-have, time.Since(begin).Round(time.Millisecond))
-	return names, b.feed.Flush(ctx)
+	if n-have > 100 {
+		fmt.Fprintf(os.Stderr, "bench: %d pods in %s/%s (%d created in %s)\n", n, namespace, app, n-have, time.Since(begin).Round(time.Millisecond))
+	}
+	// The feeder's own loop writes them within a step; flushing here too
+	// could send two flushes out of order.
+	return names, nil
 }
 
 func (b *bench) customURL(namespace, app string) string {
@@ -445,6 +451,8 @@ func (b *bench) podsScenario(ctx context.Context, n int) (result, error) {
 	if err != nil {
 		return r, err
 	}
+	stopProfile := b.profile(ctx, fmt.Sprintf("gantry-pods-%d-ttl-%s.pprof", n, b.ttl))
+	defer stopProfile()
 	var gt, rt, nt []time.Duration
 	for i := range b.f.requests {
 		t0 := time.Now()
@@ -562,6 +570,29 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	after.fill(&r, before, len(lat))
 	r.GantryCores = round((after.gantryCPU-before.gantryCPU)/after.at.Sub(before.at).Seconds(), 3)
 	return r, nil
+}
+
+// profile records an 8s CPU profile of Gantry (/debug/pprof/profile, from
+// the start of the requests) into -pprof-dir; stop waits for it.
+func (b *bench) profile(ctx context.Context, name string) (stop func()) {
+	if b.f.pprofDir == "" {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hc := &http.Client{Transport: b.gantry.Transport}
+		body, code, err := get(ctx, hc, b.st.GantryURL+"/debug/pprof/profile?seconds=8")
+		if err != nil || code != http.StatusOK {
+			fmt.Fprintf(os.Stderr, "bench: profile %s: %d %v\n", name, code, err)
+			return
+		}
+		if err := os.MkdirAll(b.f.pprofDir, 0o755); err == nil {
+			err = os.WriteFile(filepath.Join(b.f.pprofDir, name), body, 0o644)
+		}
+	}()
+	return func() { <-done; cancel() }
 }
 
 // snapshot is what is read from /proc and Gantry's /metrics around a run.
