@@ -389,3 +389,97 @@ func promtool(t *testing.T, args ...string) ([]byte, error) {
 	defer cancel()
 	return exec.CommandContext(ctx, bin, args...).CombinedOutput()
 }
+
+// TestKubeStateMetricsVPAConfig: the custom resource state config documented
+// for the VPA alert yields the series and labels the rules join on. (It is
+// not run through a real kube-state-metrics here.)
+func TestKubeStateMetricsVPAConfig(t *testing.T) {
+	const file = "kube-state-metrics-vpa.yaml"
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type labels map[string][]string
+	var cfg struct {
+		Kind string `yaml:"kind"`
+		Spec struct {
+			Resources []struct {
+				GroupVersionKind struct {
+					Group   string `yaml:"group"`
+					Version string `yaml:"version"`
+					Kind    string `yaml:"kind"`
+				} `yaml:"groupVersionKind"`
+				MetricNamePrefix *string `yaml:"metricNamePrefix"`
+				LabelsFromPath   labels  `yaml:"labelsFromPath"`
+				Metrics          []struct {
+					Name         string            `yaml:"name"`
+					Help         string            `yaml:"help"`
+					CommonLabels map[string]string `yaml:"commonLabels"`
+					Each         struct {
+						Type  string `yaml:"type"`
+						Gauge struct {
+							Path           []string `yaml:"path"`
+							LabelsFromPath labels   `yaml:"labelsFromPath"`
+							ValueFrom      []string `yaml:"valueFrom"`
+						} `yaml:"gauge"`
+					} `yaml:"each"`
+				} `yaml:"metrics"`
+			} `yaml:"resources"`
+		} `yaml:"spec"`
+	}
+	if err := decodeStrict(data, &cfg); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if cfg.Kind != "CustomResourceStateMetrics" || len(cfg.Spec.Resources) != 1 {
+		t.Fatalf("%s: want one resource of a CustomResourceStateMetrics", file)
+	}
+	res := cfg.Spec.Resources[0]
+	if gvk := res.GroupVersionKind; gvk.Group != "autoscaling.k8s.io" || gvk.Kind != "VerticalPodAutoscaler" {
+		t.Errorf("%s: resource %v, want autoscaling.k8s.io VerticalPodAutoscaler", file, gvk)
+	}
+	if res.MetricNamePrefix != nil {
+		t.Errorf("%s: metricNamePrefix set; the rules expect the default kube_customresource", file)
+	}
+	var vpaExpr string
+	for _, r := range allRules(t) {
+		if r.rule.Record == "namespace_workload_container_resource:vpa_target_over_requests:ratio" {
+			vpaExpr = r.rule.Expr
+		}
+	}
+	if vpaExpr == "" {
+		t.Fatal("no VPA ratio recording rule")
+	}
+	resources := map[string]bool{}
+	for _, m := range res.Metrics {
+		name := "kube_customresource_" + m.Name
+		if !strings.Contains(vpaExpr, name) {
+			t.Errorf("%s: metric %s is not what the rules read", file, name)
+		}
+		if m.Each.Type != "Gauge" || len(m.Each.Gauge.ValueFrom) != 2 || m.Each.Gauge.ValueFrom[0] != "target" {
+			t.Errorf("%s: metric %s: want a gauge from target.<resource>", file, m.Name)
+		}
+		got := map[string]bool{}
+		for k := range res.LabelsFromPath {
+			got[k] = true
+		}
+		for k := range m.CommonLabels {
+			got[k] = true
+		}
+		for k := range m.Each.Gauge.LabelsFromPath {
+			got[k] = true
+		}
+		// The labels the recording rule groups by and joins on.
+		for _, l := range []string{"namespace", "verticalpodautoscaler", "target_kind", "target_name", "container", "resource"} {
+			if !got[l] {
+				t.Errorf("%s: metric %s (%s) has no label %s", file, m.Name, m.CommonLabels["resource"], l)
+			}
+		}
+		if r := m.CommonLabels["resource"]; r != m.Each.Gauge.ValueFrom[len(m.Each.Gauge.ValueFrom)-1] {
+			t.Errorf("%s: metric %s: resource label %q, value from %v", file, m.Name, r, m.Each.Gauge.ValueFrom)
+		}
+		resources[m.CommonLabels["resource"]] = true
+	}
+	if !resources["cpu"] || !resources["memory"] {
+		t.Errorf("%s: want cpu and memory targets, got %v", file, resources)
+	}
+}
