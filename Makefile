@@ -24,6 +24,7 @@ build:
 
 tools:
 	@bash test/tools/install.sh $(BIN)
+	@bash test/tools/install-alertmanager.sh $(BIN)
 
 unit:
 	$(GO) test -count=1 ./adapter/... ./collectors/... ./cmd/...
