@@ -25,6 +25,7 @@ build:
 tools:
 	@bash test/tools/install.sh $(BIN)
 	@bash test/tools/install-alertmanager.sh $(BIN)
+	@bash test/tools/install-dashboard-linter.sh $(BIN)
 
 unit:
 	$(GO) test -count=1 ./adapter/... ./collectors/... ./cmd/...
@@ -33,7 +34,7 @@ test: lint tools build
 	$(GO) test -count=1 -timeout 60m ./...
 
 lint:
-	@out=$$(gofmt -l cmd adapter collectors test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l cmd adapter collectors dashboards deploy test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
 image:
