@@ -26,6 +26,7 @@ tools:
 	@bash test/tools/install.sh $(BIN)
 	@bash test/tools/install-alertmanager.sh $(BIN)
 	@bash test/tools/install-dashboard-linter.sh $(BIN)
+	@bash test/tools/install-helm.sh $(BIN)
 
 unit:
 	$(GO) test -count=1 ./adapter/... ./collectors/... ./cmd/...
