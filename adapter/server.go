@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 	"k8s.io/kube-openapi/pkg/common"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/apiserver"
 	basecmd "sigs.k8s.io/custom-metrics-apiserver/pkg/cmd"
 	generatedcore "sigs.k8s.io/custom-metrics-apiserver/pkg/generated/openapi/core"
@@ -50,6 +52,9 @@ type Options struct {
 	BackendTimeout time.Duration
 	ObjectResync   time.Duration
 	ValueCacheTTL  time.Duration
+	// ConfigReloadInterval is how often the config file is checked for
+	// changes; 0 turns reloading off.
+	ConfigReloadInterval time.Duration
 }
 
 // AddFlags registers the options on fs, with prometheus-adapter's names where
@@ -67,6 +72,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.MaxAge, "metrics-max-age", 0, "How far back series are looked for when listing; 0 means --metrics-relist-interval.")
 	fs.DurationVar(&o.BackendTimeout, "backend-timeout", 10*time.Second, "Upper bound of one backend query when the API request has no earlier deadline.")
 	fs.DurationVar(&o.ObjectResync, "object-resync-period", 10*time.Minute, "Resync period of the metadata caches used to resolve label selectors.")
+	fs.DurationVar(&o.ConfigReloadInterval, "config-reload-interval", 5*time.Second, "How often the --config file is checked for changes. A valid change is applied without a restart; a broken one is logged and counted (gantry_config_reloads_total{result=\"failure\"}) and the last good config stays in use. 0 turns reloading off.")
 	fs.DurationVar(&o.ValueCacheTTL, "value-cache-ttl", 5*time.Second, "How long the values of a custom metrics query are reused for requests with the same rule, namespace and metric selector (values served are at most this much older than their timestamp says); 0 disables the cache.")
 }
 
@@ -90,6 +96,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ValueCacheTTL < 0 {
 		errs = append(errs, errors.New("--value-cache-ttl must not be negative"))
+	}
+	if o.ConfigReloadInterval < 0 {
+		errs = append(errs, errors.New("--config-reload-interval must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -117,7 +126,14 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.Options.Validate(); err != nil {
 		return err
 	}
-	cfg, err := config.Load(s.Options.ConfigFile)
+	// The bytes read here are the config in use: the reloader compares
+	// the file against them.
+	configData, err := os.ReadFile(s.Options.ConfigFile)
+	if err != nil {
+		return fmt.Errorf("reading config: %w", err)
+	}
+	// Validate before contacting the cluster: a broken file fails at once.
+	cfg, err := config.Parse(configData, s.Options.ConfigFile)
 	if err != nil {
 		return err
 	}
@@ -199,9 +215,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	generic := server.GenericAPIServer
+	var resourceSrc *resourceSource
 	if resource != nil {
-		rp := provider.NewResourceProvider(resource, prom, s.Options.BackendTimeout)
-		if err := metricsapi.Install(generic, rp, objects); err != nil {
+		resourceSrc = &resourceSource{}
+		resourceSrc.p.Store(provider.NewResourceProvider(resource, prom, s.Options.BackendTimeout))
+		if err := metricsapi.Install(generic, resourceSrc, objects); err != nil {
 			return err
 		}
 		objects.Warm(rules.Pods, rules.Nodes)
@@ -220,6 +238,25 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	go registry.Run(ctx)
+	if s.Options.ConfigReloadInterval > 0 {
+		apply := func(c *compiledConfig) {
+			registry.SetRules(c.custom, c.external)
+			switch {
+			case resourceSrc != nil && c.resource != nil:
+				resourceSrc.p.Store(provider.NewResourceProvider(c.resource, prom, s.Options.BackendTimeout))
+			case resourceSrc == nil && c.resource != nil:
+				klog.InfoS("config reload: resourceRules were added, but metrics.k8s.io is installed at start only; restart Gantry to serve it", "config", s.Options.ConfigFile)
+			case resourceSrc != nil && c.resource == nil:
+				klog.InfoS("config reload: resourceRules were removed, but metrics.k8s.io is installed at start only; it keeps serving the previous resourceRules until Gantry restarts", "config", s.Options.ConfigFile)
+			}
+			klog.InfoS("config applied", "config", s.Options.ConfigFile, "rules", len(c.custom), "externalRules", len(c.external), "resourceRules", c.resource != nil)
+		}
+		compile := func(data []byte) (*compiledConfig, error) {
+			return compileConfig(data, s.Options.ConfigFile, mapper)
+		}
+		reloader := newConfigReloader(s.Options.ConfigFile, configData, s.Options.ConfigReloadInterval, clock.RealClock{}, compile, apply, reg)
+		go reloader.Run(ctx)
+	}
 	go func() {
 		// Warm the object caches of what discovery found, so the first HPA
 		// request does not wait for an initial list.

@@ -63,8 +63,13 @@ type Options struct {
 // series query.
 type Registry struct {
 	opts Options
+	// relistNow asks Run for a relist before the next tick (SetRules).
+	relistNow chan struct{}
 
 	mu         sync.RWMutex
+	rules      []*rules.Rule // custom rules in use; SetRules swaps them
+	extRules   []*rules.Rule
+	generation uint64 // counts SetRules calls
 	custom     map[provider.CustomMetricInfo]Entry
 	external   map[string]Entry
 	customList []provider.CustomMetricInfo
@@ -102,10 +107,13 @@ func New(opts Options) *Registry {
 		opts.Concurrency = 4
 	}
 	r := &Registry{
-		opts:     opts,
-		custom:   map[provider.CustomMetricInfo]Entry{},
-		external: map[string]Entry{},
-		lastGood: map[string][]model.LabelSet{},
+		opts:      opts,
+		relistNow: make(chan struct{}, 1),
+		rules:     opts.Rules,
+		extRules:  opts.ExternalRules,
+		custom:    map[provider.CustomMetricInfo]Entry{},
+		external:  map[string]Entry{},
+		lastGood:  map[string][]model.LabelSet{},
 		metrics: registryMetrics{
 			duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 				Name:    "gantry_discovery_relist_duration_seconds",
@@ -136,8 +144,8 @@ func New(opts Options) *Registry {
 	return r
 }
 
-// Run relists at once and then every interval until ctx is cancelled. It
-// returns when ctx is done.
+// Run relists at once, then every interval and right after SetRules, until
+// ctx is cancelled. It returns when ctx is done.
 func (r *Registry) Run(ctx context.Context) {
 	t := r.opts.Clock.NewTicker(r.opts.Interval)
 	defer t.Stop()
@@ -149,7 +157,24 @@ func (r *Registry) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C():
+		case <-r.relistNow:
 		}
+	}
+}
+
+// SetRules replaces the rules, as a config reload does, and asks Run for a
+// relist at once. Until that relist completes, the metrics found with the
+// previous rules keep being served, so no metric disappears while the new
+// list is being built; a relist that was already running when the rules
+// changed does not publish its list.
+func (r *Registry) SetRules(custom, external []*rules.Rule) {
+	r.mu.Lock()
+	r.rules, r.extRules = custom, external
+	r.generation++
+	r.mu.Unlock()
+	select {
+	case r.relistNow <- struct{}{}:
+	default: // a relist is already asked for
 	}
 }
 
@@ -157,9 +182,12 @@ func (r *Registry) Run(ctx context.Context) {
 // list. A failed query keeps its last good series; the error reports it.
 func (r *Registry) Relist(ctx context.Context) error {
 	start := r.opts.Clock.Now()
+	r.mu.RLock()
+	customRules, extRules, generation := r.rules, r.extRules, r.generation
+	r.mu.RUnlock()
 	queries := map[string][]*rules.Rule{}
 	var order []string
-	for _, rule := range slices.Concat(r.opts.Rules, r.opts.ExternalRules) {
+	for _, rule := range slices.Concat(customRules, extRules) {
 		if _, ok := queries[rule.SeriesQuery]; !ok {
 			order = append(order, rule.SeriesQuery)
 		}
@@ -193,6 +221,12 @@ func (r *Registry) Relist(ctx context.Context) error {
 	}
 
 	r.mu.Lock()
+	if r.generation != generation {
+		// The rules changed while this relist ran: the relist SetRules
+		// asked for publishes instead.
+		r.mu.Unlock()
+		return nil
+	}
 	for i, q := range order {
 		if failed[i] == nil {
 			r.lastGood[q] = results[i]
@@ -202,12 +236,22 @@ func (r *Registry) Relist(ctx context.Context) error {
 	for _, q := range order {
 		byQuery[q] = r.lastGood[q]
 	}
+	// Forget the series of queries no rule asks any more.
+	for q := range r.lastGood {
+		if _, ok := byQuery[q]; !ok {
+			delete(r.lastGood, q)
+		}
+	}
 	r.mu.Unlock()
 
-	custom, external, conflicts := r.build(byQuery)
+	custom, external, conflicts := r.build(customRules, extRules, byQuery)
 	err := errors.Join(failed...)
 
 	r.mu.Lock()
+	if r.generation != generation {
+		r.mu.Unlock()
+		return nil
+	}
 	r.custom, r.external = custom, external
 	r.customList = make([]provider.CustomMetricInfo, 0, len(custom))
 	for info := range custom {
@@ -263,7 +307,7 @@ func contested(cs []conflict) int {
 
 // build runs the series of each query through the rules that share it.
 // Rules are processed in file order; the first to claim a metric keeps it.
-func (r *Registry) build(byQuery map[string][]model.LabelSet) (map[provider.CustomMetricInfo]Entry, map[string]Entry, []conflict) {
+func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string][]model.LabelSet) (map[provider.CustomMetricInfo]Entry, map[string]Entry, []conflict) {
 	custom := map[provider.CustomMetricInfo]Entry{}
 	external := map[string]Entry{}
 	var conflicts []conflict
@@ -279,7 +323,7 @@ func (r *Registry) build(byQuery map[string][]model.LabelSet) (map[provider.Cust
 		}
 	}
 
-	for _, rule := range r.opts.Rules {
+	for _, rule := range customRules {
 		for _, s := range distinctSeries(byQuery[rule.SeriesQuery]) {
 			name, ok := rule.MetricName(s.name)
 			if !ok {
@@ -298,7 +342,7 @@ func (r *Registry) build(byQuery map[string][]model.LabelSet) (map[provider.Cust
 			}
 		}
 	}
-	for _, rule := range r.opts.ExternalRules {
+	for _, rule := range extRules {
 		for _, s := range distinctSeries(byQuery[rule.SeriesQuery]) {
 			name, ok := rule.MetricName(s.name)
 			if !ok {
