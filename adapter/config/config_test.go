@@ -239,6 +239,24 @@ func TestLoadBadFiles(t *testing.T) {
 			},
 		},
 		{
+			// Without a guard, the walk of these never ended (a
+			// stack overflow that killed the process).
+			file: "aliases.bad.yaml",
+			want: []string{
+				`testdata/aliases.bad.yaml:4: rules[0] (a_total): alias *self refers to a mapping or list that contains it`,
+				`testdata/aliases.bad.yaml:10: rules[1] (b_total): alias *listed refers to a mapping or list that contains it`,
+				`testdata/aliases.bad.yaml:15: rules[2] (c_total): resources.overrides.namespace: alias *res refers to a mapping or list that contains it`,
+			},
+		},
+		{
+			// Without a bound, the walk of this took hours; the line is
+			// where the bound was reached.
+			file: "alias-bomb.bad.yaml",
+			want: []string{
+				`testdata/alias-bomb.bad.yaml:4: rules[5]: the document expands to more than 100000 nodes through aliases and merge keys`,
+			},
+		},
+		{
 			file: "not-a-mapping.bad.yaml",
 			want: []string{
 				`testdata/not-a-mapping.bad.yaml:1: top level: expected a mapping with rules, externalRules or resourceRules, got a list`,

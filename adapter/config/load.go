@@ -77,14 +77,37 @@ func Parse(data []byte, file string) (*Config, error) {
 	}
 	// strictCheck also removes what it reports from the tree, so that the
 	// rest decodes and can be validated.
-	problems, _ := strictCheck(doc, reflect.TypeOf(Config{}), nil)
+	c := &checker{walking: map[*yaml.Node]bool{}}
+	problems, _ := c.strictCheck(doc, reflect.TypeOf(Config{}), nil)
+	if c.exceeded != nil {
+		// The rest would walk the same expansion again.
+		p := c.exceeded
+		context, _ := splitSection(p.path)
+		if context == "" {
+			context = "top level"
+		}
+		return nil, fmt.Errorf("%s:%d: %s: %s", file, p.line, context, p.msg)
+	}
 	var errs []error
 	schemaProblems := map[string]bool{}
+	names := map[string]string{}
+	reported := map[string]bool{}
 	for _, p := range problems {
 		section, field := splitSection(p.path)
+		// An anchor merged more than once into a rule repeats its problems.
+		key := fmt.Sprintf("%d\x00%q\x00%s", p.line, p.path, p.msg)
+		if reported[key] {
+			continue
+		}
+		reported[key] = true
 		schemaProblems[section] = true
 		context := section
-		if name := sectionName(doc, section); name != "" {
+		name, ok := names[section]
+		if !ok {
+			name = sectionName(doc, section)
+			names[section] = name
+		}
+		if name != "" {
 			context += " (" + name + ")"
 		}
 		if context == "" {
@@ -188,24 +211,56 @@ func sectionName(doc *yaml.Node, section string) string {
 	return ""
 }
 
+// maxCheckedNodes bounds the nodes strictCheck walks. Aliases and merge keys
+// let a few hundred bytes of YAML stand for billions of nodes; a real rule
+// file has a few thousand.
+const maxCheckedNodes = 100_000
+
+// checker is the state of one strictCheck walk.
+type checker struct {
+	// walking holds the mappings and lists being walked: an alias to one
+	// of them (such as a rule merging itself with "<<: *rule") would never
+	// end.
+	walking map[*yaml.Node]bool
+	nodes   int
+	// exceeded is set once more than maxCheckedNodes were walked.
+	exceeded *problem
+}
+
 // strictCheck walks a YAML node against the Go type it will decode into and
 // reports unknown fields, duplicate keys and wrong kinds with their line and
 // path, which the yaml package cannot do for nested nodes. It removes unknown
 // and repeated keys from mappings, and bad reports whether n itself cannot be
 // decoded, for the caller to replace it: what is left then decodes.
-func strictCheck(n *yaml.Node, t reflect.Type, path []string) (problems []problem, bad bool) {
+func (c *checker) strictCheck(n *yaml.Node, t reflect.Type, path []string) (problems []problem, bad bool) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	line := n.Line // of the use, for an alias
+	alias := ""
 	if n.Kind == yaml.AliasNode {
+		alias = n.Value
 		n = n.Alias
+	}
+	if c.exceeded != nil {
+		return nil, true
+	}
+	if c.nodes++; c.nodes > maxCheckedNodes {
+		c.exceeded = &problem{line: line, path: path, msg: fmt.Sprintf("the document expands to more than %d nodes through aliases and merge keys", maxCheckedNodes)}
+		return nil, true
 	}
 	if n.Tag == "!!null" {
 		return nil, false
 	}
 	wrong := func(format string, args ...any) ([]problem, bool) {
 		return []problem{{line: line, path: path, msg: fmt.Sprintf(format, args...)}}, true
+	}
+	if c.walking[n] {
+		return wrong("alias *%s refers to a mapping or list that contains it", alias)
+	}
+	if n.Kind == yaml.MappingNode || n.Kind == yaml.SequenceNode {
+		c.walking[n] = true
+		defer delete(c.walking, n)
 	}
 	if reflect.PointerTo(t).Implements(reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()) {
 		probe := reflect.New(t).Interface().(yaml.Unmarshaler)
@@ -229,7 +284,7 @@ func strictCheck(n *yaml.Node, t reflect.Type, path []string) (problems []proble
 				continue
 			}
 			if key.Tag == "!!merge" {
-				ps, bad := checkMerge(val, t, path)
+				ps, bad := c.checkMerge(val, t, path)
 				out = append(out, ps...)
 				if !bad {
 					kept = append(kept, key, val)
@@ -251,7 +306,7 @@ func strictCheck(n *yaml.Node, t reflect.Type, path []string) (problems []proble
 				out = append(out, problem{line: key.Line, path: path, msg: msg + " (known fields: " + strings.Join(known, ", ") + ")"})
 				continue
 			}
-			ps, bad := strictCheck(val, valType, append(clone(path), key.Value))
+			ps, bad := c.strictCheck(val, valType, append(clone(path), key.Value))
 			out = append(out, ps...)
 			if bad {
 				val = nullNode(val)
@@ -266,7 +321,7 @@ func strictCheck(n *yaml.Node, t reflect.Type, path []string) (problems []proble
 		}
 		var out []problem
 		for i, item := range n.Content {
-			ps, bad := strictCheck(item, t.Elem(), append(clone(path), fmt.Sprintf("[%d]", i)))
+			ps, bad := c.strictCheck(item, t.Elem(), append(clone(path), fmt.Sprintf("[%d]", i)))
 			out = append(out, ps...)
 			if bad {
 				n.Content[i] = nullNode(item)
@@ -293,28 +348,33 @@ func nullNode(at *yaml.Node) *yaml.Node {
 // checkMerge checks the mappings merged into a mapping with "<<: *anchor"
 // (or a list of anchors) as part of that mapping; keys written next to the
 // merge key override merged ones, so they are not duplicates. bad reports a
-// merge value that is not a mapping or a list of them.
-func checkMerge(n *yaml.Node, t reflect.Type, path []string) ([]problem, bool) {
+// merge value that is not a mapping or a list of them, or that merges a
+// mapping into itself.
+func (c *checker) checkMerge(n *yaml.Node, t reflect.Type, path []string) ([]problem, bool) {
 	line := n.Line
+	use := n
 	if n.Kind == yaml.AliasNode {
 		n = n.Alias
 	}
 	switch n.Kind {
 	case yaml.MappingNode:
-		return strictCheck(n, t, path)
+		return c.strictCheck(use, t, path)
 	case yaml.SequenceNode:
 		var out []problem
+		anyBad := false
 		for _, item := range n.Content {
-			if item.Kind == yaml.AliasNode {
-				item = item.Alias
+			target := item
+			if target.Kind == yaml.AliasNode {
+				target = target.Alias
 			}
-			if item.Kind != yaml.MappingNode {
-				return []problem{{line: line, path: path, msg: fmt.Sprintf("merge key \"<<\": expected a mapping or a list of mappings, got a list holding %s", kindName(item))}}, true
+			if target.Kind != yaml.MappingNode {
+				return []problem{{line: line, path: path, msg: fmt.Sprintf("merge key \"<<\": expected a mapping or a list of mappings, got a list holding %s", kindName(target))}}, true
 			}
-			ps, _ := strictCheck(item, t, path)
+			ps, bad := c.strictCheck(item, t, path)
 			out = append(out, ps...)
+			anyBad = anyBad || bad
 		}
-		return out, false
+		return out, anyBad
 	}
 	return []problem{{line: line, path: path, msg: fmt.Sprintf("merge key \"<<\": expected a mapping or a list of mappings, got %s", kindName(n))}}, true
 }
