@@ -390,6 +390,12 @@ func SelectorMatchers(sel k8slabels.Selector) ([]Matcher, error) {
 		if !label.IsValidLegacy() {
 			return nil, &InvalidSelectorError{Reason: fmt.Sprintf("label %q in the metric selector is not a valid Prometheus label name", req.Key())}
 		}
+		if strings.HasPrefix(req.Key(), model.ReservedLabelPrefix) {
+			// __name__ would pick another metric than the one asked
+			// (and authorized) for. labels.Parse, which reads the API's
+			// metric selectors, refuses such keys already.
+			return nil, &InvalidSelectorError{Reason: fmt.Sprintf("label %q in the metric selector is reserved for Prometheus' internal use", req.Key())}
+		}
 		values := req.Values().List() // sorted
 		m := Matcher{Label: label, Values: values}
 		switch req.Operator() {

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -660,6 +661,16 @@ func TestSelectorMatchers(t *testing.T) {
 			}
 		})
 	}
+	t.Run("reserved label", func(t *testing.T) {
+		// labels.Parse refuses "__name__"; a selector built without
+		// validation must not pick another metric either.
+		sel := k8slabels.SelectorFromValidatedSet(k8slabels.Set{"__name__": "up"})
+		const want = `label "__name__" in the metric selector is reserved for Prometheus' internal use`
+		var ise *InvalidSelectorError
+		if ms, err := SelectorMatchers(sel); !errors.As(err, &ise) || err.Error() != want {
+			t.Errorf("SelectorMatchers(%v) = %v, %v; want an InvalidSelectorError %q", sel, ms, err, want)
+		}
+	})
 	t.Run("nil and Everything", func(t *testing.T) {
 		for _, sel := range []k8slabels.Selector{nil, k8slabels.Everything(), k8slabels.NewSelector()} {
 			if ms, err := SelectorMatchers(sel); err != nil || ms != nil {
