@@ -172,6 +172,12 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 		vec = v
 	case *model.Scalar:
 		vec = model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}
+	case nil:
+		// A success without data ({"status":"success"}): the client
+		// library returns neither a value nor an error. A panic here would
+		// not be recovered per request, as it happens in the shared call's
+		// goroutine, and would end the process.
+		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: errors.New("query returned no result")})
 	default:
 		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: fmt.Errorf("query returned a %s, expected an instant vector", val.Type())})
 	}
@@ -252,14 +258,16 @@ func classify(backend string, err error) *BackendError {
 		return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 	case apiErr != nil:
 		switch apiErr.Type {
+		// Prometheus' message goes on to API responses and from there to
+		// HPA conditions: one line, of bounded length, whoever wrote it.
 		case v1.ErrBadData:
-			return &BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(apiErr.Msg)}
+			return &BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(firstLine(apiErr.Msg))}
 		case v1.ErrTimeout, v1.ErrCanceled:
-			return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New(apiErr.Msg)}
+			return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New(firstLine(apiErr.Msg))}
 		case v1.ErrBadResponse:
 			return &BackendError{Backend: backend, Reason: "bad_response", Err: errors.New(firstLine(apiErr.Msg))}
 		default:
-			return &BackendError{Backend: backend, Reason: "backend_error", Err: fmt.Errorf("%s: %s", apiErr.Type, firstLine(apiErr.Msg))}
+			return &BackendError{Backend: backend, Reason: "backend_error", Err: errors.New(firstLine(fmt.Sprintf("%s: %s", apiErr.Type, apiErr.Msg)))}
 		}
 	}
 	var uerr *url.Error

@@ -535,6 +535,13 @@ func TestBackendErrors(t *testing.T) {
 		},
 		wantReason: "bad_response",
 	}, {
+		name: "200 success without data",
+		respond: func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, 200, `{"status":"success"}`)
+		},
+		wantReason: "bad_response",
+		wantMsg:    "query returned no result",
+	}, {
 		name: "a range vector instead of an instant vector",
 		respond: func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, 200, `{"status":"success","data":{"resultType":"matrix","result":[]}}`)
