@@ -57,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer klog.Flush()
+	// From -v=8 on, client-go logs request bodies, TokenReviews included.
+	klog.SetLogFilter(adapter.LogFilter{})
 	klog.InfoS("gantry", "version", version)
 	if err := srv.Run(ctx); err != nil {
 		klog.ErrorS(err, "gantry stopped")
