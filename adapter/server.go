@@ -207,7 +207,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	reqMetrics := newRequestMetrics(reg)
 	apiCfg.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		return genericapiserver.DefaultBuildHandlerChain(reqMetrics.wrap(h), c)
+		return genericapiserver.DefaultBuildHandlerChain(reqMetrics.wrap(checkMetricSelectors(h)), c)
 	}
 
 	server, err := s.Server()
