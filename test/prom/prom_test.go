@@ -243,3 +243,47 @@ func apiGet(ctx context.Context, t *testing.T, base, path string, params url.Val
 func promTime(t time.Time) string {
 	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
 }
+
+// TestHaltRestart halts Prometheus and starts it again: while halted its
+// port refuses connections; restarted, it answers on the same URL with what
+// was written before.
+func TestHaltRestart(t *testing.T) {
+	s := prom.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	now := time.Now().Truncate(time.Second)
+	labels := map[string]string{"__name__": "gantry_test_restart", "pod": "web-0"}
+	if err := s.Write(ctx, []prom.Sample{{Labels: labels, Value: 7, Time: now}}); err != nil {
+		t.Fatal(err)
+	}
+	url, pid := s.URL(), s.PID()
+
+	if err := s.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(url + "/-/ready")
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("GET /-/ready of a halted Prometheus: %s, want a refused connection", resp.Status)
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("GET /-/ready of a halted Prometheus: %v, want connection refused", err)
+	}
+
+	if err := s.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s.URL() != url {
+		t.Errorf("restarted at %s, want the same URL %s", s.URL(), url)
+	}
+	if s.PID() == pid {
+		t.Errorf("restarted with the same pid %d", pid)
+	}
+	if err := s.Restart(ctx); err == nil {
+		t.Error("Restart of a running server succeeded, want an error")
+	}
+	got := instantQuery(ctx, t, s.URL(), "gantry_test_restart", now)
+	if diff := cmp.Diff(map[string]float64{"web-0": 7}, got); diff != "" {
+		t.Errorf("sample written before the halt (-want +got):\n%s", diff)
+	}
+}

@@ -58,6 +58,12 @@ type Server struct {
 	logf      func(string, ...any)
 	client    *http.Client
 
+	// bin, configPath and o are the command line, for Restart.
+	bin        string
+	configPath string
+	o          options
+
+	mu       sync.Mutex // guards proc and pid across Halt and Restart
 	proc     *process
 	stopOnce sync.Once
 	stopErr  error
@@ -184,13 +190,16 @@ func StartProcess(ctx context.Context, binDir, workDir string, logf func(string,
 	}
 
 	s := &Server{
-		workDir:   workDir,
-		ownsDir:   ownsDir,
-		logPath:   filepath.Join(workDir, "prometheus.log"),
-		batchSize: o.batchSize,
-		stopGrace: o.stopGrace,
-		logf:      logf,
-		client:    &http.Client{Timeout: 30 * time.Second},
+		workDir:    workDir,
+		ownsDir:    ownsDir,
+		logPath:    filepath.Join(workDir, "prometheus.log"),
+		batchSize:  o.batchSize,
+		stopGrace:  o.stopGrace,
+		logf:       logf,
+		client:     &http.Client{Timeout: 30 * time.Second},
+		bin:        bin,
+		configPath: configPath,
+		o:          o,
 	}
 
 	var lastErr error
@@ -209,24 +218,32 @@ func StartProcess(ctx context.Context, binDir, workDir string, logf func(string,
 	return nil, cleanupDir(ownsDir, workDir, lastErr)
 }
 
-// launch starts one process and waits for readiness. retry reports whether
-// the failure was a lost race for the port.
+// launch starts one process on a free port with an empty data dir and waits
+// for readiness. retry reports whether the failure was a lost race for the
+// port.
 func (s *Server) launch(ctx context.Context, bin, configPath string, o options) (retry bool, err error) {
 	port, err := freePort()
 	if err != nil {
 		return false, err
 	}
-	dataDir := filepath.Join(s.workDir, "data")
 	// A previous attempt may have left a lock file or a half-made WAL.
-	if err := os.RemoveAll(dataDir); err != nil {
+	if err := os.RemoveAll(filepath.Join(s.workDir, "data")); err != nil {
 		return false, fmt.Errorf("clearing data dir: %w", err)
 	}
-	logFile, err := os.Create(s.logPath)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.url = "http://" + addr
+	return s.spawn(ctx, bin, configPath, o, addr, os.O_TRUNC)
+}
+
+// spawn starts one process listening on addr, keeping what the data dir
+// holds, and waits for readiness. logFlag is os.O_TRUNC or os.O_APPEND.
+func (s *Server) spawn(ctx context.Context, bin, configPath string, o options, addr string, logFlag int) (retry bool, err error) {
+	dataDir := filepath.Join(s.workDir, "data")
+	logFile, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|logFlag, 0o644)
 	if err != nil {
-		return false, fmt.Errorf("creating log file: %w", err)
+		return false, fmt.Errorf("opening log file: %w", err)
 	}
 
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	args := []string{
 		"--config.file=" + configPath,
 		"--storage.tsdb.path=" + dataDir,
@@ -250,13 +267,16 @@ func (s *Server) launch(ctx context.Context, bin, configPath string, o options) 
 		p.logFile.Close()
 		close(p.exited)
 	}()
+	s.mu.Lock()
 	s.proc = p
 	s.pid = cmd.Process.Pid
-	s.url = "http://" + addr
+	s.mu.Unlock()
 
 	if err := s.waitReady(ctx, o.readyTimeout); err != nil {
 		stopErr := s.terminate()
+		s.mu.Lock()
 		s.proc = nil
+		s.mu.Unlock()
 		log := s.logTail(maxLogDump)
 		retry = strings.Contains(log, "address already in use")
 		if stopErr != nil {
@@ -280,9 +300,12 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		if lastErr == nil {
 			return nil
 		}
+		s.mu.Lock()
+		p, pid := s.proc, s.pid
+		s.mu.Unlock()
 		select {
-		case <-s.proc.exited:
-			return fmt.Errorf("prometheus (pid %d) exited before becoming ready: %v", s.pid, s.proc.waitErr)
+		case <-p.exited:
+			return fmt.Errorf("prometheus (pid %d) exited before becoming ready: %v", pid, p.waitErr)
 		case <-ctx.Done():
 			return fmt.Errorf("prometheus at %s not ready after %s: %w (last probe: %v)", s.url, timeout, ctx.Err(), lastErr)
 		case <-tick.C:
@@ -313,7 +336,47 @@ func (s *Server) probeReady(ctx context.Context) error {
 func (s *Server) URL() string { return s.url }
 
 // PID is the process id of the running prometheus.
-func (s *Server) PID() int { return s.pid }
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid
+}
+
+// Halt stops the process as Stop does (SIGTERM, then SIGKILL after the stop
+// grace) but keeps its data dir, so that Restart can bring the same server
+// back, as after a crash or a rescheduled pod. Requests fail meanwhile: the
+// port refuses connections.
+func (s *Server) Halt() error {
+	err := s.terminate()
+	if err == nil {
+		s.logf("prom: Prometheus (pid %d) halted", s.PID())
+	}
+	return err
+}
+
+// Restart starts a halted server again on the same address, with the same
+// data dir, configuration and flags, and waits until it is ready; its log
+// goes on in LogPath. What was written before Halt is queryable again once
+// Prometheus has replayed its WAL.
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p != nil {
+		select {
+		case <-p.exited:
+		default:
+			return fmt.Errorf("prometheus (pid %d) is still running; Halt it first", s.PID())
+		}
+	}
+	begin := time.Now()
+	addr := strings.TrimPrefix(s.url, "http://")
+	if _, err := s.spawn(ctx, s.bin, s.configPath, s.o, addr, os.O_APPEND); err != nil {
+		return fmt.Errorf("restarting prometheus at %s: %w", s.url, err)
+	}
+	s.logf("prom: Prometheus restarted at %s (pid %d) and ready in %s", s.url, s.PID(), time.Since(begin).Round(10*time.Millisecond))
+	return nil
+}
 
 // LogPath is the file that holds Prometheus' stdout and stderr.
 func (s *Server) LogPath() string { return s.logPath }
@@ -334,7 +397,9 @@ func (s *Server) Stop() error {
 
 // terminate signals the current process by PID and waits for it to exit.
 func (s *Server) terminate() error {
+	s.mu.Lock()
 	p := s.proc
+	s.mu.Unlock()
 	if p == nil {
 		return nil
 	}

@@ -16,11 +16,9 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,24 +72,34 @@ type Options struct {
 	Cluster cluster.Options
 	// GantryArgs are appended to Gantry's command line.
 	GantryArgs []string
+	// Replicas is how many Gantry processes run (default 1). With more
+	// than one, a Balancer stands in for the Service and kube-proxy, and
+	// the APIServices point at it.
+	Replicas int
+	// BackendProxy puts a DelayProxy between Gantry and Prometheus
+	// (Stack.BackendProxy), so that a test can make the backend slow.
+	BackendProxy bool
 }
 
 // Stack is a running cluster, Prometheus and Gantry.
 type Stack struct {
 	Cluster *cluster.Cluster
 	Prom    *prom.Server
-	// GantryURL is Gantry's own address, https://127.0.0.1:<port>.
+	// GantryURL is Gantry's own address, https://127.0.0.1:<port> (the
+	// first replica's).
 	GantryURL string
-	// GantryLog is the path of Gantry's log.
+	// GantryLog is the path of Gantry's log (the first replica's).
 	GantryLog string
+	// Balancer is in front of the replicas when Options.Replicas > 1.
+	Balancer *Balancer
+	// BackendProxy is between Gantry and Prometheus when
+	// Options.BackendProxy is set.
+	BackendProxy *DelayProxy
 
-	opts   Options
-	gantry *exec.Cmd
-	exited chan struct{}
-	caPEM  []byte
-	// gantryBin and gantryArgs are Gantry's command line, for RestartGantry.
-	gantryBin  string
-	gantryArgs []string
+	opts       Options
+	replicas   []*Replica
+	caPEM      []byte
+	configFile string
 }
 
 // Start brings everything up and returns once the four APIServices are
@@ -108,6 +116,9 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	}
 	if opts.RelistInterval <= 0 {
 		opts.RelistInterval = 5 * time.Second
+	}
+	if opts.Replicas <= 0 {
+		opts.Replicas = 1
 	}
 	if opts.BinDir == "" {
 		if opts.BinDir, err = toolbin.Dir(); err != nil {
@@ -129,6 +140,11 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	st.Prom, err = prom.StartProcess(ctx, opts.BinDir, filepath.Join(opts.WorkDir, "prometheus"), opts.Logf)
 	if err != nil {
 		return st, err
+	}
+	if opts.BackendProxy {
+		if st.BackendProxy, err = NewDelayProxy(st.Prom.URL()); err != nil {
+			return st, err
+		}
 	}
 	copts := opts.Cluster
 	copts.Kwok = true
@@ -178,7 +194,9 @@ func StartT(t testing.TB, opts Options) *Stack {
 	t.Cleanup(func() {
 		failed := t.Failed()
 		if failed {
-			t.Logf("stack: gantry log (%s):\n%s", st.GantryLog, tail(st.GantryLog, 48<<10))
+			for _, r := range st.replicas {
+				t.Logf("stack: gantry log (%s):\n%s", r.Log, tail(r.Log, 48<<10))
+			}
 		}
 		if err := st.Stop(); err != nil {
 			t.Error(err)
@@ -196,8 +214,16 @@ func StartT(t testing.TB, opts Options) *Stack {
 // more than once.
 func (st *Stack) Stop() error {
 	var errs []error
-	if err := st.StopGantry(); err != nil {
-		errs = append(errs, err)
+	for _, r := range st.replicas {
+		if err := r.Stop(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if st.Balancer != nil {
+		errs = append(errs, st.Balancer.Close())
+	}
+	if st.BackendProxy != nil {
+		errs = append(errs, st.BackendProxy.Close())
 	}
 	if st.Cluster != nil {
 		errs = append(errs, st.Cluster.Stop())
@@ -208,37 +234,38 @@ func (st *Stack) Stop() error {
 	return errors.Join(errs...)
 }
 
-// StopGantry stops the Gantry process (SIGTERM, then SIGKILL after 10s).
+// StopGantry stops the (first) Gantry process (SIGTERM, then SIGKILL after
+// 10s).
 func (st *Stack) StopGantry() error {
-	if st.gantry == nil || st.gantry.Process == nil {
+	if len(st.replicas) == 0 {
 		return nil
 	}
-	select {
-	case <-st.exited:
-		return nil
-	default:
-	}
-	_ = st.gantry.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-st.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-	}
-	_ = st.gantry.Process.Kill()
-	select {
-	case <-st.exited:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("stack: gantry (pid %d) did not exit after SIGKILL", st.gantry.Process.Pid)
-	}
+	return st.replicas[0].Stop()
 }
 
-// GantryPID is the pid of the running Gantry process, 0 if none.
+// GantryPID is the pid of the (first) Gantry process, 0 if none.
 func (st *Stack) GantryPID() int {
-	if st.gantry == nil || st.gantry.Process == nil {
+	if len(st.replicas) == 0 {
 		return 0
 	}
-	return st.gantry.Process.Pid
+	return st.replicas[0].PID()
+}
+
+// Replicas are the Gantry processes, Options.Replicas of them.
+func (st *Stack) Replicas() []*Replica { return st.replicas }
+
+// ConfigPath is the config file every replica is given as --config.
+func (st *Stack) ConfigPath() string { return st.configFile }
+
+// WriteConfig replaces the config file's content atomically (a new file
+// renamed over it), as an editor or a ConfigMap update does, so a replica
+// never reads half a file.
+func (st *Stack) WriteConfig(content string) error {
+	tmp := st.configFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, st.configFile)
 }
 
 // applyManifests applies deploy/manifests as a cluster admin would, except
@@ -312,34 +339,61 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 		return err
 	}
 	st.caPEM = caPEM
-	configFile := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(configFile, []byte(st.opts.Rules), 0o644); err != nil {
+	st.configFile = filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(st.configFile, []byte(st.opts.Rules), 0o644); err != nil {
 		return err
 	}
-	port, err := freePort()
-	if err != nil {
-		return err
+	promURL := st.Prom.URL()
+	if st.BackendProxy != nil {
+		promURL = st.BackendProxy.URL()
 	}
-	st.GantryURL = "https://127.0.0.1:" + strconv.Itoa(port)
-	st.GantryLog = filepath.Join(dir, "gantry.log")
-	args := []string{
-		"--secure-port=" + strconv.Itoa(port),
+	common := []string{
 		"--bind-address=127.0.0.1",
 		"--tls-cert-file=" + certFile,
 		"--tls-private-key-file=" + keyFile,
 		"--lister-kubeconfig=" + kubeconfig,
 		"--authentication-kubeconfig=" + kubeconfig,
 		"--authorization-kubeconfig=" + kubeconfig,
-		"--config=" + configFile,
-		"--prometheus-url=" + st.Prom.URL(),
+		"--config=" + st.configFile,
+		"--prometheus-url=" + promURL,
 		"--metrics-relist-interval=" + st.opts.RelistInterval.String(),
 		"--metrics-max-age=30m",
 		"--v=2",
 	}
-	args = append(args, st.opts.GantryArgs...)
-	st.gantryBin, st.gantryArgs = bin, args
-	if err := st.spawnGantry(os.O_TRUNC); err != nil {
-		return err
+	var addrs []string
+	var ports []int
+	for i := range st.opts.Replicas {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		r := &Replica{
+			URL:  "https://127.0.0.1:" + strconv.Itoa(port),
+			Log:  filepath.Join(dir, "gantry.log"),
+			bin:  bin,
+			args: append(append([]string{"--secure-port=" + strconv.Itoa(port)}, common...), st.opts.GantryArgs...),
+			logf: st.opts.Logf,
+		}
+		if i > 0 {
+			r.Log = filepath.Join(dir, fmt.Sprintf("gantry-%d.log", i))
+		}
+		if err := r.start(os.O_TRUNC); err != nil {
+			return err
+		}
+		st.replicas = append(st.replicas, r)
+		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(port))
+		ports = append(ports, port)
+	}
+	st.GantryURL, st.GantryLog = st.replicas[0].URL, st.replicas[0].Log
+	// The APIServices point at the one replica, or at the balancer in
+	// front of them all.
+	port := ports[0]
+	if len(addrs) > 1 {
+		if st.Balancer, err = NewBalancer(addrs...); err != nil {
+			return err
+		}
+		port = st.Balancer.Port()
+		st.opts.Logf("stack: %d gantry replicas behind a round-robin balancer on port %d", len(addrs), port)
 	}
 
 	// Now the APIServices can point at Gantry's port.
@@ -371,48 +425,16 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 	return nil
 }
 
-// spawnGantry runs Gantry's command line, logging to GantryLog opened with
-// flag (os.O_TRUNC or os.O_APPEND).
-func (st *Stack) spawnGantry(flag int) error {
-	logFile, err := os.OpenFile(st.GantryLog, os.O_WRONLY|os.O_CREATE|flag, 0o644)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(st.gantryBin, st.gantryArgs...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return fmt.Errorf("stack: starting gantry: %w", err)
-	}
-	exited := make(chan struct{})
-	st.gantry, st.exited = cmd, exited
-	go func() {
-		_ = cmd.Wait()
-		logFile.Close()
-		close(exited)
-	}()
-	st.opts.Logf("stack: gantry started at %s (pid %d, log %s)", st.GantryURL, cmd.Process.Pid, st.GantryLog)
-	return nil
-}
-
 // RestartGantry starts Gantry again after StopGantry (or a crash), with the
 // same command line: the same port, serving certificate, credentials and
 // rules, so the APIServices and any scraper find it where it was. Its log
 // goes on in GantryLog. It returns once the APIServices are Available again.
 func (st *Stack) RestartGantry(ctx context.Context) error {
-	if st.gantryBin == "" {
+	if len(st.replicas) == 0 {
 		return errors.New("stack: gantry was never started")
 	}
-	if st.exited != nil {
-		select {
-		case <-st.exited:
-		default:
-			return fmt.Errorf("stack: gantry (pid %d) is still running; stop it first", st.GantryPID())
-		}
-	}
 	begin := time.Now()
-	if err := st.spawnGantry(os.O_APPEND); err != nil {
+	if err := st.replicas[0].start(os.O_APPEND); err != nil {
 		return err
 	}
 	if err := st.waitAvailable(ctx); err != nil {
@@ -469,7 +491,7 @@ func (st *Stack) waitAvailable(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-st.exited:
+		case <-st.replicas[0].Exited():
 			return fmt.Errorf("stack: gantry exited before its APIServices became Available; log %s:\n%s", st.GantryLog, tail(st.GantryLog, 8<<10))
 		case <-ctx.Done():
 			return fmt.Errorf("stack: APIServices not Available: %v: %v", ctx.Err(), last)
