@@ -567,3 +567,160 @@ func readFrom(path string, offset int64) string {
 	}
 	return string(b[offset:])
 }
+
+// TestFaultBackendSlow puts a proxy between Gantry and Prometheus that
+// answers 10–30 s late, then sends a burst of identical requests through
+// the aggregator: each times out within --backend-timeout with a 503 that
+// says so, they share one backend query, and Gantry's goroutines come back
+// to where they were once the burst is over. Without the delay, the HPA
+// recovers at its next sync.
+func TestFaultBackendSlow(t *testing.T) {
+	e := startFaultEnv(t, stack.Options{BackendProxy: true})
+	ctx := context.Background()
+	proxy := e.st.BackendProxy
+	admin := e.aggregatorClient(t)
+	name := "slow-pods"
+	e.deployment(t, name, 2, "")
+	stop := e.feedPods(name, func(pod string) {
+		e.feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": ns, "pod": pod}, 5)
+	})
+	defer stop()
+	e.hpa(t, name, 2, 4, autoscalingv2.MetricSpec{
+		Type: autoscalingv2.PodsMetricSourceType,
+		Pods: &autoscalingv2.PodsMetricSource{
+			Metric: autoscalingv2.MetricIdentifier{Name: "http_requests_per_second"},
+			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("10")},
+		},
+	})
+	e.waitHPA(ctx, t, name, "ScalingActive=True before the slowdown", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		c := condition(h, autoscalingv2.ScalingActive)
+		return c != nil && c.Status == corev1.ConditionTrue
+	})
+	podsPath := "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + ns + "/pods/*/http_requests_per_second?labelSelector=app%3D" + name
+	extPath := "/apis/external.metrics.k8s.io/v1beta1/namespaces/" + ns + "/queue_depth?labelSelector=queue%3Dorders"
+	e.feed.SetGauge(map[string]string{"__name__": "queue_depth", "namespace": ns, "queue": "orders"}, 3)
+	waitFor(ctx, t, relist+slack, "a 200 for the pods and the external metric before the slowdown", func() bool {
+		return admin.get(ctx, podsPath).code == http.StatusOK && admin.get(ctx, extPath).code == http.StatusOK
+	})
+	before := e.gantryMetrics(ctx, t, e.st.GantryURL)
+	baseline := before["go_goroutines"]
+
+	proxy.SetDelay(10*time.Second, 30*time.Second)
+	// Values cached before the slowdown are served for their TTL; wait
+	// until they are gone, so that the burst needs the backend.
+	waitFor(ctx, t, valueCacheTTL+backendTimeout+slack, "the pods metric no longer answered from the value cache", func() bool {
+		return admin.get(ctx, podsPath).code != http.StatusOK
+	})
+	proxy.ResetMaxInFlight()
+	stats0 := proxy.Stats()
+
+	// The burst: 30 identical custom metrics requests and 10 identical
+	// external ones, at once.
+	const nPods, nExt = 30, 10
+	results := make([]apiResult, nPods+nExt)
+	var wg sync.WaitGroup
+	var peak float64
+	sampling, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	hc := e.gantryClient(t)
+	go func() {
+		defer close(sampled)
+		for sampling.Err() == nil {
+			if x, err := scrape(ctx, hc, e.st.GantryURL); err == nil {
+				peak = max(peak, x["go_goroutines"])
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
+	burst := time.Now()
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path := podsPath
+			if i >= nPods {
+				path = extPath
+			}
+			results[i] = admin.get(ctx, path)
+		}()
+	}
+	wg.Wait()
+	stopSampling()
+	<-sampled
+	burstTook := time.Since(burst)
+	stats1 := proxy.Stats()
+
+	var longest time.Duration
+	reasons := map[string]int{}
+	for i, r := range results {
+		longest = max(longest, r.took)
+		msg := r.message()
+		reasons[msg]++
+		// A request that joined a shared query started before it may
+		// reach its own deadline first: "gave up waiting for the query".
+		if r.code != http.StatusServiceUnavailable || !strings.Contains(msg, "backend unavailable") ||
+			!strings.Contains(msg, "timeout") && !strings.Contains(msg, "deadline exceeded") {
+			t.Errorf("request %d with Prometheus slow: %d %q, want 503 saying the backend timed out", i, r.code, msg)
+		}
+		if r.took > backendTimeout+3*time.Second {
+			t.Errorf("request %d with Prometheus slow took %s, longer than the backend timeout %s", i, r.took.Round(time.Millisecond), backendTimeout)
+		}
+	}
+	t.Logf("backend slow: %d requests got 503 in at most %s (burst over in %s)", len(results), longest.Round(time.Millisecond), burstTook.Round(time.Millisecond))
+	for msg, n := range reasons {
+		t.Logf("backend slow: %d× %s", n, msg)
+	}
+
+	// What reached Prometheus: the pods requests share one namespace
+	// query; the HPA's own requests may add one per sync.
+	var podsQueries, extQueries int
+	for q, n := range stats1.Queries {
+		switch {
+		case strings.Contains(q, "http_requests_total"):
+			podsQueries += n - stats0.Queries[q]
+		case strings.Contains(q, "queue_depth"):
+			extQueries += n - stats0.Queries[q]
+		}
+	}
+	after := e.gantryMetrics(ctx, t, e.st.GantryURL)
+	shared := after.sum("gantry_backend_shared_queries_total") - before.sum("gantry_backend_shared_queries_total")
+	t.Logf("backend slow: backend queries for %d identical pods requests: %d; for %d identical external requests: %d; at most %d requests in flight at the proxy; gantry_backend_shared_queries_total +%v",
+		nPods, podsQueries, nExt, extQueries, stats1.MaxInFlight, shared)
+	if limit := 1 + int(burstTook/hpaSync) + 1; podsQueries > limit {
+		t.Errorf("%d identical pods requests made %d backend queries, want at most %d (one, plus the HPA's)", nPods, podsQueries, limit)
+	}
+	if extQueries > 1 {
+		// Not shared: the collector shares a query in flight only when
+		// its evaluation time is the same millisecond, and each external
+		// request is evaluated at its own now.
+		t.Logf("backend slow: note: %d identical external requests were not shared (%d backend queries)", nExt, extQueries)
+	}
+
+	// Goroutines: bounded during the burst, back near the baseline after.
+	t.Logf("backend slow: gantry goroutines %v before the slowdown, at most %v during the burst", baseline, peak)
+	waitFor(ctx, t, backendTimeout+slack, "gantry's goroutines back near the baseline after the burst", func() bool {
+		g := e.gantryMetrics(ctx, t, e.st.GantryURL)["go_goroutines"]
+		return g <= baseline+20
+	})
+	t.Logf("backend slow: gantry goroutines %v after the burst", e.gantryMetrics(ctx, t, e.st.GantryURL)["go_goroutines"])
+
+	// The HPA sees the timeouts, and recovers once the backend is fast.
+	e.waitHPA(ctx, t, name, "ScalingActive=False while Prometheus is slow", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		c := condition(h, autoscalingv2.ScalingActive)
+		return c != nil && c.Status == corev1.ConditionFalse
+	})
+	t.Logf("backend slow: the HPA says: %s", condition(e.getHPA(ctx, t, name), autoscalingv2.ScalingActive).Message)
+	proxy.SetDelay(0, 0)
+	fast := time.Now()
+	e.waitHPA(ctx, t, name, "ScalingActive=True once Prometheus is fast again", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		c := condition(h, autoscalingv2.ScalingActive)
+		return c != nil && c.Status == corev1.ConditionTrue
+	})
+	// A query sent before the delay was removed is still held and may be
+	// joined until it times out; the HPA's next sync after that succeeds.
+	recovered := time.Since(fast)
+	if limit := backendTimeout + hpaSync + slack; recovered > limit {
+		t.Errorf("the HPA took %s to get metrics again after the delay was removed, more than %s", recovered, limit)
+	}
+	t.Logf("backend slow: the HPA had metrics again %s after the delay was removed (backend timeout %s, HPA sync %s)", recovered.Round(100*time.Millisecond), backendTimeout, hpaSync)
+}
