@@ -724,3 +724,182 @@ func TestFaultBackendSlow(t *testing.T) {
 	}
 	t.Logf("backend slow: the HPA had metrics again %s after the delay was removed (backend timeout %s, HPA sync %s)", recovered.Round(100*time.Millisecond), backendTimeout, hpaSync)
 }
+
+// TestFaultHA runs two Gantry replicas behind a round-robin balancer, as a
+// Deployment of two behind a Service, and kills the one the aggregator is
+// talking to while an HPA and a client keep asking: the HPA misses at most
+// one sync, and no request answered by the survivor fails. A request that
+// was in flight on the killed replica may fail.
+func TestFaultHA(t *testing.T) {
+	e := startFaultEnv(t, stack.Options{Replicas: 2})
+	ctx := context.Background()
+	admin := e.aggregatorClient(t)
+	name := "ha-pods"
+	e.deployment(t, name, 1, "")
+	stop := e.feedPods(name, func(pod string) {
+		e.feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": ns, "pod": pod}, 30)
+	})
+	defer stop()
+	e.hpa(t, name, 1, 4, autoscalingv2.MetricSpec{
+		Type: autoscalingv2.PodsMetricSourceType,
+		Pods: &autoscalingv2.PodsMetricSource{
+			Metric: autoscalingv2.MetricIdentifier{Name: "http_requests_per_second"},
+			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("10")},
+		},
+	})
+	e.waitReplicas(ctx, t, name, 4, "30 req/s per pod against a target of 10")
+	e.feed.SetGauge(map[string]string{"__name__": "queue_depth", "namespace": ns, "queue": "orders"}, 3)
+	podsPath := "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + ns + "/pods/*/http_requests_per_second?labelSelector=app%3D" + name
+	extPath := "/apis/external.metrics.k8s.io/v1beta1/namespaces/" + ns + "/queue_depth?labelSelector=queue%3Dorders"
+	waitFor(ctx, t, relist+slack, "a 200 for the external metric", func() bool {
+		return admin.get(ctx, extPath).code == http.StatusOK
+	})
+
+	// A client: eight workers, each asking for the pods or the external
+	// metric through the aggregator, with 50ms between requests.
+	type sample struct {
+		start, end time.Time
+		path       string
+		code       int
+		msg        string
+	}
+	var mu sync.Mutex
+	var samples []sample
+	load, stopLoad := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	for w := range 8 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			path := podsPath
+			if w%2 == 1 {
+				path = extPath
+			}
+			for load.Err() == nil {
+				begin := time.Now()
+				r := admin.get(context.Background(), path)
+				mu.Lock()
+				samples = append(samples, sample{start: begin, end: time.Now(), path: path, code: r.code, msg: r.message()})
+				mu.Unlock()
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+	}
+	defer func() { stopLoad(); workers.Wait() }()
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(samples) }
+	waitFor(ctx, t, slack, "the client's first 100 requests", func() bool { return count() >= 100 })
+
+	// The victim is the replica the aggregator talks to most.
+	replicas := e.st.Replicas()
+	open := e.st.Balancer.Open()
+	victim, survivor := replicas[0], replicas[1]
+	if open[hostPort(replicas[1].URL)] > open[hostPort(replicas[0].URL)] {
+		victim, survivor = replicas[1], replicas[0]
+	}
+	failedSyncs := func() int32 { return e.hpaFailures(ctx, t, name) }
+	failedBefore := failedSyncs()
+	survivorBefore := e.gantryMetrics(ctx, t, survivor.URL)
+	t.Logf("HA: killing gantry pid %d (%d connections from the aggregator) under load; pid %d (%d) survives",
+		victim.PID(), open[hostPort(victim.URL)], survivor.PID(), open[hostPort(survivor.URL)])
+	kill := time.Now()
+	if err := victim.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+
+	// Watch the HPA for three syncs after the kill, under the same load.
+	var inactive []string
+	watchUntil := time.Now().Add(3 * hpaSync)
+	for time.Now().Before(watchUntil) {
+		h := e.getHPA(ctx, t, name)
+		if c := condition(h, autoscalingv2.ScalingActive); c != nil && c.Status != corev1.ConditionTrue {
+			inactive = append(inactive, c.Reason+": "+c.Message)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stopLoad()
+	workers.Wait()
+
+	// What the client saw. A request the aggregator sent to the killed
+	// replica fails with the aggregator's "error trying to reach
+	// service"; that may happen to a request in flight at the kill, or
+	// sent on the aggregator's connection to it before the aggregator saw
+	// that connection close. Any other failure is a failure of the
+	// survivor.
+	const noticeWithin = time.Second
+	var before, inFlight, after, failedInFlight, failedAfter int
+	for _, s := range samples {
+		if s.end.Before(kill) {
+			before++
+			continue
+		}
+		toKilled := strings.Contains(s.msg, "error trying to reach service")
+		if s.start.Before(killed) {
+			inFlight++
+		} else {
+			after++
+		}
+		switch {
+		case s.code == http.StatusOK:
+		case toKilled && s.start.Before(killed.Add(noticeWithin)):
+			if s.start.Before(killed) {
+				failedInFlight++
+			} else {
+				failedAfter++
+			}
+			t.Logf("HA: a request sent to the killed replica failed (started at kill%+dms): %d %s", s.start.Sub(killed).Milliseconds(), s.code, s.msg)
+		default:
+			t.Errorf("HA: a request started %s after the kill failed: %s: %d %s", s.start.Sub(killed).Round(time.Millisecond), s.path, s.code, s.msg)
+		}
+	}
+	t.Logf("HA: client requests: %d before the kill, %d in flight at it (%d failed), %d after it (%d failed, all sent to the killed replica within %s of the kill)",
+		before, inFlight, failedInFlight, after, failedAfter, noticeWithin)
+	if after == 0 {
+		t.Error("HA: no request was made after the kill")
+	}
+
+	// What the survivor answered: nothing but 200s.
+	survivorAfter := e.gantryMetrics(ctx, t, survivor.URL)
+	errs := func(x exposition) float64 {
+		return x.sum("gantry_requests_total") - x.sum("gantry_requests_total", `code="200"`)
+	}
+	served := survivorAfter.sum("gantry_requests_total") - survivorBefore.sum("gantry_requests_total")
+	if d := errs(survivorAfter) - errs(survivorBefore); d != 0 {
+		t.Errorf("HA: the survivor answered %v requests with an error during the kill", d)
+	}
+	t.Logf("HA: the survivor answered %v metric requests during and after the kill, all 200; balancer connections by replica: %v", served, e.st.Balancer.Total())
+
+	// What the HPA saw.
+	missed := failedSyncs() - failedBefore
+	t.Logf("HA: the HPA failed %d syncs after the kill (ScalingActive not True in %d of its polls: %v)", missed, len(inactive), inactive)
+	if missed > 1 {
+		t.Errorf("HA: the HPA failed %d syncs after the kill, want at most 1", missed)
+	}
+	if h := e.getHPA(ctx, t, name); h.Status.DesiredReplicas != 4 {
+		t.Errorf("HA: HPA after the kill:\n%s", describeHPA(h))
+	}
+}
+
+// hpaFailures counts the HPA's failed syncs so far: its
+// FailedComputeMetricsReplicas warnings, one per sync that could not get
+// its metrics.
+func (e *env) hpaFailures(ctx context.Context, t *testing.T, name string) int32 {
+	t.Helper()
+	events, err := e.client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=HorizontalPodAutoscaler,involvedObject.name=" + name + ",reason=FailedComputeMetricsReplicas",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int32
+	for _, ev := range events.Items {
+		n += max(ev.Count, 1)
+	}
+	return n
+}
+
+// hostPort is the host:port of a URL such as https://127.0.0.1:1234.
+func hostPort(u string) string {
+	_, hp, _ := strings.Cut(u, "://")
+	return hp
+}
