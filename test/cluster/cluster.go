@@ -60,6 +60,9 @@ const (
 
 	frontProxyClientName = "front-proxy-client"
 
+	// restartGrace bounds the wait after SIGTERM in RestartAPIServer.
+	restartGrace = 3 * time.Second
+
 	defaultHPASyncPeriod             = 5 * time.Second
 	defaultHPADownscaleStabilization = 15 * time.Second
 	defaultStopGrace                 = 10 * time.Second
@@ -119,6 +122,10 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	procs map[Component]*process
+	// apiserverBin and apiserverCmd are the kube-apiserver's command
+	// line, for RestartAPIServer.
+	apiserverBin string
+	apiserverCmd []string
 
 	stopOnce sync.Once
 	stopErr  error
@@ -272,9 +279,13 @@ func (c *Cluster) start(ctx context.Context, bins binaries) error {
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPorts[0])
 
 	apiArgs := func(ports []int) []string { return c.apiserverArgs(etcdURL, ports[0]) }
-	if _, err := c.startComponent(ctx, APIServer, bins.apiserver, 1, nil, apiArgs, c.apiserverReady); err != nil {
+	apiPorts, err := c.startComponent(ctx, APIServer, bins.apiserver, 1, nil, apiArgs, c.apiserverReady)
+	if err != nil {
 		return err
 	}
+	c.mu.Lock()
+	c.apiserverBin, c.apiserverCmd = bins.apiserver, apiArgs(apiPorts)
+	c.mu.Unlock()
 	if err := c.writeKubeconfig(); err != nil {
 		return err
 	}
@@ -562,6 +573,49 @@ func (c *Cluster) Stop() error {
 		}
 	})
 	return c.stopErr
+}
+
+// RestartAPIServer stops the kube-apiserver (SIGTERM, then SIGKILL after
+// 3s) and starts it again with the same command line: the same
+// port, etcd and certificates, so every client finds it where it was. It
+// returns once /readyz answers ok again; watches and connections of the
+// other components and of Gantry broke meanwhile, and recovering is theirs
+// to do.
+func (c *Cluster) RestartAPIServer(ctx context.Context) error {
+	c.mu.Lock()
+	p, bin, args := c.procs[APIServer], c.apiserverBin, c.apiserverCmd
+	c.mu.Unlock()
+	if p == nil || bin == "" {
+		return errors.New("cluster: kube-apiserver was never started")
+	}
+	begin := time.Now()
+	// kube-apiserver drains its watches for a while after SIGTERM; a
+	// restart does not wait for that, as a crash would not.
+	if err := p.terminate(restartGrace, c.logf); err != nil {
+		select {
+		case <-p.exited:
+		default:
+			return fmt.Errorf("cluster: stopping kube-apiserver: %w", err)
+		}
+	}
+	down := time.Now()
+	np, err := startProcess(string(APIServer), bin, c.workDir, c.LogPath(APIServer), nil, args...)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.procs[APIServer] = np
+	c.mu.Unlock()
+	port, err := strconv.Atoi(c.url[strings.LastIndexByte(c.url, ':')+1:])
+	if err != nil {
+		return fmt.Errorf("cluster: port of %s: %w", c.url, err)
+	}
+	if err := waitReady(ctx, np, func(ctx context.Context) error { return c.apiserverReady(ctx, []int{port}) }); err != nil {
+		return fmt.Errorf("cluster: kube-apiserver not ready after a restart: %w\n%s", err, logTail(c.LogPath(APIServer), maxLogDump))
+	}
+	c.logf("cluster: kube-apiserver restarted (pid %d): stopped in %s, ready %s later",
+		np.pid(), down.Sub(begin).Round(10*time.Millisecond), time.Since(down).Round(10*time.Millisecond))
+	return nil
 }
 
 // URL is the API server's base URL, e.g. https://127.0.0.1:41234.

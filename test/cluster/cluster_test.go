@@ -146,3 +146,35 @@ func running(pid int) bool {
 	err = p.Signal(syscall.Signal(0))
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
+
+// TestRestartAPIServer restarts the kube-apiserver: the same URL answers
+// again, with what was stored before, and the old process is gone.
+func TestRestartAPIServer(t *testing.T) {
+	c := cluster.StartT(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "before", Namespace: metav1.NamespaceDefault}, Data: map[string]string{"k": "v"}}
+	if _, err := c.Client().CoreV1().ConfigMaps(cm.Namespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	url, pid := c.URL(), c.PIDs()[cluster.APIServer]
+	if err := c.RestartAPIServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.URL() != url {
+		t.Errorf("URL after the restart = %s, want %s", c.URL(), url)
+	}
+	if got := c.PIDs()[cluster.APIServer]; got == pid {
+		t.Errorf("kube-apiserver pid %d unchanged after the restart", got)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("the old kube-apiserver (pid %d) is still there: %v", pid, err)
+	}
+	got, err := c.Client().CoreV1().ConfigMaps(cm.Namespace).Get(ctx, cm.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("reading what was stored before the restart: %v", err)
+	}
+	if got.Data["k"] != "v" {
+		t.Errorf("ConfigMap after the restart: %v", got.Data)
+	}
+}

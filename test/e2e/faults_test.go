@@ -903,3 +903,147 @@ func hostPort(u string) string {
 	_, hp, _ := strings.Cut(u, "://")
 	return hp
 }
+
+// TestFaultAPIServerRestart restarts the kube-apiserver under an HPA and a
+// client: Gantry is not restarted, its informers resync (an HPA on a
+// Deployment created after the restart scales), delegated authentication
+// and authorization work again, and its goroutines do not grow.
+func TestFaultAPIServerRestart(t *testing.T) {
+	e := startFaultEnv(t, stack.Options{})
+	ctx := context.Background()
+	admin := e.aggregatorClient(t)
+	pid := e.st.GantryPID()
+	podsMetric := func(name string, perPod *value) func() {
+		e.deployment(t, name, 1, "")
+		stop := e.feedPods(name, func(pod string) {
+			e.feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": ns, "pod": pod}, perPod.get())
+		})
+		e.hpa(t, name, 1, 4, autoscalingv2.MetricSpec{
+			Type: autoscalingv2.PodsMetricSourceType,
+			Pods: &autoscalingv2.PodsMetricSource{
+				Metric: autoscalingv2.MetricIdentifier{Name: "http_requests_per_second"},
+				Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("10")},
+			},
+		})
+		return stop
+	}
+	name := "kas-pods"
+	perPod := newValue(2)
+	defer podsMetric(name, perPod)()
+	e.waitHPA(ctx, t, name, "ScalingActive=True at 2 req/s per pod", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		c := condition(h, autoscalingv2.ScalingActive)
+		return c != nil && c.Status == corev1.ConditionTrue && h.Status.DesiredReplicas == 1
+	})
+	podsPath := "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + ns + "/pods/*/http_requests_per_second?labelSelector=app%3D" + name
+	goroutines := e.gantryMetrics(ctx, t, e.st.GantryURL)["go_goroutines"]
+
+	// A client asking through the aggregator all along.
+	type sample struct {
+		start time.Time
+		ok    bool
+		msg   string
+	}
+	var mu sync.Mutex
+	var samples []sample
+	load, stopLoad := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	for range 2 {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for load.Err() == nil {
+				begin := time.Now()
+				r := admin.get(context.Background(), podsPath)
+				mu.Lock()
+				samples = append(samples, sample{start: begin, ok: r.code == http.StatusOK, msg: fmt.Sprint(r.code, " ", r.message())})
+				mu.Unlock()
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+	}
+	defer func() { stopLoad(); workers.Wait() }()
+
+	restartCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	begin := time.Now()
+	if err := e.st.Cluster.RestartAPIServer(restartCtx); err != nil {
+		t.Fatal(err)
+	}
+	ready := time.Now()
+	t.Logf("apiserver restart: down and back in %s", ready.Sub(begin).Round(10*time.Millisecond))
+	perPod.set(30)
+
+	// The client gets answers again, and keeps getting them.
+	waitFor(ctx, t, slack, "a 200 through the aggregator after the restart", func() bool {
+		return admin.get(ctx, podsPath).code == http.StatusOK
+	})
+	clientBack := time.Since(ready)
+
+	// Informers: a Deployment created after the restart has its pods
+	// resolved by Gantry's metadata cache, so its HPA scales.
+	newName := "kas-new"
+	newPerPod := newValue(30)
+	created := time.Now()
+	defer podsMetric(newName, newPerPod)()
+	e.waitReplicas(ctx, t, name, 4, "30 req/s per pod, the load raised at the restart")
+	hpaBack := time.Since(ready)
+	e.waitReplicas(ctx, t, newName, 4, "30 req/s per pod, a Deployment created after the restart")
+	newBack := time.Since(created)
+
+	// Delegated authentication and authorization: the admin's certificate
+	// straight to Gantry (authorized by a SubjectAccessReview), and an
+	// anonymous request refused.
+	if r := e.gantryGet(ctx, t, e.st.GantryURL, podsPath); r.code != http.StatusOK {
+		t.Errorf("admin straight to gantry after the restart: %d %s", r.code, r.message())
+	}
+	anon, err := e.st.GantryClient().Get(e.st.GantryURL + podsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anon.Body.Close()
+	if anon.StatusCode != http.StatusUnauthorized && anon.StatusCode != http.StatusForbidden {
+		t.Errorf("anonymous straight to gantry after the restart: %d, want 401 or 403", anon.StatusCode)
+	}
+	if r := e.gantryGet(ctx, t, e.st.GantryURL, "/readyz"); r.code != http.StatusOK {
+		t.Errorf("gantry /readyz after the restart: %d %s", r.code, r.body)
+	}
+	if !listed(t, admin.get(ctx, "/apis/custom.metrics.k8s.io/v1beta2"), "pods/http_requests_per_second") {
+		t.Error("custom metrics discovery through the aggregator lacks pods/http_requests_per_second after the restart")
+	}
+
+	stopLoad()
+	workers.Wait()
+	var failedBefore, failedAfter int
+	var lastFailure time.Time
+	for _, s := range samples {
+		if s.ok {
+			continue
+		}
+		if s.start.Before(ready) {
+			failedBefore++
+		} else {
+			failedAfter++
+			lastFailure = s.start
+		}
+	}
+	t.Logf("apiserver restart: client: %d requests, %d failed while the apiserver was down or restarting, %d after it was ready",
+		len(samples), failedBefore, failedAfter)
+	if !lastFailure.IsZero() && lastFailure.Sub(ready) > slack {
+		t.Errorf("a client request failed %s after the apiserver was ready", lastFailure.Sub(ready).Round(time.Millisecond))
+	}
+	t.Logf("apiserver restart: after the apiserver was ready, a client got a 200 in %s, the HPA scaled to 4 for the load raised at the restart in %s (rate window 30s), an HPA on a Deployment created after the restart in %s from its creation",
+		clientBack.Round(100*time.Millisecond), hpaBack.Round(100*time.Millisecond), newBack.Round(100*time.Millisecond))
+
+	waitFor(ctx, t, slack, "gantry's goroutines back near where they were before the restart", func() bool {
+		return e.gantryMetrics(ctx, t, e.st.GantryURL)["go_goroutines"] <= goroutines+20
+	})
+	t.Logf("apiserver restart: gantry goroutines %v before, %v after", goroutines, e.gantryMetrics(ctx, t, e.st.GantryURL)["go_goroutines"])
+	if got := e.st.GantryPID(); got != pid {
+		t.Errorf("gantry's pid changed from %d to %d", pid, got)
+	}
+	select {
+	case <-e.st.Replicas()[0].Exited():
+		t.Error("gantry exited")
+	default:
+	}
+}
