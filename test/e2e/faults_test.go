@@ -95,9 +95,10 @@ func (e *env) testConfigReload(t *testing.T) {
 	admin := e.aggregatorClient(t)
 	const nodePath = "/apis/metrics.k8s.io/v1beta1/nodes/" + nodeName
 	const extPath = "/apis/external.metrics.k8s.io/v1beta1"
-	if got := nodeMemory(t, admin.get(ctx, nodePath)); got != "2Gi" {
-		t.Fatalf("node memory before the reload = %q, want 2Gi", got)
-	}
+	// The node's series reach Prometheus with the feeder's next write.
+	waitFor(ctx, t, 30*time.Second, "node memory 2Gi before the reload", func() bool {
+		return nodeMemory(t, admin.get(ctx, nodePath)) == "2Gi"
+	})
 
 	// An HPA on a metric no rule serves yet: it cannot scale.
 	e.feed.SetGauge(map[string]string{"__name__": "jobs_waiting", "namespace": ns, "queue": "batch"}, 40)
