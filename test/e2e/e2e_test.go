@@ -44,8 +44,12 @@ type env struct {
 	feed   *stack.Feeder
 }
 
-func TestE2E(t *testing.T) {
-	st := stack.StartT(t, stack.Options{})
+// startEnv starts a stack with opts, a fake node, the test namespace and a
+// feeder writing every 2s until the test ends. Feeder errors are logged when
+// logFeed is set (fault tests stop Prometheus on purpose and leave it off).
+func startEnv(t *testing.T, opts stack.Options, logFeed bool) *env {
+	t.Helper()
+	st := stack.StartT(t, opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := st.Cluster.AddFakeNode(ctx, nodeName, "32", "64Gi"); err != nil {
 		t.Fatal(err)
@@ -54,13 +58,22 @@ func TestE2E(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &env{st: st, client: st.Cluster.Client(), feed: stack.NewFeeder(st.Prom, 2*time.Second)}
-	var feedWG sync.WaitGroup
-	feedWG.Add(1)
+	var onErr func(error)
+	if logFeed {
+		onErr = func(err error) { t.Logf("feeder: %v", err) }
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer feedWG.Done()
-		e.feed.Run(ctx, func(err error) { t.Logf("feeder: %v", err) })
+		defer wg.Done()
+		e.feed.Run(ctx, onErr)
 	}()
-	t.Cleanup(func() { cancel(); feedWG.Wait() })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return e
+}
+
+func TestE2E(t *testing.T) {
+	e := startEnv(t, stack.Options{}, true)
 
 	// Node-level series for metrics.k8s.io NodeMetrics.
 	e.feed.SetRate(map[string]string{"__name__": "container_cpu_usage_seconds_total", "id": "/", "node": nodeName}, 1.5)

@@ -39,36 +39,11 @@ const (
 	slack = 10 * time.Second
 )
 
-// startFaultEnv starts a stack with opts and a fake node, the test
-// namespace and a feeder, for one fault test.
-func startFaultEnv(t *testing.T, opts stack.Options) *env {
-	t.Helper()
-	st := stack.StartT(t, opts)
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := st.Cluster.AddFakeNode(ctx, nodeName, "32", "64Gi"); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureNamespace(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{st: st, client: st.Cluster.Client(), feed: stack.NewFeeder(st.Prom, 2*time.Second)}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		// While Prometheus is down on purpose every write fails; those
-		// errors are expected and not worth a line each.
-		e.feed.Run(ctx, nil)
-	}()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return e
-}
-
 // TestFaults breaks what Gantry depends on, one thing at a time, on one
 // stack, and checks what an HPA and a client see while it is broken and
 // after it is repaired.
 func TestFaults(t *testing.T) {
-	e := startFaultEnv(t, stack.Options{})
+	e := startEnv(t, stack.Options{}, false)
 	e.feed.SetGauge(map[string]string{"__name__": "container_memory_working_set_bytes", "id": "/", "node": nodeName}, 2<<30)
 	e.feed.SetRate(map[string]string{"__name__": "container_cpu_usage_seconds_total", "id": "/", "node": nodeName}, 1.5)
 	t.Run("config reload", e.testConfigReload)
@@ -576,7 +551,7 @@ func readFrom(path string, offset int64) string {
 // to where they were once the burst is over. Without the delay, the HPA
 // recovers at its next sync.
 func TestFaultBackendSlow(t *testing.T) {
-	e := startFaultEnv(t, stack.Options{BackendProxy: true})
+	e := startEnv(t, stack.Options{BackendProxy: true}, false)
 	ctx := context.Background()
 	proxy := e.st.BackendProxy
 	admin := e.aggregatorClient(t)
@@ -732,7 +707,7 @@ func TestFaultBackendSlow(t *testing.T) {
 // one sync, and no request answered by the survivor fails. A request that
 // was in flight on the killed replica may fail.
 func TestFaultHA(t *testing.T) {
-	e := startFaultEnv(t, stack.Options{Replicas: 2})
+	e := startEnv(t, stack.Options{Replicas: 2}, false)
 	ctx := context.Background()
 	admin := e.aggregatorClient(t)
 	name := "ha-pods"
@@ -910,7 +885,7 @@ func hostPort(u string) string {
 // Deployment created after the restart scales), delegated authentication
 // and authorization work again, and its goroutines do not grow.
 func TestFaultAPIServerRestart(t *testing.T) {
-	e := startFaultEnv(t, stack.Options{})
+	e := startEnv(t, stack.Options{}, false)
 	ctx := context.Background()
 	admin := e.aggregatorClient(t)
 	pid := e.st.GantryPID()
