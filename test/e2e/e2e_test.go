@@ -111,19 +111,9 @@ func (e *env) testPodsMetric(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	name := "pods-rps"
-	e.deployment(t, name, 1, "")
 	perPod := newValue(30)
-	stop := e.feedPods(name, func(pod string) {
-		e.feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": ns, "pod": pod}, perPod.get())
-	})
+	stop := e.rpsApp(t, name, 1, 1, 4, perPod.get)
 	defer stop()
-	e.hpa(t, name, 1, 4, autoscalingv2.MetricSpec{
-		Type: autoscalingv2.PodsMetricSourceType,
-		Pods: &autoscalingv2.PodsMetricSource{
-			Metric: autoscalingv2.MetricIdentifier{Name: "http_requests_per_second"},
-			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("10")},
-		},
-	})
 	e.waitReplicas(ctx, t, name, 4, "30 req/s per pod against a target of 10")
 	perPod.set(2)
 	e.waitReplicas(ctx, t, name, 1, "2 req/s per pod against a target of 10")
@@ -400,6 +390,26 @@ func (e *env) hpa(t *testing.T, name string, min, max int32, metric autoscalingv
 	if _, err := e.client.AutoscalingV2().HorizontalPodAutoscalers(ns).Create(context.Background(), h, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// rpsApp runs a Deployment whose pods each serve perPod() requests per
+// second (http_requests_total, fed while the test runs) and an HPA on
+// http_requests_per_second with an AverageValue target of 10 per pod. stop
+// ends the feeding.
+func (e *env) rpsApp(t *testing.T, name string, replicas, min, max int32, perPod func() float64) (stop func()) {
+	t.Helper()
+	e.deployment(t, name, replicas, "")
+	stop = e.feedPods(name, func(pod string) {
+		e.feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": ns, "pod": pod}, perPod())
+	})
+	e.hpa(t, name, min, max, autoscalingv2.MetricSpec{
+		Type: autoscalingv2.PodsMetricSourceType,
+		Pods: &autoscalingv2.PodsMetricSource{
+			Metric: autoscalingv2.MetricIdentifier{Name: "http_requests_per_second"},
+			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("10")},
+		},
+	})
+	return stop
 }
 
 // feedPods keeps calling set for every pod of the Deployment as pods come

@@ -197,19 +197,9 @@ func (e *env) testBackendDown(t *testing.T) {
 	pid := e.st.GantryPID()
 	admin := e.aggregatorClient(t)
 	name := "down-pods"
-	e.deployment(t, name, 1, "")
 	perPod := newValue(2)
-	stop := e.feedPods(name, func(pod string) {
-		e.feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": ns, "pod": pod}, perPod.get())
-	})
+	stop := e.rpsApp(t, name, 1, 1, 4, perPod.get)
 	defer stop()
-	e.hpa(t, name, 1, 4, autoscalingv2.MetricSpec{
-		Type: autoscalingv2.PodsMetricSourceType,
-		Pods: &autoscalingv2.PodsMetricSource{
-			Metric: autoscalingv2.MetricIdentifier{Name: "http_requests_per_second"},
-			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("10")},
-		},
-	})
 	e.waitHPA(ctx, t, name, "ScalingActive=True at 2 req/s per pod", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
 		c := condition(h, autoscalingv2.ScalingActive)
 		return c != nil && c.Status == corev1.ConditionTrue && h.Status.DesiredReplicas == 1
@@ -556,18 +546,8 @@ func TestFaultBackendSlow(t *testing.T) {
 	proxy := e.st.BackendProxy
 	admin := e.aggregatorClient(t)
 	name := "slow-pods"
-	e.deployment(t, name, 2, "")
-	stop := e.feedPods(name, func(pod string) {
-		e.feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": ns, "pod": pod}, 5)
-	})
+	stop := e.rpsApp(t, name, 2, 2, 4, func() float64 { return 5 })
 	defer stop()
-	e.hpa(t, name, 2, 4, autoscalingv2.MetricSpec{
-		Type: autoscalingv2.PodsMetricSourceType,
-		Pods: &autoscalingv2.PodsMetricSource{
-			Metric: autoscalingv2.MetricIdentifier{Name: "http_requests_per_second"},
-			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("10")},
-		},
-	})
 	e.waitHPA(ctx, t, name, "ScalingActive=True before the slowdown", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
 		c := condition(h, autoscalingv2.ScalingActive)
 		return c != nil && c.Status == corev1.ConditionTrue
@@ -711,18 +691,8 @@ func TestFaultHA(t *testing.T) {
 	ctx := context.Background()
 	admin := e.aggregatorClient(t)
 	name := "ha-pods"
-	e.deployment(t, name, 1, "")
-	stop := e.feedPods(name, func(pod string) {
-		e.feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": ns, "pod": pod}, 30)
-	})
+	stop := e.rpsApp(t, name, 1, 1, 4, func() float64 { return 30 })
 	defer stop()
-	e.hpa(t, name, 1, 4, autoscalingv2.MetricSpec{
-		Type: autoscalingv2.PodsMetricSourceType,
-		Pods: &autoscalingv2.PodsMetricSource{
-			Metric: autoscalingv2.MetricIdentifier{Name: "http_requests_per_second"},
-			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("10")},
-		},
-	})
 	e.waitReplicas(ctx, t, name, 4, "30 req/s per pod against a target of 10")
 	e.feed.SetGauge(map[string]string{"__name__": "queue_depth", "namespace": ns, "queue": "orders"}, 3)
 	podsPath := "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + ns + "/pods/*/http_requests_per_second?labelSelector=app%3D" + name
