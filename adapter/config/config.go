@@ -37,6 +37,16 @@ type DiscoveryRule struct {
 	// MetricsQuery is a Go template (delimiters << >>) rendering the PromQL
 	// query for a request.
 	MetricsQuery string `yaml:"metricsQuery"`
+	// LogQLQuery, a Gantry extension, is a Go template rendering a LogQL
+	// metric query, run on Loki (--loki-url) instead of a PromQL query.
+	// SeriesQuery is then a LogQL stream selector, and Name.As the metric's
+	// fixed name. Set either MetricsQuery or LogQLQuery.
+	LogQLQuery string `yaml:"logqlQuery"`
+	// Source, a Gantry extension, says which backend runs MetricsQuery:
+	// "prometheus" (the default) or "local", the series Gantry scrapes
+	// itself (kube-state-metrics, kubelet cAdvisor). LogQL rules run on
+	// "loki", which may be written out.
+	Source string `yaml:"source"`
 	// Window is a Gantry extension: the windowSeconds reported with each value.
 	// When unset, the longest range selector of the rendered query is used.
 	Window Duration `yaml:"window"`
@@ -97,6 +107,24 @@ type ResourceRule struct {
 // namespace to its query.
 func (m ResourceMapping) NamespacedOrDefault() bool {
 	return m.Namespaced == nil || *m.Namespaced
+}
+
+// The backends a rule's query runs on.
+const (
+	SourcePrometheus = "prometheus"
+	SourceLoki       = "loki"
+	SourceLocal      = "local"
+)
+
+// SourceOrDefault is the backend the rule's query runs on.
+func (r DiscoveryRule) SourceOrDefault() string {
+	switch {
+	case r.Source != "":
+		return r.Source
+	case r.LogQLQuery != "":
+		return SourceLoki
+	}
+	return SourcePrometheus
 }
 
 // DefaultResourceWindow is the window of metrics.k8s.io values when a config

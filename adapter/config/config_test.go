@@ -148,8 +148,8 @@ func TestLoadBadFiles(t *testing.T) {
 			file: "unknown-field.bad.yaml",
 			want: []string{
 				`testdata/unknown-field.bad.yaml:6: rules[0] (http_requests_total): resources.overrides.pod: unknown field "resouce", did you mean "resource"? (known fields: group, resource)`,
-				`testdata/unknown-field.bad.yaml:8: rules[0] (http_requests_total): unknown field "metricQuery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, window)`,
-				`testdata/unknown-field.bad.yaml:10: rules[1] (queue_depth): unknown field "seriesfilters", did you mean "seriesFilters"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, window)`,
+				`testdata/unknown-field.bad.yaml:8: rules[0] (http_requests_total): unknown field "metricQuery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
+				`testdata/unknown-field.bad.yaml:10: rules[1] (queue_depth): unknown field "seriesfilters", did you mean "seriesFilters"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
 				`testdata/unknown-field.bad.yaml:13: top level: unknown field "externalrules", did you mean "externalRules"? (known fields: rules, externalRules, resourceRules)`,
 			},
 		},
@@ -203,6 +203,21 @@ func TestLoadBadFiles(t *testing.T) {
 			},
 		},
 		{
+			file: "sources.bad.yaml",
+			want: []string{
+				`testdata/sources.bad.yaml: rules[0] (a): metricsQuery, logqlQuery: set one of them, not both`,
+				`testdata/sources.bad.yaml: rules[1] (^(.*)$): name.as: required: the metric's fixed name, such as 'web_errors_per_second' (log streams have no series name to derive one from)`,
+				`testdata/sources.bad.yaml: rules[1] (^(.*)$): name.matches: not used by logqlQuery rules (log streams have no series name); remove it`,
+				`testdata/sources.bad.yaml: rules[1] (^(.*)$): seriesFilters: not used by logqlQuery rules (log streams have no series name); remove them`,
+				`testdata/sources.bad.yaml: rules[2] (c): source: logqlQuery rules run on "loki", not "prometheus"`,
+				`testdata/sources.bad.yaml: rules[2] (c): logqlQuery: unterminated string literal at offset 45 (rendered: sum(rate({namespace="default",pod=~"a|b"} |= "x [1m])))`,
+				`testdata/sources.bad.yaml: rules[3] (http_requests_total): source: "loki" runs a logqlQuery; a metricsQuery (PromQL) runs on "prometheus" or "local"`,
+				`testdata/sources.bad.yaml: rules[4] (e): logqlQuery: no stream selector such as {app="web"} (rendered: sum(rate(pod[1m])))`,
+				`testdata/sources.bad.yaml: rules[5] (f): logqlQuery: unbalanced ')' at offset 47 (rendered: sum(rate({namespace="default",pod=~"a|b"}[1m]))))`,
+				`testdata/sources.bad.yaml: rules[6] (g_total): source: unknown backend "graphite": expected "prometheus", "local" or "loki"`,
+			},
+		},
+		{
 			file: "resource-rules.bad.yaml",
 			want: []string{
 				`testdata/resource-rules.bad.yaml:2: resourceRules: window: expected a duration such as "1m", got "1 minute"`,
@@ -224,7 +239,7 @@ func TestLoadBadFiles(t *testing.T) {
 		{
 			file: "multiple.bad.yaml",
 			want: []string{
-				`testdata/multiple.bad.yaml:15: rules[2] (latency_seconds): unknown field "windw", did you mean "window"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, window)`,
+				`testdata/multiple.bad.yaml:15: rules[2] (latency_seconds): unknown field "windw", did you mean "window"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
 				`testdata/multiple.bad.yaml: rules[0] (http_requests_total): metricsQuery: rendered query does not parse: 1:61: parse error: unexpected <by> in aggregation (rendered: sum(rate(sample_metric{namespace="default",pod=~"a|b"}[2m]) by (pod))`,
 				"testdata/multiple.bad.yaml: rules[2] (latency_seconds): name.matches: not a regular expression: error parsing regexp: missing closing ): `(latency`",
 				`testdata/multiple.bad.yaml: externalRules[0] (queue_depth{queue!=""): seriesQuery: not a series selector: 1:22: parse error: unexpected end of input inside braces`,
@@ -370,14 +385,14 @@ func TestParse(t *testing.T) {
 			name: "a misspelt field is reported once, not again as missing",
 			yaml: "rules:\n- seriesQuery: 'x{a!=\"\"}'\n  metricsquery: '" + query + "'\n",
 			wantErr: []string{
-				`t.yaml:3: rules[0] (x): unknown field "metricsquery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, window)`,
+				`t.yaml:3: rules[0] (x): unknown field "metricsquery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
 			},
 		},
 		{
 			name: "a missing field in another rule is still reported",
 			yaml: "rules:\n- seriesQuery: 'x{a!=\"\"}'\n  metricsquery: '" + query + "'\n- seriesQuery: 'y{a!=\"\"}'\n",
 			wantErr: []string{
-				`t.yaml:3: rules[0] (x): unknown field "metricsquery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, window)`,
+				`t.yaml:3: rules[0] (x): unknown field "metricsquery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
 				`t.yaml: rules[1] (y): metricsQuery: required: a query template such as 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'`,
 			},
 		},

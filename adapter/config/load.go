@@ -552,13 +552,49 @@ func (r DiscoveryRule) validate(external bool) []error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, r.Resources.validate("resources")...)
-	if strings.TrimSpace(r.MetricsQuery) == "" {
+	switch {
+	case r.LogQLQuery != "" && r.MetricsQuery != "":
+		errs = append(errs, errors.New("metricsQuery, logqlQuery: set one of them, not both"))
+	case r.LogQLQuery != "":
+		errs = append(errs, r.validateLogQL(external)...)
+	case strings.TrimSpace(r.MetricsQuery) == "":
 		errs = append(errs, missing("metricsQuery", "a query template such as 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'"))
-	} else if err := checkQueryTemplate(r.MetricsQuery, external); err != nil {
-		errs = append(errs, fmt.Errorf("metricsQuery: %w", err))
+	default:
+		if err := checkQueryTemplate(r.MetricsQuery, external); err != nil {
+			errs = append(errs, fmt.Errorf("metricsQuery: %w", err))
+		}
+		if r.Source != "" && r.Source != SourcePrometheus && r.Source != SourceLocal {
+			if r.Source == SourceLoki {
+				errs = append(errs, fmt.Errorf("source: %q runs a logqlQuery; a metricsQuery (PromQL) runs on %q or %q", r.Source, SourcePrometheus, SourceLocal))
+			} else {
+				errs = append(errs, fmt.Errorf("source: unknown backend %q: expected %q, %q or %q", r.Source, SourcePrometheus, SourceLocal, SourceLoki))
+			}
+		}
 	}
 	if r.Window < 0 {
 		errs = append(errs, errors.New("window: must be positive"))
+	}
+	return errs
+}
+
+// validateLogQL checks the fields of a rule whose query is LogQL.
+func (r DiscoveryRule) validateLogQL(external bool) []error {
+	var errs []error
+	if r.Source != "" && r.Source != SourceLoki {
+		errs = append(errs, fmt.Errorf("source: logqlQuery rules run on %q, not %q", SourceLoki, r.Source))
+	}
+	// Log streams have no metric name to rewrite: the rule names its metric.
+	if r.Name.As == "" || strings.Contains(r.Name.As, "$") {
+		errs = append(errs, missing("name.as", "the metric's fixed name, such as 'web_errors_per_second' (log streams have no series name to derive one from)"))
+	}
+	if r.Name.Matches != "" {
+		errs = append(errs, errors.New("name.matches: not used by logqlQuery rules (log streams have no series name); remove it"))
+	}
+	if len(r.SeriesFilters) > 0 {
+		errs = append(errs, errors.New("seriesFilters: not used by logqlQuery rules (log streams have no series name); remove them"))
+	}
+	if err := CheckLogQLTemplate(r.LogQLQuery, external); err != nil {
+		errs = append(errs, fmt.Errorf("logqlQuery: %w", err))
 	}
 	return errs
 }
@@ -684,6 +720,79 @@ func checkQueryTemplate(text string, external bool) error {
 	}
 	if _, err := promql.ParseExpr(b.String()); err != nil {
 		return fmt.Errorf("rendered query does not parse: %v (rendered: %s)", firstLine(err.Error()), b.String())
+	}
+	return nil
+}
+
+// CheckLogQLTemplate renders a logqlQuery template with sample arguments and
+// checks what can be checked without a LogQL parser: the query is not empty,
+// its brackets balance outside string literals, and it has a stream
+// selector. Loki itself is the final judge (check-config --loki-url).
+func CheckLogQLTemplate(text string, external bool) error {
+	t, err := ParseQueryTemplate(text)
+	if err != nil {
+		return err
+	}
+	t.Option("missingkey=zero")
+	args := QueryArgs{
+		Series:            "sample_metric",
+		LabelMatchers:     `namespace="default",pod=~"a|b"`,
+		LabelValuesByName: map[string]string{"namespace": "default", "pod": "a|b"},
+		GroupBy:           "pod",
+		GroupBySlice:      []string{"pod"},
+	}
+	if external {
+		args.LabelMatchers = `namespace="default"`
+		args.LabelValuesByName = map[string]string{"namespace": "default"}
+		args.GroupBy, args.GroupBySlice = "", nil
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, args); err != nil {
+		return fmt.Errorf("template does not render: %s", templateError(err))
+	}
+	return CheckLogQL(b.String())
+}
+
+// CheckLogQL is the structural check of a rendered LogQL query.
+func CheckLogQL(q string) error {
+	if strings.TrimSpace(q) == "" {
+		return errors.New("renders an empty query")
+	}
+	var stack []rune
+	closing := map[rune]rune{')': '(', ']': '[', '}': '{'}
+	selector := false
+	for i := 0; i < len(q); i++ {
+		c := rune(q[i])
+		switch c {
+		case '"', '`':
+			// Skip a string literal: escapes only in double quotes.
+			j := i + 1
+			for ; j < len(q) && rune(q[j]) != c; j++ {
+				if c == '"' && q[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(q) {
+				return fmt.Errorf("unterminated string literal at offset %d (rendered: %s)", i, q)
+			}
+			i = j
+		case '(', '[', '{':
+			if c == '{' {
+				selector = true
+			}
+			stack = append(stack, c)
+		case ')', ']', '}':
+			if len(stack) == 0 || stack[len(stack)-1] != closing[c] {
+				return fmt.Errorf("unbalanced %q at offset %d (rendered: %s)", c, i, q)
+			}
+			stack = stack[:len(stack)-1]
+		}
+	}
+	if len(stack) > 0 {
+		return fmt.Errorf("unclosed %q (rendered: %s)", stack[len(stack)-1], q)
+	}
+	if !selector {
+		return fmt.Errorf("no stream selector such as {app=\"web\"} (rendered: %s)", q)
 	}
 	return nil
 }

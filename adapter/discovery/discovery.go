@@ -25,6 +25,7 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
+	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/rules"
 )
 
@@ -45,8 +46,11 @@ type Entry struct {
 type Options struct {
 	Rules         []*rules.Rule // custom metrics rules
 	ExternalRules []*rules.Rule
-	Lister        SeriesLister
-	Mapper        apimeta.RESTMapper
+	// Lister lists the series of Prometheus rules; Listers, by rule
+	// source (config.SourceLoki, SourceLocal, ...), those of other rules.
+	Lister  SeriesLister
+	Listers map[string]SeriesLister
+	Mapper  apimeta.RESTMapper
 	// Interval between relists (--metrics-relist-interval). Default 1m.
 	Interval time.Duration
 	// MaxAge is how far back series are looked for (--metrics-max-age).
@@ -185,13 +189,16 @@ func (r *Registry) Relist(ctx context.Context) error {
 	r.mu.RLock()
 	customRules, extRules, generation := r.rules, r.extRules, r.generation
 	r.mu.RUnlock()
+	// Rules of different backends may share a selector's text, not its
+	// series: queries are keyed by source and selector.
 	queries := map[string][]*rules.Rule{}
 	var order []string
 	for _, rule := range slices.Concat(customRules, extRules) {
-		if _, ok := queries[rule.SeriesQuery]; !ok {
-			order = append(order, rule.SeriesQuery)
+		k := queryKey(rule)
+		if _, ok := queries[k]; !ok {
+			order = append(order, k)
 		}
-		queries[rule.SeriesQuery] = append(queries[rule.SeriesQuery], rule)
+		queries[k] = append(queries[k], rule)
 	}
 
 	results := make([][]model.LabelSet, len(order))
@@ -203,9 +210,14 @@ func (r *Registry) Relist(ctx context.Context) error {
 		g.Go(func() error {
 			qctx, cancel := context.WithTimeout(gctx, r.opts.Timeout)
 			defer cancel()
-			sets, err := r.opts.Lister.Series(qctx, []string{q}, now.Add(-r.opts.MaxAge), now)
+			rule := queries[q][0]
+			lister, err := r.lister(rule.Source)
+			var sets []model.LabelSet
+			if err == nil {
+				sets, err = lister.Series(qctx, []string{rule.SeriesQuery}, now.Add(-r.opts.MaxAge), now)
+			}
 			if err != nil {
-				failed[i] = fmt.Errorf("series query %q (%s): %w", q, queries[q][0].ID, err)
+				failed[i] = fmt.Errorf("series query %q (%s): %w", rule.SeriesQuery, rule.ID, err)
 				for _, rule := range queries[q] {
 					r.metrics.failures.WithLabelValues(rule.ID).Inc()
 				}
@@ -281,6 +293,22 @@ func (r *Registry) Relist(ctx context.Context) error {
 	return err
 }
 
+// queryKey identifies the series query of a rule: its backend and selector.
+func queryKey(rule *rules.Rule) string {
+	return rule.Source + "\x00" + rule.SeriesQuery
+}
+
+// lister is the backend that lists the series of rules of a source.
+func (r *Registry) lister(source string) (SeriesLister, error) {
+	if l, ok := r.opts.Listers[source]; ok && l != nil {
+		return l, nil
+	}
+	if (source == "" || source == config.SourcePrometheus) && r.opts.Lister != nil {
+		return r.opts.Lister, nil
+	}
+	return nil, fmt.Errorf("no %s backend is configured", source)
+}
+
 func countErrs(errs []error) int {
 	n := 0
 	for _, e := range errs {
@@ -324,7 +352,7 @@ func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string
 	}
 
 	for _, rule := range customRules {
-		for _, s := range distinctSeries(byQuery[rule.SeriesQuery]) {
+		for _, s := range distinctSeries(byQuery[queryKey(rule)]) {
 			name, ok := rule.MetricName(s.name)
 			if !ok {
 				continue
@@ -343,7 +371,7 @@ func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string
 		}
 	}
 	for _, rule := range extRules {
-		for _, s := range distinctSeries(byQuery[rule.SeriesQuery]) {
+		for _, s := range distinctSeries(byQuery[queryKey(rule)]) {
 			name, ok := rule.MetricName(s.name)
 			if !ok {
 				continue

@@ -32,6 +32,7 @@ import (
 	"k8s.io/utils/clock"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
+	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
 	"github.com/gantry-dev/gantry/adapter/rules"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
@@ -54,7 +55,10 @@ type Registry interface {
 // Options configure the custom and external metrics provider.
 type Options struct {
 	Registry Registry
+	// Querier runs the queries of Prometheus rules; Queriers, by rule
+	// source (config.SourceLoki, SourceLocal, ...), those of other rules.
 	Querier  Querier
+	Queriers map[string]Querier
 	Objects  ObjectLister
 	Mapper   apimeta.RESTMapper
 	// Timeout bounds a request's backend work when the request itself has no
@@ -254,7 +258,7 @@ func (p *MetricsProvider) samples(ctx context.Context, entry discovery.Entry, in
 		if err != nil {
 			return nil, queryBuildError(err)
 		}
-		vec, err := p.opts.Querier.Query(ctx, q.Text, p.opts.Now())
+		vec, err := p.query(ctx, entry.Rule, q.Text)
 		if err != nil {
 			return nil, backendError(info.Metric, entry.Rule.ID, err)
 		}
@@ -292,7 +296,7 @@ func (p *MetricsProvider) GetExternalMetric(ctx context.Context, namespace strin
 	}
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
-	vec, err := p.opts.Querier.Query(ctx, q.Text, p.opts.Now())
+	vec, err := p.query(ctx, entry.Rule, q.Text)
 	if err != nil {
 		return nil, backendError(info.Metric, entry.Rule.ID, err)
 	}
@@ -375,6 +379,18 @@ func noData(metric, target, ruleID string, samples *objectSamples, gr schema.Gro
 // backendError turns a backend failure into an API error: a query the backend
 // rejects is the rule's fault (500 with the reason), anything else is the
 // backend being unavailable (503).
+// query runs q on the backend of rule's source.
+func (p *MetricsProvider) query(ctx context.Context, rule *rules.Rule, q string) (model.Vector, error) {
+	querier := p.opts.Queriers[rule.Source]
+	if querier == nil && (rule.Source == "" || rule.Source == config.SourcePrometheus) {
+		querier = p.opts.Querier
+	}
+	if querier == nil {
+		return nil, fmt.Errorf("no %s backend is configured", rule.Source)
+	}
+	return querier.Query(ctx, q, p.opts.Now())
+}
+
 func backendError(metric, ruleID string, err error) error {
 	var be *promcollector.BackendError
 	if errors.As(err, &be) && be.BadQuery() {

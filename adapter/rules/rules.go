@@ -48,6 +48,11 @@ type Rule struct {
 	Namespaced bool
 	// Labels maps series labels to resources.
 	Labels *LabelMap
+	// Source is the backend that lists the rule's series and runs its
+	// query: config.SourcePrometheus, SourceLoki or SourceLocal.
+	Source string
+	// LogQL is true when the query is LogQL (Source is then Loki).
+	LogQL bool
 
 	filters []seriesFilter
 	nameRe  *regexp.Regexp
@@ -83,15 +88,25 @@ func Compile(id string, r config.DiscoveryRule, external bool, mapper apimeta.RE
 	errs = append(errs, err)
 	out.Labels, err = NewLabelMap(r.Resources, mapper)
 	errs = append(errs, wrapField("resources", err))
-	out.query, err = config.ParseQueryTemplate(r.MetricsQuery)
-	errs = append(errs, wrapField("metricsQuery", err))
+	out.Source, out.LogQL = r.SourceOrDefault(), r.LogQLQuery != ""
+	if out.LogQL {
+		out.query, err = config.ParseQueryTemplate(r.LogQLQuery)
+		errs = append(errs, wrapField("logqlQuery", err))
+	} else {
+		out.query, err = config.ParseQueryTemplate(r.MetricsQuery)
+		errs = append(errs, wrapField("metricsQuery", err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
 	out.readsNames = readsLabelValues(out.query)
 	out.Window = time.Duration(r.Window)
 	if out.Window == 0 {
-		out.Window = templateWindow(out.query)
+		if out.LogQL {
+			out.Window = logqlWindow(out.query)
+		} else {
+			out.Window = templateWindow(out.query)
+		}
 	}
 	return out, nil
 }
@@ -431,29 +446,72 @@ type InvalidSelectorError struct{ Reason string }
 
 func (e *InvalidSelectorError) Error() string { return e.Reason }
 
-// render executes the query template and parses the result.
+// render executes the query template and checks the result.
 func (r *Rule) render(series string, ms []Matcher, groupBy []string) (string, error) {
+	if r.LogQL {
+		return renderLogQL(r.query, r.ID, series, ms, groupBy)
+	}
 	return Render(r.query, r.ID, series, ms, groupBy)
 }
 
-// Render executes a query template with the given matchers and group-by
-// labels, and requires the result to parse as PromQL.
-func Render(t *template.Template, id, series string, ms []Matcher, groupBy []string) (string, error) {
+// queryArgs are the template values for a request: the matchers rendered
+// as escaped selector text. LogQL stream selectors read label matchers and
+// string literals exactly as PromQL does (Go string syntax), so the same
+// escaping keeps request values from changing either language's query.
+func queryArgs(series string, ms []Matcher, groupBy []string) config.QueryArgs {
 	parts := make([]string, len(ms))
 	byName := make(map[string]string, len(ms))
 	for i, m := range ms {
 		parts[i] = m.String()
 		byName[string(m.Label)] = stringBody(alternation(m.Values, true))
 	}
-	args := config.QueryArgs{
+	return config.QueryArgs{
 		Series:            series,
 		LabelMatchers:     strings.Join(parts, ","),
 		LabelValuesByName: byName,
 		GroupBy:           strings.Join(groupBy, ","),
 		GroupBySlice:      groupBy,
 	}
+}
+
+// renderLogQL executes a logqlQuery template and checks the result's
+// structure (Gantry has no LogQL parser; Loki judges the rest).
+func renderLogQL(t *template.Template, id, series string, ms []Matcher, groupBy []string) (string, error) {
 	var b strings.Builder
-	if err := t.Execute(&b, args); err != nil {
+	if err := t.Execute(&b, queryArgs(series, ms, groupBy)); err != nil {
+		return "", fmt.Errorf("%s: logqlQuery: rendering: %v", id, err)
+	}
+	q := b.String()
+	if err := config.CheckLogQL(q); err != nil {
+		return "", fmt.Errorf("%s: logqlQuery: %v", id, err)
+	}
+	return q, nil
+}
+
+// logqlRange finds LogQL range durations such as [1m] or [30s].
+var logqlRange = regexp.MustCompile(`\[([0-9][0-9a-z]*)\]`)
+
+// logqlWindow is the longest range of the logqlQuery template rendered with
+// sample arguments; zero when there is none.
+func logqlWindow(t *template.Template) time.Duration {
+	var b strings.Builder
+	if err := t.Execute(&b, config.QueryArgs{Series: "x", LabelMatchers: `a="b"`, GroupBy: "a", GroupBySlice: []string{"a"}, LabelValuesByName: map[string]string{"a": "b"}}); err != nil {
+		return 0
+	}
+	var longest time.Duration
+	for _, m := range logqlRange.FindAllStringSubmatch(b.String(), -1) {
+		if d, err := model.ParseDuration(m[1]); err == nil && time.Duration(d) > longest {
+			longest = time.Duration(d)
+		}
+	}
+	return longest
+}
+
+// Render executes a query template with the given matchers and group-by
+// labels, and requires the result to parse as PromQL.
+func Render(t *template.Template, id, series string, ms []Matcher, groupBy []string) (string, error) {
+	var b strings.Builder
+	if err := t.Execute(&b, queryArgs(series, ms, groupBy)); err != nil {
 		return "", fmt.Errorf("%s: metricsQuery: rendering: %v", id, err)
 	}
 	q := b.String()
