@@ -463,6 +463,13 @@ func TestRBAC(t *testing.T) {
 			}
 		}
 	}
+	// The kubelet collector scrapes kubelets directly or through the
+	// kube-apiserver's node proxy.
+	for _, sub := range []string{"nodes/metrics", "nodes/proxy"} {
+		if !allows(reader.Rules, "", sub, "get") {
+			t.Errorf("gantry-resource-reader does not allow get %s", sub)
+		}
+	}
 	metricsReader := typed[rbacv1.ClusterRole](t, m.find("ClusterRole", "", "gantry-metrics-reader"))
 	for _, g := range []string{"custom.metrics.k8s.io", "external.metrics.k8s.io", "metrics.k8s.io"} {
 		for _, verb := range []string{"get", "list", "watch"} {
