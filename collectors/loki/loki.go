@@ -94,7 +94,7 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 		// refuses them.
 		if h := opts.HTTP.HTTPHeaders; h != nil {
 			for name := range h.Headers {
-				if http.CanonicalHeaderKey(name) == tenantHeader {
+				if strings.EqualFold(name, tenantHeader) {
 					return nil, fmt.Errorf("loki tenant is set twice: as the tenant and as the HTTP header %s; keep one", tenantHeader)
 				}
 			}
