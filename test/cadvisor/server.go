@@ -237,6 +237,13 @@ func (s *Server) probe(ctx context.Context) error {
 // URL()+"/metrics".
 func (s *Server) URL() string { return s.url }
 
+// MetricsURL is where cAdvisor serves its metrics, URL()+"/metrics": what a
+// kubelet serves at /metrics/cadvisor, so the upstream for a fake node's
+// kubelet proxy. Each Server labels only the pods under its own Parent, so
+// one Server per fake node, with its own Parent, keeps nodes apart (the
+// other nodes' pod cgroups show with an id only, like system cgroups).
+func (s *Server) MetricsURL() string { return s.url + "/metrics" }
+
 // Parent is the cgroup under which pod-like cgroups get kubelet labels; pass
 // it to NewPodCgroup.
 func (s *Server) Parent() string { return s.parent }
