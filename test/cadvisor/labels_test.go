@@ -52,9 +52,26 @@ func TestKubeletLabels(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if diff := cmp.Diff(want, specLabels(ctx, t, srv, want)); diff != "" {
+		t.Errorf("labels of container_spec_cpu_period by cgroup (-want +got):\n%s", diff)
+	}
+
+	// Another node's cAdvisor (its own parent) sees the same cgroups, but
+	// this node's pods are not its pods.
+	srv2 := cadvisor.StartT(t, cadvisor.Options{})
+	want2 := map[string]map[string]string{cg.ID: {"id": cg.ID}, podLevel: {"id": podLevel}}
+	if diff := cmp.Diff(want2, specLabels(ctx, t, srv2, want2)); diff != "" {
+		t.Errorf("labels on another node's cAdvisor (parent %s) (-want +got):\n%s", srv2.Parent(), diff)
+	}
+}
+
+// specLabels scrapes srv until container_spec_cpu_period has a series for
+// every id in want, and returns their non-empty labels by id.
+func specLabels(ctx context.Context, t *testing.T, srv *cadvisor.Server, want map[string]map[string]string) map[string]map[string]string {
+	t.Helper()
 	var got map[string]map[string]string
 	waitFor(ctx, t, "every cgroup in container_spec_cpu_period", func() bool {
-		body, _ := scrape(ctx, t, srv.URL()+"/metrics")
+		body, _ := scrape(ctx, t, srv.MetricsURL())
 		p := expfmt.NewTextParser(model.UTF8Validation)
 		families, err := p.TextToMetricFamilies(bytes.NewReader(body))
 		if err != nil {
@@ -74,7 +91,5 @@ func TestKubeletLabels(t *testing.T) {
 		}
 		return len(got) == len(want)
 	})
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("labels of container_spec_cpu_period by cgroup (-want +got):\n%s", diff)
-	}
+	return got
 }
