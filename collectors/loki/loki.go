@@ -340,6 +340,11 @@ func decodeBody(code int, contentType string, body []byte) (json.RawMessage, err
 		if msg == "" {
 			msg = "rejected the query (HTTP 400)"
 		}
+		if strings.Contains(msg, "log queries are not supported as an instant query") {
+			// Loki 3's answer to a log query at /query; older ones
+			// answered with streams (see decodeQueryData).
+			msg = "not a metric query: " + msg
+		}
 		return nil, &promcollector.BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(oneLine(msg))}
 	}
 	klog.V(2).InfoS("loki answered with an error", "status", code, "body", oneLine(string(body)))

@@ -287,6 +287,13 @@ func TestBackendErrors(t *testing.T) {
 		wantReason: "bad_query",
 		wantMsg:    "not a metric query",
 	}, {
+		name: "a log query, as Loki 3 refuses it at /query",
+		respond: func(w http.ResponseWriter, r *http.Request) {
+			write(w, 400, "text/plain; charset=utf-8", "log queries are not supported as an instant query type, please change your query to a range query type")
+		},
+		wantReason: "bad_query",
+		wantMsg:    "not a metric query: log queries are not supported",
+	}, {
 		name: "504: Loki's own query timeout",
 		respond: func(w http.ResponseWriter, r *http.Request) {
 			write(w, 504, "text/plain", "request timed out, decrease the duration of the request or add more label matchers")
