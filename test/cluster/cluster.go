@@ -129,6 +129,7 @@ type Cluster struct {
 	restConfig     *rest.Config
 	probeClient    *http.Client // polls /readyz during Start
 	client         kubernetes.Interface
+	bulk           kubernetes.Interface // client without rate limit, for AddFakeNodes and AddFakePods
 
 	// With Options.KubeletMetrics; set during Start.
 	kubeletProxy  *KubeletProxy
@@ -318,6 +319,13 @@ func (c *Cluster) start(ctx context.Context, bins binaries) error {
 		return err
 	}
 	if c.client, err = kubernetes.NewForConfig(c.restConfig); err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
+	// Creating fake nodes and pods by the thousand: the client-side
+	// limiter would dominate; the callers bound concurrency instead.
+	bulkConfig := rest.CopyConfig(c.restConfig)
+	bulkConfig.QPS = -1
+	if c.bulk, err = kubernetes.NewForConfig(bulkConfig); err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
 
