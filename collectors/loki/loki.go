@@ -11,7 +11,6 @@
 package loki
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -474,10 +473,12 @@ func classify(err error, host string) *promcollector.BackendError {
 // oneLine keeps the first line of s, at most 300 bytes of it: messages go
 // on to API responses and HPA conditions.
 func oneLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	s = strings.TrimRight(s, "\r")
-	if len(s) > 300 {
-		s = strings.ToValidUTF8(s[:300], "") + "…"
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
 	}
-	return string(bytes.ToValidUTF8([]byte(s), []byte("�")))
+	if len(s) > 300 {
+		// A rune cut in two becomes U+FFFD below, like any invalid byte.
+		s = s[:300] + "…"
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }

@@ -266,6 +266,13 @@ func TestBackendErrors(t *testing.T) {
 		wantReason: "bad_query",
 		wantMsg:    "parse error at line 1, col 9: syntax error: unexpected IDENTIFIER",
 	}, {
+		name: "400 whose message has a carriage return",
+		respond: func(w http.ResponseWriter, r *http.Request) {
+			write(w, 400, "text/plain", "parse error\rX-Injected: 1")
+		},
+		wantReason: "bad_query",
+		wantMsg:    "loki: bad_query: parse error",
+	}, {
 		name: "400 with a JSON error envelope",
 		respond: func(w http.ResponseWriter, r *http.Request) {
 			write(w, 400, "application/json", `{"status":"error","errorType":"bad_data","error":"invalid query"}`)
@@ -390,6 +397,9 @@ func TestBackendErrors(t *testing.T) {
 			}
 			if !strings.Contains(msg, tc.wantMsg) {
 				t.Errorf("message %q does not contain %q", msg, tc.wantMsg)
+			}
+			if strings.ContainsAny(msg, "\r\n") {
+				t.Errorf("message %q is more than one line", msg)
 			}
 			for _, secret := range []string{u, strings.TrimPrefix(u, "http://"), token, tokenFile, "10.1.2.3"} {
 				if strings.Contains(msg, secret) {
