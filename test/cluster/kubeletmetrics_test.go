@@ -406,7 +406,6 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(c.WorkDir(), "pki", "ca.crt")
 	logPath := filepath.Join(c.WorkDir(), "metrics-server.log")
 	begin := time.Now()
 	p, err := startProcess("metrics-server", bin, c.WorkDir(), logPath, nil,
@@ -419,7 +418,7 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 		"--authorization-kubeconfig="+c.KubeconfigPath(),
 		"--kubelet-use-node-status-port",
 		"--kubelet-preferred-address-types=InternalIP",
-		"--kubelet-certificate-authority="+caFile,
+		"--kubelet-certificate-authority="+c.CAFile(),
 		"--metric-resolution=10s",
 		"--v=2",
 	)
