@@ -7,6 +7,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -453,5 +454,51 @@ func TestContentTypes(t *testing.T) {
 		if err := s.Ingest("pb", strings.NewReader(body), pbType, at(time.Second)); err == nil {
 			t.Errorf("Ingest(protobuf %q) succeeded, want an error", body)
 		}
+	}
+}
+
+// TestConcurrentIngestAndQuery scrapes several targets in parallel while
+// queries and Forget run; with -race it checks the locking.
+func TestConcurrentIngestAndQuery(t *testing.T) {
+	s := New(Options{})
+	var wg sync.WaitGroup
+	for n := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			target := "node-" + strconv.Itoa(n)
+			for i := range 50 {
+				body := "# TYPE c counter\nc_total{node=\"" + target + "\",pod=\"p" + strconv.Itoa(i%3) + "\"} " + strconv.Itoa(i) + "\n"
+				if err := s.Ingest(target, strings.NewReader(body), textPlain, at(time.Duration(i)*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+				if i == 25 && n == 0 {
+					s.Forget(target)
+				}
+			}
+		}()
+	}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				if _, err := s.Query(context.Background(), `sum by (node) (rate(c_total[10s]))`, at(time.Duration(i)*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.Series(context.Background(), []string{`c_total`}, at(0), at(time.Minute)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := values(t, s, `count(c_total)`, at(49*time.Second))
+	// Every target ends with one live series: the pod of its last scrape.
+	if v := got[`{}`]; v != 4 {
+		t.Errorf("count(c_total) = %v, want 4", got)
 	}
 }
