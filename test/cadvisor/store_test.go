@@ -70,6 +70,9 @@ func TestStoreRateFromCAdvisor(t *testing.T) {
 	if math.Abs(kernelRate-quota) > tolerance {
 		t.Errorf("the kernel counted %.4f CPUs for the busy loop, want its quota %.2f ± %.2f (machine too busy?)", kernelRate, quota, tolerance)
 	}
+	if math.Abs(rate-kernelRate) > agreement {
+		t.Errorf("the store's rate %.4f differs from the kernel's count %.4f by more than %.2f", rate, kernelRate, agreement)
+	}
 	if ws := storeOne(ctx, t, st, "container_memory_working_set_bytes"+sel, t2); ws < 1<<20 {
 		t.Errorf("store: container_memory_working_set_bytes%s = %v, want at least the 1 MiB the loop holds", sel, ws)
 	}
