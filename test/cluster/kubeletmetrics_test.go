@@ -420,6 +420,7 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 		"--kubelet-preferred-address-types=InternalIP",
 		"--kubelet-certificate-authority="+c.CAFile(),
 		"--metric-resolution=10s",
+		"--kubelet-request-timeout=5s",
 		"--v=2",
 	)
 	if err != nil {
@@ -490,6 +491,13 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 				t.Errorf("pod %s container %s: memory %s, want %s", pm.Name, cm.Name, cm.Usage.Memory(), p.memory)
 			}
 		}
+	}
+
+	// metrics-server's kubelet client presents the kubeconfig's client
+	// certificate, as to a real kubelet.
+	seen, _ := c.KubeletProxy().LastRequest(pods[0].node)
+	if seen.Path != "/metrics/resource" || !strings.Contains(seen.ClientCertSubject, "CN=admin") {
+		t.Errorf("last request to node %s: %+v, want /metrics/resource with the admin client certificate", pods[0].node, seen)
 	}
 
 	var nodeList metricsv1beta1.NodeMetricsList

@@ -81,9 +81,9 @@ fi
 
 # --- metrics-server -----------------------------------------------------------
 
-# The version metrics-server reports (its /version and log) comes from
-# component-base, as for the Kubernetes components.
-LDFLAGS="-s -w -X k8s.io/component-base/version.gitVersion=$VERSION -X k8s.io/component-base/version.gitTreeState=clean"
+# The version metrics-server reports (its /version and log): its own
+# Makefile sets client-go's version variables.
+LDFLAGS="-s -w -X k8s.io/client-go/pkg/version.gitVersion=$VERSION -X k8s.io/client-go/pkg/version.gitTreeState=clean"
 RECIPE="$PKG@$VERSION ldflags=$LDFLAGS $(go env GOVERSION)"
 if [[ -x $BIN/$TOOL && -f $STAMPS/$TOOL && $(<"$STAMPS/$TOOL") == "$RECIPE" ]]; then
 	printf '%-24s up to date\n' "$TOOL"
