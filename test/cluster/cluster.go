@@ -1,14 +1,17 @@
 // Package cluster runs a local Kubernetes control plane on 127.0.0.1 —
 // etcd, kube-apiserver (with the aggregation layer wired up),
 // kube-controller-manager (HPA, deployments, replica sets, ...) and
-// optionally kwok for fake nodes whose pods become Ready — for Gantry's e2e
-// tests and for `make demo`.
+// optionally kwok for fake nodes whose pods become Ready, and kubelet
+// metrics endpoints for those nodes — for Gantry's e2e tests and for
+// `make demo`.
 //
 // Every component is a real binary built by `make tools` into
 // <repo root>/bin (or $GANTRY_BIN_DIR), started as a child process with a
 // fresh PKI generated here, its log in the work dir. There is no kubelet and
 // no scheduler: pods need spec.nodeName and, to become Ready, a fake node
-// (Options.Kwok and AddFakeNode).
+// (Options.Kwok and AddFakeNode). With Options.KubeletMetrics each fake node
+// also serves kubelet-style /metrics/resource at its own address (see
+// KubeletProxy), with usage set per pod by SetPodUsage.
 //
 //	c := cluster.StartT(t, cluster.Options{Kwok: true})
 //	if err := c.AddFakeNode(ctx, "fake-1", "4", "8Gi"); err != nil { ... }
@@ -97,6 +100,13 @@ type Options struct {
 	HPADownscaleStabilization time.Duration
 	// Kwok also starts kwok, managing the nodes AddFakeNode creates.
 	Kwok bool
+	// KubeletMetrics (implies Kwok) gives every fake node a kubelet
+	// metrics endpoint: its own InternalIP (127.1.x.y) and the KubeletPort
+	// in its status, where the KubeletProxy serves kwok's simulated
+	// /metrics/resource over TLS signed by the cluster CA. Container usage
+	// follows pod annotations (SetPodUsage). kwok's CRDs are installed and
+	// its Metric and ClusterResourceUsage objects created before it starts.
+	KubeletMetrics bool
 	// APIServerFlags and ControllerManagerFlags are appended to the
 	// components' command lines (a later flag overrides an earlier one).
 	APIServerFlags         []string
@@ -120,8 +130,17 @@ type Cluster struct {
 	probeClient    *http.Client // polls /readyz during Start
 	client         kubernetes.Interface
 
+	// With Options.KubeletMetrics; set during Start.
+	kubeletProxy  *KubeletProxy
+	kwokServerURL string
+
 	mu    sync.Mutex
 	procs map[Component]*process
+	// fakeNodes counts the fake nodes given a kubelet endpoint; the next
+	// one's address derives from it.
+	fakeNodes int
+	// fakeNodeNames counts AddFakeNodes' names (kwok-node-<k>).
+	fakeNodeNames int
 	// apiserverBin and apiserverCmd are the kube-apiserver's command
 	// line, for RestartAPIServer.
 	apiserverBin string
@@ -223,6 +242,9 @@ func withDefaults(o Options) Options {
 	if o.StopGrace <= 0 {
 		o.StopGrace = defaultStopGrace
 	}
+	if o.KubeletMetrics {
+		o.Kwok = true
+	}
 	return o
 }
 
@@ -230,6 +252,7 @@ func withDefaults(o Options) Options {
 type binaries struct {
 	etcd, apiserver, controllerManager, kwok string
 	kwokStages                               []string
+	kwokMetrics                              kwokMetricsFiles
 }
 
 // findBinaries checks every binary up front, so a machine without
@@ -259,6 +282,11 @@ func (c *Cluster) findBinaries() (binaries, error) {
 			errs = append(errs, fmt.Errorf("no kwok stage configs in %s: run `make tools`", filepath.Join(dir, "kwok-stages")))
 		}
 		b.kwokStages = stages
+	}
+	if c.opts.KubeletMetrics {
+		var err error
+		b.kwokMetrics, err = findKwokMetricsFiles(dir)
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return binaries{}, fmt.Errorf("cluster: %w", err)
@@ -299,13 +327,45 @@ func (c *Cluster) start(ctx context.Context, bins binaries) error {
 	}
 
 	if c.opts.Kwok {
-		// KWOK_WORKDIR keeps kwok from loading ~/.kwok/kwok.yaml.
-		env := []string{"KWOK_WORKDIR=" + filepath.Join(c.workDir, "kwok")}
-		kwokArgs := func([]int) []string { return c.kwokArgs(bins.kwokStages) }
-		if _, err := c.startComponent(ctx, Kwok, bins.kwok, 0, env, kwokArgs, nil); err != nil {
-			return err
-		}
+		return c.startKwok(ctx, bins)
 	}
+	return nil
+}
+
+func (c *Cluster) startKwok(ctx context.Context, bins binaries) error {
+	// KWOK_WORKDIR keeps kwok from loading ~/.kwok/kwok.yaml.
+	env := []string{"KWOK_WORKDIR=" + filepath.Join(c.workDir, "kwok")}
+	if !c.opts.KubeletMetrics {
+		kwokArgs := func([]int) []string { return c.kwokArgs(bins.kwokStages) }
+		_, err := c.startComponent(ctx, Kwok, bins.kwok, 0, env, kwokArgs, nil)
+		return err
+	}
+
+	// kwok lists and watches its CRDs from the start: they (and the
+	// objects it serves metrics from) must exist first.
+	if err := c.installKwokMetrics(ctx, bins.kwokMetrics); err != nil {
+		return err
+	}
+	kubeletPort, err := freeKubeletPort()
+	if err != nil {
+		return err
+	}
+	kwokArgs := func(ports []int) []string {
+		c.kwokServerURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
+		return append(c.kwokArgs(bins.kwokStages), kwokMetricsArgs(ports[0], kubeletPort)...)
+	}
+	ready := func(ctx context.Context, _ []int) error { return c.kwokMetricsReady(ctx) }
+	if _, err := c.startComponent(ctx, Kwok, bins.kwok, 1, env, kwokArgs, ready); err != nil {
+		return err
+	}
+	kp, err := newKubeletProxy(kubeletPort, c.kwokServerURL, c.pki, c.logf)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.kubeletProxy = kp
+	c.mu.Unlock()
+	c.logf("cluster: fake nodes' kubelet port %d (kwok's server %s)", kubeletPort, c.kwokServerURL)
 	return nil
 }
 
@@ -553,6 +613,14 @@ func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
 		begin := time.Now()
 		var errs []error
+		c.mu.Lock()
+		kp := c.kubeletProxy
+		c.mu.Unlock()
+		if kp != nil {
+			if err := kp.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("kubelet proxy: %w", err))
+			}
+		}
 		for _, name := range []Component{Kwok, ControllerManager, APIServer, Etcd} {
 			c.mu.Lock()
 			p := c.procs[name]

@@ -194,3 +194,15 @@ func keyToPEM(key *ecdsa.PrivateKey) ([]byte, error) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
+
+// kubeletServingCert issues a node's kubelet serving certificate, as a
+// kubelet with serverTLSBootstrap gets it: CN system:node:<name> in group
+// system:nodes, for the node's name and address, signed by the cluster CA.
+func (p *pki) kubeletServingCert(node string, ip net.IP) (*keyPair, error) {
+	return p.issue("kubelet-"+node, p.ca, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:    []string{node},
+		IPAddresses: []net.IP{ip},
+	})
+}

@@ -1,0 +1,478 @@
+// Package loki is Gantry's Loki backend: instant LogQL metric queries and
+// stream discovery over Loki's HTTP query API, with a tenant header,
+// deadlines, shared in-flight queries and self-metrics.
+//
+// It is a query backend like collectors/prometheus, whose error type
+// (*prometheus.BackendError) and metric names it shares: providers ask it
+// per request for logqlQuery rules (adapter/provider), and discovery lists
+// streams through it (adapter/discovery). It knows nothing about rules or
+// Kubernetes; the queries it runs are built with escaped matchers
+// (adapter/rules).
+package loki
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	promclient "github.com/prometheus/client_golang/prometheus"
+	commoncfg "github.com/prometheus/common/config"
+	"github.com/prometheus/common/model"
+	"golang.org/x/sync/singleflight"
+	"k8s.io/klog/v2"
+
+	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+)
+
+// backend is the client's name in errors, logs and metrics.
+const backend = "loki"
+
+// tenantHeader carries the tenant (org ID) in every request to a
+// multi-tenant Loki.
+const tenantHeader = "X-Scope-OrgID"
+
+// maxBody bounds how much of a response is read: a metric query's answer is
+// a vector of at most Loki's max_query_series (500 by default) samples.
+const maxBody = 32 << 20
+
+// Options configure the connection to Loki.
+type Options struct {
+	// URL is Loki's base URL (the query frontend or the single binary),
+	// e.g. http://loki-gateway.monitoring:80; the API paths go under it.
+	URL string
+	// HTTP is the HTTP client configuration (auth, TLS, headers), the same
+	// format as Prometheus'.
+	HTTP commoncfg.HTTPClientConfig
+	// Tenant, when set, is sent as X-Scope-OrgID on every request.
+	Tenant string
+	// Timeout bounds every call that has no earlier deadline. Default 10s.
+	Timeout time.Duration
+}
+
+// Client queries one Loki.
+type Client struct {
+	http    *http.Client
+	base    *url.URL
+	tenant  string
+	timeout time.Duration
+	flight  singleflight.Group
+	metrics *clientMetrics
+}
+
+type clientMetrics struct {
+	duration *promclient.HistogramVec
+	errors   *promclient.CounterVec
+	shared   *promclient.CounterVec
+}
+
+// New returns a client for opts, registering its metrics on reg.
+func New(opts Options, reg promclient.Registerer) (*Client, error) {
+	if opts.URL == "" {
+		return nil, errors.New("loki URL is required (--loki-url)")
+	}
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("loki URL %q: expected http(s)://host[:port][/path]", opts.URL)
+	}
+	if err := opts.HTTP.Validate(); err != nil {
+		return nil, fmt.Errorf("loki HTTP client config: %w", err)
+	}
+	if opts.Tenant != "" {
+		// The headers round tripper adds its values to ours: two org IDs
+		// would reach Loki, which reads them as a multi-tenant query or
+		// refuses them.
+		if h := opts.HTTP.HTTPHeaders; h != nil {
+			for name := range h.Headers {
+				if strings.EqualFold(name, tenantHeader) {
+					return nil, fmt.Errorf("loki tenant is set twice: as the tenant and as the HTTP header %s; keep one", tenantHeader)
+				}
+			}
+		}
+		if strings.ContainsAny(opts.Tenant, "\r\n\x00") {
+			return nil, errors.New("loki tenant: control characters are not allowed in a header value")
+		}
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	hc, err := commoncfg.NewClientFromConfig(opts.HTTP, "gantry")
+	if err != nil {
+		return nil, fmt.Errorf("loki HTTP client: %w", err)
+	}
+	m, err := registerMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return &Client{http: hc, base: u, tenant: opts.Tenant, timeout: opts.Timeout, metrics: m}, nil
+}
+
+// registerMetrics registers the backend metrics on reg, or adopts the ones
+// another backend's client (collectors/prometheus) registered there first:
+// the names, help texts and labels are the same, told apart by the backend
+// label.
+func registerMetrics(reg promclient.Registerer) (*clientMetrics, error) {
+	m := &clientMetrics{
+		duration: promclient.NewHistogramVec(promclient.HistogramOpts{
+			Name:    "gantry_backend_request_duration_seconds",
+			Help:    "Duration of calls to a metrics backend, by backend, call and outcome.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"backend", "call", "outcome"}),
+		errors: promclient.NewCounterVec(promclient.CounterOpts{
+			Name: "gantry_backend_errors_total",
+			Help: "Failed calls to a metrics backend, by backend, call and reason.",
+		}, []string{"backend", "call", "reason"}),
+		shared: promclient.NewCounterVec(promclient.CounterOpts{
+			Name: "gantry_backend_shared_queries_total",
+			Help: "Queries answered by an identical query already in flight.",
+		}, []string{"backend"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	adopt := func(col promclient.Collector) (promclient.Collector, error) {
+		err := reg.Register(col)
+		var are promclient.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector, nil
+		}
+		return col, err
+	}
+	var ok bool
+	col, err := adopt(m.duration)
+	if err != nil {
+		return nil, fmt.Errorf("registering loki client metrics: %w", err)
+	}
+	if m.duration, ok = col.(*promclient.HistogramVec); !ok {
+		return nil, fmt.Errorf("registering loki client metrics: gantry_backend_request_duration_seconds is registered as a %T", col)
+	}
+	if col, err = adopt(m.errors); err != nil {
+		return nil, fmt.Errorf("registering loki client metrics: %w", err)
+	}
+	if m.errors, ok = col.(*promclient.CounterVec); !ok {
+		return nil, fmt.Errorf("registering loki client metrics: gantry_backend_errors_total is registered as a %T", col)
+	}
+	if col, err = adopt(m.shared); err != nil {
+		return nil, fmt.Errorf("registering loki client metrics: %w", err)
+	}
+	if m.shared, ok = col.(*promclient.CounterVec); !ok {
+		return nil, fmt.Errorf("registering loki client metrics: gantry_backend_shared_queries_total is registered as a %T", col)
+	}
+	return m, nil
+}
+
+// Name is the backend's name, for errors and logs.
+func (c *Client) Name() string { return backend }
+
+// Query runs an instant LogQL metric query at ts. Identical queries in
+// flight at the same time share one backend call. A log query (one that
+// selects log lines, not samples) fails with reason bad_query. NaN and ±Inf
+// samples are dropped.
+func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
+	key := strconv.FormatInt(ts.UnixNano(), 10) + "\x00" + query
+	// leader is set when this caller's function makes the backend call; it
+	// is read only after the result arrives, which happens after the call.
+	leader := false
+	ch := c.flight.DoChan(key, func() (any, error) {
+		leader = true
+		// The shared call must not die with the first caller's context.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.deadline(ctx))
+		defer cancel()
+		return c.query(ctx, query, ts)
+	})
+	select {
+	case res := <-ch:
+		if res.Shared && !leader {
+			c.metrics.shared.WithLabelValues(backend).Inc()
+		}
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(model.Vector), nil
+	case <-ctx.Done():
+		return nil, &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: fmt.Errorf("gave up waiting: %w", ctx.Err())}
+	}
+}
+
+// deadline is how long a backend call may take: the caller's remaining time,
+// capped by the configured timeout.
+func (c *Client) deadline(ctx context.Context) time.Duration {
+	d := c.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl); left < d {
+			d = max(left, time.Millisecond)
+		}
+	}
+	return d
+}
+
+func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
+	start := time.Now()
+	form := url.Values{"query": {query}, "time": {formatTime(ts)}}
+	data, err := c.call(ctx, "/loki/api/v1/query", form)
+	if err != nil {
+		return nil, c.fail("query", start, err)
+	}
+	vec, err := decodeQueryData(data)
+	if err != nil {
+		return nil, c.fail("query", start, err)
+	}
+	c.metrics.duration.WithLabelValues(backend, "query", "success").Observe(time.Since(start).Seconds())
+	out := vec[:0]
+	for _, s := range vec {
+		f := float64(s.Value)
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// Series lists the label sets of the streams matching any of matchers (LogQL
+// stream selectors such as {app="web"}) in [start, end]. Loki 3 adds labels
+// of its own to streams it ingests (service_name, and detected_level when
+// level detection is on).
+func (c *Client) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.deadline(ctx))
+	defer cancel()
+	t0 := time.Now()
+	form := url.Values{"match[]": matchers, "start": {formatTime(start)}, "end": {formatTime(end)}}
+	data, err := c.call(ctx, "/loki/api/v1/series", form)
+	if err != nil {
+		return nil, c.fail("series", t0, err)
+	}
+	var sets []model.LabelSet
+	if err := json.Unmarshal(data, &sets); err != nil {
+		return nil, c.fail("series", t0, badResponse("series data: %v", err))
+	}
+	c.metrics.duration.WithLabelValues(backend, "series", "success").Observe(time.Since(t0).Seconds())
+	return sets, nil
+}
+
+// formatTime writes a timestamp the way Loki reads it unambiguously: Loki
+// takes an integer of up to 10 digits as seconds and a longer one as
+// nanoseconds, and RFC 3339 always as what it says.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// call POSTs form to path under the base URL and returns the "data" of a
+// successful answer. Parameters go in the body, so long selectors do not
+// hit URL limits or land in proxy access logs.
+func (c *Client) call(ctx context.Context, path string, form url.Values) (json.RawMessage, error) {
+	u := *c.base
+	u.Path += path
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if c.tenant != "" {
+		req.Header.Set(tenantHeader, c.tenant)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxBody {
+		return nil, badResponse("answer larger than %d bytes", maxBody)
+	}
+	return decodeBody(resp.StatusCode, resp.Header.Get("Content-Type"), body)
+}
+
+// apiResponse is the envelope of Loki's JSON answers (the same as
+// Prometheus'); Loki's own errors come as text/plain with a status code.
+type apiResponse struct {
+	Status    string          `json:"status"`
+	Data      json.RawMessage `json:"data"`
+	ErrorType string          `json:"errorType"`
+	Error     string          `json:"error"`
+	Warnings  []string        `json:"warnings"`
+}
+
+// decodeBody classifies an answer by its status code and returns the data of
+// a success. Only a 400's message — Loki's word on the query, such as a
+// parse error — is passed on; any other body may be a proxy's page echoing
+// the request, and is only logged.
+func decodeBody(code int, contentType string, body []byte) (json.RawMessage, error) {
+	var r apiResponse
+	isJSON := json.Unmarshal(body, &r) == nil && (r.Status == "success" || r.Status == "error")
+	switch {
+	case code/100 == 2:
+		if !isJSON {
+			return nil, badResponse("HTTP %d with a body that is not Loki's JSON", code)
+		}
+		if r.Status == "error" {
+			return nil, apiError(r.ErrorType, r.Error)
+		}
+		if len(r.Data) == 0 || string(r.Data) == "null" {
+			return nil, badResponse("answer without data")
+		}
+		if len(r.Warnings) > 0 {
+			klog.V(4).InfoS("query warnings", "backend", backend, "warnings", r.Warnings)
+		}
+		return r.Data, nil
+	case code == http.StatusBadRequest:
+		msg := string(body)
+		if isJSON && r.Status == "error" {
+			msg = r.Error
+		} else if mt, _, _ := mime.ParseMediaType(contentType); mt != "text/plain" {
+			msg = ""
+		}
+		msg = strings.TrimSpace(msg)
+		if msg == "" {
+			msg = "rejected the query (HTTP 400)"
+		}
+		return nil, &promcollector.BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(oneLine(msg))}
+	}
+	klog.V(2).InfoS("loki answered with an error", "status", code, "body", oneLine(string(body)))
+	switch code {
+	case http.StatusRequestTimeout, http.StatusGatewayTimeout, 499:
+		// 504 is Loki's "request timed out", 499 a query it saw cancelled.
+		return nil, &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: fmt.Errorf("HTTP %d: query did not finish in time", code)}
+	}
+	if code/100 == 4 || code/100 == 5 {
+		return nil, &promcollector.BackendError{Backend: backend, Reason: "backend_error", Err: fmt.Errorf("HTTP %d %s", code, http.StatusText(code))}
+	}
+	return nil, badResponse("unexpected HTTP %d", code)
+}
+
+// apiError maps a JSON error envelope (which Loki's Prometheus-compatible
+// paths and proxies may answer with) onto a reason.
+func apiError(errorType, msg string) error {
+	reason := "backend_error"
+	switch errorType {
+	case "bad_data":
+		reason = "bad_query"
+	case "timeout", "canceled":
+		reason = "timeout"
+	case "bad_response":
+		reason = "bad_response"
+	}
+	if msg == "" {
+		msg = "error of type " + errorType
+	}
+	return &promcollector.BackendError{Backend: backend, Reason: reason, Err: errors.New(oneLine(msg))}
+}
+
+// decodeQueryData turns an instant query's data into a vector: a vector as
+// it is, a scalar as one sample without labels. Streams mean the query was a
+// log query, which has no value to serve.
+func decodeQueryData(data json.RawMessage) (model.Vector, error) {
+	var d struct {
+		ResultType string          `json:"resultType"`
+		Result     json.RawMessage `json:"result"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		return nil, badResponse("query data: %v", err)
+	}
+	switch d.ResultType {
+	case "vector":
+		var vec model.Vector
+		if err := json.Unmarshal(d.Result, &vec); err != nil {
+			return nil, badResponse("vector: %v", err)
+		}
+		for _, s := range vec {
+			if s == nil {
+				return nil, badResponse("vector: null sample")
+			}
+			if s.Histogram != nil {
+				return nil, badResponse("vector: histogram sample")
+			}
+			if s.Metric == nil {
+				s.Metric = model.Metric{}
+			}
+		}
+		return vec, nil
+	case "scalar":
+		var sc model.Scalar
+		if err := json.Unmarshal(d.Result, &sc); err != nil {
+			return nil, badResponse("scalar: %v", err)
+		}
+		return model.Vector{{Metric: model.Metric{}, Value: sc.Value, Timestamp: sc.Timestamp}}, nil
+	case "streams":
+		return nil, &promcollector.BackendError{Backend: backend, Reason: "bad_query", Err: errors.New("not a metric query: it selects log lines, not samples; wrap it in a range aggregation such as rate(...[1m]) or count_over_time(...[1m])")}
+	case "":
+		return nil, badResponse("query data without a resultType")
+	default:
+		return nil, badResponse("query returned a %.40q, expected an instant vector", d.ResultType)
+	}
+}
+
+func badResponse(format string, args ...any) error {
+	return &promcollector.BackendError{Backend: backend, Reason: "bad_response", Err: errors.New(oneLine(fmt.Sprintf(format, args...)))}
+}
+
+func (c *Client) fail(call string, start time.Time, err error) error {
+	be := classify(err, c.base.Hostname())
+	c.metrics.duration.WithLabelValues(backend, call, "error").Observe(time.Since(start).Seconds())
+	c.metrics.errors.WithLabelValues(backend, call, be.Reason).Inc()
+	return be
+}
+
+// classify turns a transport failure into a BackendError without the
+// backend's address (host is its name, which a TLS error may carry);
+// answers were classified by decodeBody already.
+func classify(err error, host string) *promcollector.BackendError {
+	var be *promcollector.BackendError
+	if errors.As(err, &be) {
+		return be
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		// url.Error carries the URL; keep only the cause.
+		if uerr.Timeout() {
+			return &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+		}
+		err = uerr.Err
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return &promcollector.BackendError{Backend: backend, Reason: "unreachable", Err: fmt.Errorf("name lookup failed: %s", dnsErr.Err)}
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Err != nil {
+		return &promcollector.BackendError{Backend: backend, Reason: "unreachable", Err: fmt.Errorf("%s: %w", opErr.Op, opErr.Err)}
+	}
+	if uerr != nil {
+		// Other transport failures (TLS, a reset connection, a token file
+		// that cannot be read).
+		msg := err.Error()
+		if host != "" {
+			msg = strings.ReplaceAll(msg, host, "<loki>")
+		}
+		return &promcollector.BackendError{Backend: backend, Reason: "unreachable", Err: errors.New(oneLine(msg))}
+	}
+	return &promcollector.BackendError{Backend: backend, Reason: "backend_error", Err: errors.New(oneLine(err.Error()))}
+}
+
+// oneLine keeps the first line of s, at most 300 bytes of it: messages go
+// on to API responses and HPA conditions.
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	s = strings.TrimRight(s, "\r")
+	if len(s) > 300 {
+		s = strings.ToValidUTF8(s[:300], "") + "…"
+	}
+	return string(bytes.ToValidUTF8([]byte(s), []byte("�")))
+}

@@ -1,0 +1,528 @@
+// Package loki runs a real Loki 3 single-binary server for Gantry's
+// integration and e2e tests, and pushes log lines into it.
+//
+// It sits under test/, beside the Prometheus harness (test/prom): the Loki
+// collector (collectors/loki) and LogQL rules are tested against the server
+// this package starts, never against a fake. The binary comes from `make
+// tools` (<repo root>/bin/loki, or $GANTRY_BIN_DIR/loki; built by
+// test/tools/install-loki.sh).
+package loki
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gantry-dev/gantry/test/toolbin"
+)
+
+const (
+	defaultReadyTimeout = 90 * time.Second
+	defaultStopGrace    = 10 * time.Second
+	// killWait bounds the wait after SIGKILL.
+	killWait = 5 * time.Second
+	// startAttempts covers the window in which another process can take
+	// one of the free ports between our probe and Loki's bind.
+	startAttempts = 3
+	// maxLogDump caps how much of the log a failing test prints.
+	maxLogDump = 64 << 10
+)
+
+// Options configure a Loki server.
+type Options struct {
+	// BinDir holds the loki binary; empty means toolbin.Dir().
+	BinDir string
+	// WorkDir holds config, data and log; empty means a fresh temporary
+	// directory that Stop removes.
+	WorkDir string
+	// Logf receives progress lines; nil discards them.
+	Logf func(string, ...any)
+	// MultiTenant turns Loki's auth on (auth_enabled: true): every request
+	// then needs an X-Scope-OrgID header, and tenants see only their own
+	// streams. Off, Loki ignores the header and keeps everything under the
+	// tenant "fake".
+	MultiTenant bool
+	// ReadyTimeout bounds the wait for /ready (default 90s).
+	ReadyTimeout time.Duration
+	// StopGrace bounds how long Stop waits after SIGTERM before SIGKILL
+	// (default 10s).
+	StopGrace time.Duration
+}
+
+// Server is a running Loki child process.
+type Server struct {
+	url     string
+	opts    Options
+	bin     string
+	config  string
+	workDir string
+	ownsDir bool
+	logPath string
+	client  *http.Client
+
+	mu       sync.Mutex // guards proc across Halt and Restart
+	proc     *process
+	stopOnce sync.Once
+	stopErr  error
+}
+
+type process struct {
+	cmd     *exec.Cmd
+	logFile *os.File
+	exited  chan struct{} // closed once Wait has returned
+	waitErr error         // valid after exited is closed
+}
+
+// StartT runs Loki for the duration of a test. A missing binary fails the
+// test (it never skips). Data, config and log live in a per-test temporary
+// directory unless opts.WorkDir says otherwise. Cleanup stops the process
+// and, if the test failed, prints Loki's log.
+func StartT(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.WorkDir == "" {
+		// TempDir registers its removal first, so it runs after Stop.
+		opts.WorkDir = t.TempDir()
+	}
+	if opts.Logf == nil {
+		opts.Logf = t.Logf
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout(opts)*startAttempts+30*time.Second)
+	defer cancel()
+	s, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("loki: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("loki: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("loki: Loki log (%s):\n%s", s.logPath, s.logTail(maxLogDump))
+		}
+	})
+	return s
+}
+
+// Start runs <BinDir>/loki with every listener on a free 127.0.0.1 port and
+// waits until /ready answers 200. ctx bounds the start only: the process
+// runs until Stop, so a long-running program must call Stop on its way out.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Logf == nil {
+		opts.Logf = func(string, ...any) {}
+	}
+	if opts.BinDir == "" {
+		d, err := toolbin.Dir()
+		if err != nil {
+			return nil, err
+		}
+		opts.BinDir = d
+	}
+	bin, err := toolbin.Path(opts.BinDir, "loki")
+	if err != nil {
+		return nil, err
+	}
+	ownsDir := false
+	if opts.WorkDir == "" {
+		d, err := os.MkdirTemp("", "gantry-loki-")
+		if err != nil {
+			return nil, fmt.Errorf("creating work dir: %w", err)
+		}
+		opts.WorkDir, ownsDir = d, true
+	} else if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating work dir: %w", err)
+	}
+	s := &Server{
+		opts:    opts,
+		bin:     bin,
+		config:  filepath.Join(opts.WorkDir, "loki.yaml"),
+		workDir: opts.WorkDir,
+		ownsDir: ownsDir,
+		logPath: filepath.Join(opts.WorkDir, "loki.log"),
+		client:  &http.Client{Timeout: 30 * time.Second},
+	}
+	var lastErr error
+	for attempt := 1; attempt <= startAttempts; attempt++ {
+		begin := time.Now()
+		retry, err := s.launch(ctx)
+		if err == nil {
+			opts.Logf("loki: Loki ready at %s in %s (pid %d, log %s)", s.url, time.Since(begin).Round(10*time.Millisecond), s.PID(), s.logPath)
+			return s, nil
+		}
+		lastErr = err
+		if !retry || ctx.Err() != nil {
+			break
+		}
+		opts.Logf("loki: attempt %d: %v; retrying on other ports", attempt, firstLine(err.Error()))
+	}
+	return nil, cleanupDir(ownsDir, opts.WorkDir, lastErr)
+}
+
+// launch writes a config with fresh ports and an empty data dir, starts
+// Loki and waits for it. retry reports a lost race for a port.
+func (s *Server) launch(ctx context.Context) (retry bool, err error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return false, err
+	}
+	dataDir := filepath.Join(s.workDir, "data")
+	if err := os.RemoveAll(dataDir); err != nil {
+		return false, fmt.Errorf("clearing data dir: %w", err)
+	}
+	if err := os.WriteFile(s.config, []byte(renderConfig(dataDir, ports[0], ports[1], ports[2], s.opts.MultiTenant)), 0o644); err != nil {
+		return false, fmt.Errorf("writing config: %w", err)
+	}
+	s.url = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+	return s.spawn(ctx, os.O_TRUNC)
+}
+
+// renderConfig is a single-binary Loki that keeps everything on loopback and
+// in dataDir: in-memory ring, filesystem chunks and TSDB index, no usage
+// reporting, and an ingester that is ready at once.
+func renderConfig(dataDir string, httpPort, grpcPort, gossipPort int, multiTenant bool) string {
+	q := func(s string) string { return strconv.Quote(s) }
+	return fmt.Sprintf(`auth_enabled: %t
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: %d
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: %d
+  log_level: info
+common:
+  instance_addr: 127.0.0.1
+  path_prefix: %s
+  replication_factor: 1
+  ring:
+    kvstore:
+      store: inmemory
+  storage:
+    filesystem:
+      chunks_directory: %s
+      rules_directory: %s
+schema_config:
+  configs:
+    - from: "2024-01-01"
+      store: tsdb
+      object_store: filesystem
+      schema: v13
+      index:
+        prefix: index_
+        period: 24h
+memberlist:
+  bind_addr: [127.0.0.1]
+  bind_port: %d
+  advertise_addr: 127.0.0.1
+  advertise_port: %d
+analytics:
+  reporting_enabled: false
+ingester:
+  lifecycler:
+    min_ready_duration: 0s
+`, multiTenant, httpPort, grpcPort, q(dataDir), q(filepath.Join(dataDir, "chunks")), q(filepath.Join(dataDir, "rules")), gossipPort, gossipPort)
+}
+
+// spawn starts one process with the current config and data dir and waits
+// for readiness. logFlag is os.O_TRUNC or os.O_APPEND.
+func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error) {
+	logFile, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|logFlag, 0o644)
+	if err != nil {
+		return false, fmt.Errorf("opening log file: %w", err)
+	}
+	// Not CommandContext: ctx bounds the start, not the process' life.
+	cmd := exec.Command(s.bin, "-config.file="+s.config, "-target=all")
+	cmd.Dir = s.workDir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return false, fmt.Errorf("starting %s: %w", s.bin, err)
+	}
+	p := &process{cmd: cmd, logFile: logFile, exited: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		p.logFile.Close()
+		close(p.exited)
+	}()
+	s.mu.Lock()
+	s.proc = p
+	s.mu.Unlock()
+
+	if err := s.waitReady(ctx, p); err != nil {
+		stopErr := s.terminate()
+		log := s.logTail(maxLogDump)
+		retry = strings.Contains(log, "address already in use")
+		if stopErr != nil {
+			err = errors.Join(err, stopErr)
+		}
+		return retry, fmt.Errorf("%w\nLoki log (%s):\n%s", err, s.logPath, log)
+	}
+	return false, nil
+}
+
+// waitReady polls /ready until it answers 200, the process exits, or the
+// ready timeout passes.
+func (s *Server) waitReady(ctx context.Context, p *process) error {
+	timeout := readyTimeout(s.opts)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		lastErr := s.probeReady(ctx)
+		if lastErr == nil {
+			return nil
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("loki (pid %d) exited before becoming ready: %v", p.cmd.Process.Pid, p.waitErr)
+		case <-ctx.Done():
+			return fmt.Errorf("loki at %s not ready after %s: %w (last probe: %v)", s.url, timeout, ctx.Err(), lastErr)
+		case <-tick.C:
+		}
+	}
+}
+
+func (s *Server) probeReady(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/ready", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET /ready: %s: %s", resp.Status, firstLine(string(body)))
+	}
+	return nil
+}
+
+// URL is the server's base URL, e.g. http://127.0.0.1:40123.
+func (s *Server) URL() string { return s.url }
+
+// PID is the process id of the running loki, 0 before the first start.
+func (s *Server) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return 0
+	}
+	return s.proc.cmd.Process.Pid
+}
+
+// LogPath is the file that holds Loki's stdout and stderr.
+func (s *Server) LogPath() string { return s.logPath }
+
+// Halt stops the process as Stop does but keeps its data dir and ports, so
+// that Restart can bring the same server back, as after a crash. Requests
+// fail meanwhile: the port refuses connections.
+func (s *Server) Halt() error {
+	pid := s.PID()
+	err := s.terminate()
+	if err == nil {
+		s.opts.Logf("loki: Loki (pid %d) halted", pid)
+	}
+	return err
+}
+
+// Restart starts a halted server again with the same config (so the same
+// URL) and data dir, and waits until it is ready. Lines pushed before Halt
+// are queryable again once the ingester has replayed its WAL.
+func (s *Server) Restart(ctx context.Context) error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p != nil {
+		select {
+		case <-p.exited:
+		default:
+			return fmt.Errorf("loki (pid %d) is still running; Halt it first", s.PID())
+		}
+	}
+	begin := time.Now()
+	if _, err := s.spawn(ctx, os.O_APPEND); err != nil {
+		return fmt.Errorf("restarting loki at %s: %w", s.url, err)
+	}
+	s.opts.Logf("loki: Loki restarted at %s (pid %d) and ready in %s", s.url, s.PID(), time.Since(begin).Round(10*time.Millisecond))
+	return nil
+}
+
+// Stop ends the process: SIGTERM, then SIGKILL if it has not exited within
+// the stop grace. It removes the work dir if Start created it. Stop is safe
+// to call more than once; later calls return the first result.
+func (s *Server) Stop() error {
+	s.stopOnce.Do(func() {
+		pid := s.PID()
+		err := s.terminate()
+		if err == nil {
+			s.opts.Logf("loki: Loki (pid %d) stopped", pid)
+		}
+		s.stopErr = cleanupDir(s.ownsDir, s.workDir, err)
+	})
+	return s.stopErr
+}
+
+// terminate signals the current process by PID and waits for it to exit.
+func (s *Server) terminate() error {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.exited:
+		return nil // already gone (crashed or failed to start)
+	default:
+	}
+	pid := p.cmd.Process.Pid
+	// An error here means the process exited in between; Wait tells.
+	_ = p.cmd.Process.Signal(sigterm)
+	grace := s.opts.StopGrace
+	if grace <= 0 {
+		grace = defaultStopGrace
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(grace):
+	}
+	s.opts.Logf("loki: Loki (pid %d) still running %s after SIGTERM; sending SIGKILL", pid, grace)
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.exited:
+		return fmt.Errorf("loki (pid %d) ignored SIGTERM for %s and was killed", pid, grace)
+	case <-time.After(killWait):
+		return fmt.Errorf("loki (pid %d) did not exit %s after SIGKILL", pid, killWait)
+	}
+}
+
+// Entry is one log line.
+type Entry struct {
+	Time time.Time
+	Line string
+}
+
+// Stream is log lines with one label set.
+type Stream struct {
+	Labels  map[string]string
+	Entries []Entry
+}
+
+// Push sends streams through Loki's JSON push API (/loki/api/v1/push).
+func (s *Server) Push(ctx context.Context, streams []Stream) error {
+	return s.PushTenant(ctx, "", streams)
+}
+
+// PushTenant is Push with an X-Scope-OrgID header, for a MultiTenant
+// server; an empty tenant sends none.
+func (s *Server) PushTenant(ctx context.Context, tenant string, streams []Stream) error {
+	type pushStream struct {
+		Stream map[string]string `json:"stream"`
+		Values [][2]string       `json:"values"`
+	}
+	var body struct {
+		Streams []pushStream `json:"streams"`
+	}
+	for _, st := range streams {
+		ps := pushStream{Stream: st.Labels, Values: make([][2]string, 0, len(st.Entries))}
+		for _, e := range st.Entries {
+			ps.Values = append(ps.Values, [2]string{strconv.FormatInt(e.Time.UnixNano(), 10), e.Line})
+		}
+		body.Streams = append(body.Streams, ps)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encoding push request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/loki/api/v1/push", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("pushing to loki: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("pushing to loki: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// logTail returns at most max bytes from the end of the log, starting at a
+// line boundary.
+func (s *Server) logTail(max int) string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return fmt.Sprintf("(reading log: %v)", err)
+	}
+	if len(b) > max {
+		b = b[len(b)-max:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+		b = append([]byte("[... earlier lines cut ...]\n"), b...)
+	}
+	return string(b)
+}
+
+func readyTimeout(o Options) time.Duration {
+	if o.ReadyTimeout > 0 {
+		return o.ReadyTimeout
+	}
+	return defaultReadyTimeout
+}
+
+// freePorts asks the kernel for n distinct free loopback ports, holding
+// them all until every one is found. They are released before Loki binds
+// them, hence the retry in Start.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("finding a free port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func cleanupDir(owns bool, dir string, err error) error {
+	if !owns {
+		return err
+	}
+	if rmErr := os.RemoveAll(dir); rmErr != nil {
+		return errors.Join(err, fmt.Errorf("removing work dir: %w", rmErr))
+	}
+	return err
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
