@@ -9,7 +9,6 @@ import (
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
 	"github.com/gantry-dev/gantry/adapter/provider"
-	"github.com/gantry-dev/gantry/adapter/rules"
 	lokicollector "github.com/gantry-dev/gantry/collectors/loki"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 	"github.com/gantry-dev/gantry/collectors/store"
@@ -83,25 +82,43 @@ func (b *backends) listers() map[string]discovery.SeriesLister {
 	return m
 }
 
-// check reports every rule whose backend is not configured, naming the flag
-// that would configure it. resourceRules need Prometheus only when they
-// serve metrics.k8s.io.
-func (b *backends) check(file string, c *compiledConfig, resourceFromRules bool) error {
+// check reports every rule of cfg whose backend is not configured, naming
+// the flag that would configure it; resourceRules need Prometheus only when
+// they serve metrics.k8s.io. It needs no cluster, so a server checks before
+// contacting one.
+func (b *backends) check(file string, cfg *config.Config, resourceFromRules bool) error {
 	var errs []error
-	for _, r := range append(append([]*rules.Rule(nil), c.custom...), c.external...) {
-		switch {
-		case r.Source == config.SourcePrometheus && b.prom == nil:
-			errs = append(errs, fmt.Errorf("%s: %s: source prometheus: needs --prometheus-url", file, r.ID))
-		case r.Source == config.SourceLoki && b.loki == nil:
-			errs = append(errs, fmt.Errorf("%s: %s: logqlQuery: needs --loki-url", file, r.ID))
-		case r.Source == config.SourceLocal && b.local == nil:
-			errs = append(errs, fmt.Errorf("%s: %s: source local: nothing feeds the local store: set --kube-state-metrics-url or --kubelet-cadvisor", file, r.ID))
+	need := func(id string, r config.DiscoveryRule) {
+		switch src := r.SourceOrDefault(); {
+		case src == config.SourcePrometheus && b.prom == nil:
+			errs = append(errs, fmt.Errorf("%s: %s: metricsQuery: needs --prometheus-url (or source: local)", file, id))
+		case src == config.SourceLoki && b.loki == nil:
+			errs = append(errs, fmt.Errorf("%s: %s: logqlQuery: needs --loki-url", file, id))
+		case src == config.SourceLocal && b.local == nil:
+			errs = append(errs, fmt.Errorf("%s: %s: source local: nothing feeds the local store: set --kube-state-metrics-url or --kubelet-cadvisor", file, id))
 		}
 	}
-	if c.resource != nil && resourceFromRules && b.prom == nil {
-		errs = append(errs, fmt.Errorf("%s: resourceRules: need --prometheus-url (or serve metrics.k8s.io from the kubelets with --resource-metrics=kubelet)", file))
+	for i, r := range cfg.Rules {
+		need(fmt.Sprintf("rules[%d] (%s)", i, r.DisplayName()), r)
+	}
+	for i, r := range cfg.ExternalRules {
+		need(fmt.Sprintf("externalRules[%d] (%s)", i, r.DisplayName()), r)
+	}
+	if cfg.ResourceRules != nil && resourceFromRules && b.prom == nil {
+		errs = append(errs, fmt.Errorf("%s: resourceRules: need --prometheus-url (or serve metrics.k8s.io from the kubelets: --resource-metrics=kubelet)", file))
 	}
 	return errors.Join(errs...)
+}
+
+// resourceMode resolves --resource-metrics=auto for cfg.
+func resourceMode(flag string, cfg *config.Config) string {
+	if flag == "" || flag == ResourceMetricsAuto {
+		if cfg.ResourceRules != nil {
+			return ResourceMetricsRules
+		}
+		return ResourceMetricsKubelet
+	}
+	return flag
 }
 
 // CheckListers are the backends check-config lists series on: those whose

@@ -186,6 +186,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	resourceMode := resourceMode(s.Options.ResourceMetrics, cfg)
+	if resourceMode == ResourceMetricsRules && cfg.ResourceRules == nil {
+		return fmt.Errorf("--resource-metrics=rules: %s has no resourceRules", s.Options.ConfigFile)
+	}
+	if err := back.check(s.Options.ConfigFile, cfg, resourceMode == ResourceMetricsRules); err != nil {
+		return err
+	}
 
 	mapper, err := s.RESTMapper()
 	if err != nil {
@@ -193,19 +200,6 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	custom, external, resource, err := CompileRules(cfg, s.Options.ConfigFile, mapper)
 	if err != nil {
-		return err
-	}
-	resourceMode := s.Options.ResourceMetrics
-	if resourceMode == "" || resourceMode == ResourceMetricsAuto {
-		resourceMode = ResourceMetricsKubelet
-		if resource != nil {
-			resourceMode = ResourceMetricsRules
-		}
-	}
-	if resourceMode == ResourceMetricsRules && resource == nil {
-		return fmt.Errorf("--resource-metrics=rules: %s has no resourceRules", s.Options.ConfigFile)
-	}
-	if err := back.check(s.Options.ConfigFile, &compiledConfig{custom: custom, external: external, resource: resource}, resourceMode == ResourceMetricsRules); err != nil {
 		return err
 	}
 
@@ -334,16 +328,16 @@ func (s *Server) Run(ctx context.Context) error {
 			klog.InfoS("config applied", "config", s.Options.ConfigFile, "rules", len(c.custom), "externalRules", len(c.external), "resourceRules", c.resource != nil)
 		}
 		compile := func(data []byte) (*compiledConfig, error) {
-			c, err := compileConfig(data, s.Options.ConfigFile, mapper)
+			// A rule for a backend Gantry was not started with cannot be
+			// served: reject the file, keep the config in use.
+			cfg, err := config.Parse(data, s.Options.ConfigFile)
 			if err != nil {
 				return nil, err
 			}
-			// A rule for a backend Gantry was not started with cannot be
-			// served: reject the file, keep the config in use.
-			if err := back.check(s.Options.ConfigFile, c, resourceSrc != nil); err != nil {
+			if err := back.check(s.Options.ConfigFile, cfg, resourceSrc != nil); err != nil {
 				return nil, err
 			}
-			return c, nil
+			return compileConfig(data, s.Options.ConfigFile, mapper)
 		}
 		reloader := newConfigReloader(s.Options.ConfigFile, configData, s.Options.ConfigReloadInterval, clock.RealClock{}, compile, apply, reg)
 		go reloader.Run(ctx)
