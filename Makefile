@@ -27,6 +27,11 @@ tools:
 	@bash test/tools/install-alertmanager.sh $(BIN)
 	@bash test/tools/install-dashboard-linter.sh $(BIN)
 	@bash test/tools/install-helm.sh $(BIN)
+	@bash test/tools/install-metrics-server.sh $(BIN)
+	@bash test/tools/install-kube-state-metrics.sh $(BIN)
+	@bash test/tools/install-cadvisor.sh $(BIN)
+	@bash test/tools/install-vpa.sh $(BIN)
+	@bash test/tools/install-loki.sh $(BIN)
 
 unit:
 	$(GO) test -count=1 ./adapter/... ./collectors/... ./cmd/...

@@ -35,6 +35,16 @@ type SeriesLister interface {
 	Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error)
 }
 
+// ShapeLister is a SeriesLister that can also hand over only what
+// discovery needs: each distinct shape of the matching series, a metric
+// name and the sorted names of its other labels, once. A Registry prefers
+// it, so that a relist holds neither the backend's answer nor a label set
+// per series (a million series have a few hundred shapes). fn may keep
+// labels; implementations must honour ctx's deadline.
+type ShapeLister interface {
+	SeriesShapes(ctx context.Context, matchers []string, start, end time.Time, fn func(name string, labels []model.LabelName)) error
+}
+
 // Entry is how to answer a discovered metric: the rule and the series name
 // its metricsQuery is rendered with.
 type Entry struct {
@@ -78,8 +88,8 @@ type Registry struct {
 	external   map[string]Entry
 	customList []provider.CustomMetricInfo
 	extList    []provider.ExternalMetricInfo
-	lastGood   map[string][]model.LabelSet // per series query: kept when a relist fails
-	lastOK     time.Time                   // last relist where every query succeeded
+	lastGood   map[string][]seriesShape // per series query: kept when a relist fails
+	lastOK     time.Time                // last relist where every query succeeded
 	everOK     bool
 
 	metrics registryMetrics
@@ -117,7 +127,7 @@ func New(opts Options) *Registry {
 		extRules:  opts.ExternalRules,
 		custom:    map[provider.CustomMetricInfo]Entry{},
 		external:  map[string]Entry{},
-		lastGood:  map[string][]model.LabelSet{},
+		lastGood:  map[string][]seriesShape{},
 		metrics: registryMetrics{
 			duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 				Name:    "gantry_discovery_relist_duration_seconds",
@@ -201,7 +211,7 @@ func (r *Registry) Relist(ctx context.Context) error {
 		queries[k] = append(queries[k], rule)
 	}
 
-	results := make([][]model.LabelSet, len(order))
+	results := make([][]seriesShape, len(order))
 	failed := make([]error, len(order))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.opts.Concurrency)
@@ -212,9 +222,9 @@ func (r *Registry) Relist(ctx context.Context) error {
 			defer cancel()
 			rule := queries[q][0]
 			lister, err := r.lister(rule.Source)
-			var sets []model.LabelSet
+			var shapes []seriesShape
 			if err == nil {
-				sets, err = lister.Series(qctx, []string{rule.SeriesQuery}, now.Add(-r.opts.MaxAge), now)
+				shapes, err = listShapes(qctx, lister, rule.SeriesQuery, now.Add(-r.opts.MaxAge), now)
 			}
 			if err != nil {
 				failed[i] = fmt.Errorf("series query %q (%s): %w", rule.SeriesQuery, rule.ID, err)
@@ -223,7 +233,7 @@ func (r *Registry) Relist(ctx context.Context) error {
 				}
 				return nil
 			}
-			results[i] = sets
+			results[i] = shapes
 			return nil
 		})
 	}
@@ -244,7 +254,7 @@ func (r *Registry) Relist(ctx context.Context) error {
 			r.lastGood[q] = results[i]
 		}
 	}
-	byQuery := make(map[string][]model.LabelSet, len(order))
+	byQuery := make(map[string][]seriesShape, len(order))
 	for _, q := range order {
 		byQuery[q] = r.lastGood[q]
 	}
@@ -293,6 +303,27 @@ func (r *Registry) Relist(ctx context.Context) error {
 	return err
 }
 
+// listShapes lists the distinct shapes of a selector's series, sorted.
+func listShapes(ctx context.Context, lister SeriesLister, selector string, start, end time.Time) ([]seriesShape, error) {
+	sl, ok := lister.(ShapeLister)
+	if !ok {
+		sets, err := lister.Series(ctx, []string{selector}, start, end)
+		if err != nil {
+			return nil, err
+		}
+		return distinctSeries(sets), nil
+	}
+	var shapes []seriesShape
+	err := sl.SeriesShapes(ctx, []string{selector}, start, end, func(name string, labels []model.LabelName) {
+		shapes = append(shapes, seriesShape{name: name, labels: labels})
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortShapes(shapes)
+	return shapes, nil
+}
+
 // queryKey identifies the series query of a rule: its backend and selector.
 func queryKey(rule *rules.Rule) string {
 	return rule.Source + "\x00" + rule.SeriesQuery
@@ -335,7 +366,7 @@ func contested(cs []conflict) int {
 
 // build runs the series of each query through the rules that share it.
 // Rules are processed in file order; the first to claim a metric keeps it.
-func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string][]model.LabelSet) (map[provider.CustomMetricInfo]Entry, map[string]Entry, []conflict) {
+func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string][]seriesShape) (map[provider.CustomMetricInfo]Entry, map[string]Entry, []conflict) {
 	custom := map[provider.CustomMetricInfo]Entry{}
 	external := map[string]Entry{}
 	var conflicts []conflict
@@ -352,7 +383,7 @@ func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string
 	}
 
 	for _, rule := range customRules {
-		for _, s := range distinctSeries(byQuery[queryKey(rule)]) {
+		for _, s := range byQuery[queryKey(rule)] {
 			name, ok := rule.MetricName(s.name)
 			if !ok {
 				continue
@@ -371,7 +402,7 @@ func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string
 		}
 	}
 	for _, rule := range extRules {
-		for _, s := range distinctSeries(byQuery[queryKey(rule)]) {
+		for _, s := range byQuery[queryKey(rule)] {
 			name, ok := rule.MetricName(s.name)
 			if !ok {
 				continue
@@ -389,6 +420,8 @@ func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string
 	return custom, external, conflicts
 }
 
+// seriesShape is what discovery keeps of a series: its name and which
+// labels it has, not their values.
 type seriesShape struct {
 	name   string
 	labels []model.LabelName
@@ -418,16 +451,21 @@ func distinctSeries(sets []model.LabelSet) []seriesShape {
 		seen[key] = true
 		out = append(out, seriesShape{name: name, labels: names})
 	}
-	// Backends list series in no promised order (Prometheus' head lists
-	// them as they were created); sort them so that, when two series of a
-	// rule give the same metric name, the same one wins on every relist.
-	slices.SortFunc(out, func(a, b seriesShape) int {
+	sortShapes(out)
+	return out
+}
+
+// sortShapes orders shapes by name, then label names. Backends list series
+// in no promised order (Prometheus' head lists them as they were created);
+// sorted, when two series of a rule give the same metric name, the same one
+// wins on every relist.
+func sortShapes(shapes []seriesShape) {
+	slices.SortFunc(shapes, func(a, b seriesShape) int {
 		if c := strings.Compare(a.name, b.name); c != 0 {
 			return c
 		}
 		return slices.Compare(a.labels, b.labels)
 	})
-	return out
 }
 
 // LookupCustom finds the rule answering a custom metric.

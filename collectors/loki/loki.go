@@ -11,7 +11,6 @@
 package loki
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -340,6 +339,11 @@ func decodeBody(code int, contentType string, body []byte) (json.RawMessage, err
 		if msg == "" {
 			msg = "rejected the query (HTTP 400)"
 		}
+		if strings.Contains(msg, "log queries are not supported as an instant query") {
+			// Loki 3's answer to a log query at /query; older ones
+			// answered with streams (see decodeQueryData).
+			msg = "not a metric query: " + msg
+		}
 		return nil, &promcollector.BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(oneLine(msg))}
 	}
 	klog.V(2).InfoS("loki answered with an error", "status", code, "body", oneLine(string(body)))
@@ -469,10 +473,12 @@ func classify(err error, host string) *promcollector.BackendError {
 // oneLine keeps the first line of s, at most 300 bytes of it: messages go
 // on to API responses and HPA conditions.
 func oneLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	s = strings.TrimRight(s, "\r")
-	if len(s) > 300 {
-		s = strings.ToValidUTF8(s[:300], "") + "…"
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
 	}
-	return string(bytes.ToValidUTF8([]byte(s), []byte("�")))
+	if len(s) > 300 {
+		// A rune cut in two becomes U+FFFD below, like any invalid byte.
+		s = s[:300] + "…"
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }

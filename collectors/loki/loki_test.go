@@ -266,6 +266,13 @@ func TestBackendErrors(t *testing.T) {
 		wantReason: "bad_query",
 		wantMsg:    "parse error at line 1, col 9: syntax error: unexpected IDENTIFIER",
 	}, {
+		name: "400 whose message has a carriage return",
+		respond: func(w http.ResponseWriter, r *http.Request) {
+			write(w, 400, "text/plain", "parse error\rX-Injected: 1")
+		},
+		wantReason: "bad_query",
+		wantMsg:    "loki: bad_query: parse error",
+	}, {
 		name: "400 with a JSON error envelope",
 		respond: func(w http.ResponseWriter, r *http.Request) {
 			write(w, 400, "application/json", `{"status":"error","errorType":"bad_data","error":"invalid query"}`)
@@ -286,6 +293,13 @@ func TestBackendErrors(t *testing.T) {
 		},
 		wantReason: "bad_query",
 		wantMsg:    "not a metric query",
+	}, {
+		name: "a log query, as Loki 3 refuses it at /query",
+		respond: func(w http.ResponseWriter, r *http.Request) {
+			write(w, 400, "text/plain; charset=utf-8", "log queries are not supported as an instant query type, please change your query to a range query type")
+		},
+		wantReason: "bad_query",
+		wantMsg:    "not a metric query: log queries are not supported",
 	}, {
 		name: "504: Loki's own query timeout",
 		respond: func(w http.ResponseWriter, r *http.Request) {
@@ -383,6 +397,9 @@ func TestBackendErrors(t *testing.T) {
 			}
 			if !strings.Contains(msg, tc.wantMsg) {
 				t.Errorf("message %q does not contain %q", msg, tc.wantMsg)
+			}
+			if strings.ContainsAny(msg, "\r\n") {
+				t.Errorf("message %q is more than one line", msg)
 			}
 			for _, secret := range []string{u, strings.TrimPrefix(u, "http://"), token, tokenFile, "10.1.2.3"} {
 				if strings.Contains(msg, secret) {

@@ -46,6 +46,8 @@ type Options struct {
 // Client queries one Prometheus server.
 type Client struct {
 	api     v1.API
+	hc      *http.Client // for the streamed series call
+	base    *url.URL
 	name    string
 	timeout time.Duration
 	flight  singleflight.Group
@@ -109,7 +111,7 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 			}
 		}
 	}
-	return &Client{api: v1.NewAPI(c), name: opts.Name, timeout: opts.Timeout, metrics: m}, nil
+	return &Client{api: v1.NewAPI(c), hc: hc, base: u, name: opts.Name, timeout: opts.Timeout, metrics: m}, nil
 }
 
 // Name is the backend's name, for errors and logs.
@@ -202,20 +204,6 @@ func evalTimeout(d time.Duration) time.Duration {
 		return d.Truncate(time.Second)
 	}
 	return max(d.Truncate(time.Millisecond), time.Millisecond)
-}
-
-// Series lists the label sets of the series matching any of matchers in
-// [start, end].
-func (c *Client) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.deadline(ctx))
-	defer cancel()
-	t0 := time.Now()
-	sets, _, _, err := c.api.Series(ctx, matchers, start, end)
-	if err != nil {
-		return nil, c.fail("series", t0, err)
-	}
-	c.metrics.duration.WithLabelValues(c.name, "series", "success").Observe(time.Since(t0).Seconds())
-	return sets, nil
 }
 
 func (c *Client) fail(call string, start time.Time, err error) error {

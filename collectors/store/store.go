@@ -12,6 +12,8 @@
 package store
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -384,13 +386,24 @@ func (a *appender) sample(name string, m *dto.Metric, extraName, extraValue stri
 }
 
 // decode reads a whole scrape, so that a broken one changes nothing.
-func decode(r io.Reader, contentType string) ([]*dto.MetricFamily, error) {
+func decode(r io.Reader, contentType string) (fams []*dto.MetricFamily, err error) {
 	format := expfmt.ResponseFormat(http.Header{"Content-Type": {contentType}})
 	if format == expfmt.FmtUnknown {
 		format = expfmt.NewFormat(expfmt.TypeTextPlain)
 	}
+	if format.FormatType() == expfmt.TypeProtoDelim {
+		if r, err = checkedDelimited(r); err != nil {
+			return nil, err
+		}
+	}
+	// The parsers are not ours: a panic on some input must fail this
+	// scrape, not end the process from a scrape loop.
+	defer func() {
+		if p := recover(); p != nil {
+			fams, err = nil, fmt.Errorf("exposition parser failed: %v", p)
+		}
+	}()
 	dec := expfmt.NewDecoder(r, format)
-	var fams []*dto.MetricFamily
 	for {
 		mf := &dto.MetricFamily{}
 		err := dec.Decode(mf)
@@ -405,6 +418,25 @@ func decode(r io.Reader, contentType string) ([]*dto.MetricFamily, error) {
 		}
 		fams = append(fams, mf)
 	}
+}
+
+// checkedDelimited reads a delimited protobuf body and checks that every
+// message's length prefix fits in what follows: the protobuf decoder
+// allocates the announced length up front, so a prefix of 2^60 would
+// otherwise panic or exhaust memory before reading a byte of it.
+func checkedDelimited(r io.Reader) (io.Reader, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	for rest := b; len(rest) > 0; {
+		size, n := binary.Uvarint(rest)
+		if n <= 0 || size > uint64(len(rest)-n) {
+			return nil, fmt.Errorf("protobuf exposition: message at byte %d: bad length prefix", len(b)-len(rest))
+		}
+		rest = rest[n+int(size):]
+	}
+	return bytes.NewReader(b), nil
 }
 
 // checkLabels refuses repeated label names and labels the store sets

@@ -1,17 +1,21 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
@@ -428,8 +432,73 @@ func TestContentTypes(t *testing.T) {
 	if err := s.Ingest("txt", strings.NewReader("g 2\n"), "", at(0)); err != nil {
 		t.Fatal(err)
 	}
-	got := values(t, s, `{__name__=~"c_total|g"}`, at(0))
-	if diff := cmp.Diff(map[string]float64{`c_total`: 3, `g`: 2}, got); diff != "" {
+	// Delimited protobuf, as the client libraries write it.
+	var pb bytes.Buffer
+	enc := expfmt.NewEncoder(&pb, expfmt.NewFormat(expfmt.TypeProtoDelim))
+	name, value := "p", 7.0
+	if err := enc.Encode(&dto.MetricFamily{Name: &name, Type: dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{{Gauge: &dto.Gauge{Value: &value}}}}); err != nil {
+		t.Fatal(err)
+	}
+	pbType := string(expfmt.NewFormat(expfmt.TypeProtoDelim))
+	if err := s.Ingest("pb", bytes.NewReader(pb.Bytes()), pbType, at(0)); err != nil {
+		t.Fatal(err)
+	}
+	got := values(t, s, `{__name__=~"c_total|g|p"}`, at(0))
+	if diff := cmp.Diff(map[string]float64{`c_total`: 3, `g`: 2, `p`: 7}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// A length prefix larger than the body is refused before the decoder
+	// allocates it (2^63 made it panic).
+	for _, body := range []string{"\xff\xff\xff\xff\xff\xff\xff\xff\x7f", "\xb9\xb9\xb9\xb9\x08", string(pb.Bytes()[:pb.Len()-1])} {
+		if err := s.Ingest("pb", strings.NewReader(body), pbType, at(time.Second)); err == nil {
+			t.Errorf("Ingest(protobuf %q) succeeded, want an error", body)
+		}
+	}
+}
+
+// TestConcurrentIngestAndQuery scrapes several targets in parallel while
+// queries and Forget run; with -race it checks the locking.
+func TestConcurrentIngestAndQuery(t *testing.T) {
+	s := New(Options{})
+	var wg sync.WaitGroup
+	for n := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			target := "node-" + strconv.Itoa(n)
+			for i := range 50 {
+				body := "# TYPE c counter\nc_total{node=\"" + target + "\",pod=\"p" + strconv.Itoa(i%3) + "\"} " + strconv.Itoa(i) + "\n"
+				if err := s.Ingest(target, strings.NewReader(body), textPlain, at(time.Duration(i)*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+				if i == 25 && n == 0 {
+					s.Forget(target)
+				}
+			}
+		}()
+	}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				if _, err := s.Query(context.Background(), `sum by (node) (rate(c_total[10s]))`, at(time.Duration(i)*time.Second)); err != nil {
+					t.Error(err)
+					return
+				}
+				if _, err := s.Series(context.Background(), []string{`c_total`}, at(0), at(time.Minute)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := values(t, s, `count(c_total)`, at(49*time.Second))
+	// Every target ends with one live series: the pod of its last scrape.
+	if v := got[`{}`]; v != 4 {
+		t.Errorf("count(c_total) = %v, want 4", got)
 	}
 }

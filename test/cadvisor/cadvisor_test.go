@@ -20,6 +20,9 @@ import (
 const (
 	quota     = 0.20
 	tolerance = 0.03
+	// agreement bounds how far cAdvisor's rate may be from the kernel's
+	// count over about the same interval (its samples lag up to 2s).
+	agreement = 0.02
 	memLimit  = 64 << 20
 	window    = 30 * time.Second
 )
@@ -63,6 +66,9 @@ func TestPrometheusMeasuresPodCgroup(t *testing.T) {
 	}
 	if math.Abs(kernelRate-quota) > tolerance {
 		t.Errorf("the kernel counted %.4f CPUs for the busy loop, want its quota %.2f ± %.2f (machine too busy?)", kernelRate, quota, tolerance)
+	}
+	if math.Abs(rate.value-kernelRate) > agreement {
+		t.Errorf("Prometheus' rate %.4f differs from the kernel's count %.4f by more than %.2f", rate.value, kernelRate, agreement)
 	}
 
 	ws := one(t, query(ctx, t, p.URL(), "container_memory_working_set_bytes"+sel, endAt))

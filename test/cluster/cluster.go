@@ -129,6 +129,7 @@ type Cluster struct {
 	restConfig     *rest.Config
 	probeClient    *http.Client // polls /readyz during Start
 	client         kubernetes.Interface
+	bulk           kubernetes.Interface // client without rate limit, for AddFakeNodes and AddFakePods
 
 	// With Options.KubeletMetrics; set during Start.
 	kubeletProxy  *KubeletProxy
@@ -320,6 +321,13 @@ func (c *Cluster) start(ctx context.Context, bins binaries) error {
 	if c.client, err = kubernetes.NewForConfig(c.restConfig); err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
+	// Creating fake nodes and pods by the thousand: the client-side
+	// limiter would dominate; the callers bound concurrency instead.
+	bulkConfig := rest.CopyConfig(c.restConfig)
+	bulkConfig.QPS = -1
+	if c.bulk, err = kubernetes.NewForConfig(bulkConfig); err != nil {
+		return fmt.Errorf("creating client: %w", err)
+	}
 
 	kcmArgs := func([]int) []string { return c.controllerManagerArgs() }
 	if _, err := c.startComponent(ctx, ControllerManager, bins.controllerManager, 0, nil, kcmArgs, c.controllerManagerReady); err != nil {
@@ -336,7 +344,7 @@ func (c *Cluster) startKwok(ctx context.Context, bins binaries) error {
 	// KWOK_WORKDIR keeps kwok from loading ~/.kwok/kwok.yaml.
 	env := []string{"KWOK_WORKDIR=" + filepath.Join(c.workDir, "kwok")}
 	if !c.opts.KubeletMetrics {
-		kwokArgs := func([]int) []string { return c.kwokArgs(bins.kwokStages) }
+		kwokArgs := func([]int) []string { return c.kwokArgs(bins.kwokStages, nil) }
 		_, err := c.startComponent(ctx, Kwok, bins.kwok, 0, env, kwokArgs, nil)
 		return err
 	}
@@ -352,7 +360,7 @@ func (c *Cluster) startKwok(ctx context.Context, bins binaries) error {
 	}
 	kwokArgs := func(ports []int) []string {
 		c.kwokServerURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
-		return append(c.kwokArgs(bins.kwokStages), kwokMetricsArgs(ports[0], kubeletPort)...)
+		return c.kwokArgs(bins.kwokStages, kwokMetricsArgs(ports[0], kubeletPort))
 	}
 	ready := func(ctx context.Context, _ []int) error { return c.kwokMetricsReady(ctx) }
 	if _, err := c.startComponent(ctx, Kwok, bins.kwok, 1, env, kwokArgs, ready); err != nil {
@@ -558,17 +566,21 @@ func (c *Cluster) controllerManagerReady(ctx context.Context, _ []int) error {
 	return err
 }
 
-func (c *Cluster) kwokArgs(stages []string) []string {
+// kwokArgs is kwok's command line; metricsArgs (KubeletMetrics) replace
+// the defaults of no server and no kubelet port.
+func (c *Cluster) kwokArgs(stages, metricsArgs []string) []string {
 	args := []string{
 		"--kubeconfig=" + c.kubeconfigPath,
 		"--manage-all-nodes=false",
 		"--manage-nodes-with-annotation-selector=" + FakeNodeAnnotation + "=fake",
 		"--cidr=" + PodCIDR,
 		"--node-ip=127.0.0.1",
-		"--node-port=0",
-		// No kubelet API server: nothing here execs into or scrapes pods.
-		"--server-address=",
 	}
+	if metricsArgs == nil {
+		// No kubelet API server: nothing here execs into or scrapes pods.
+		metricsArgs = []string{"--node-port=0", "--server-address="}
+	}
+	args = append(args, metricsArgs...)
 	for _, s := range stages {
 		args = append(args, "--config="+s)
 	}
@@ -705,6 +717,11 @@ func (c *Cluster) WorkDir() string { return c.workDir }
 // CAPEM is the cluster CA certificate: it signs the API server's serving
 // certificate, the admin client certificate and ServingCert's certificates.
 func (c *Cluster) CAPEM() []byte { return append([]byte(nil), c.pki.ca.certPEM...) }
+
+// CAFile is the path of the cluster CA certificate (CAPEM), e.g. for
+// --kubelet-certificate-authority: it signs the fake nodes' kubelet serving
+// certificates too.
+func (c *Cluster) CAFile() string { return c.pki.ca.certFile }
 
 // ServingCert issues a serving certificate for an aggregated API server,
 // valid for dnsNames (e.g. "gantry.gantry-system.svc", the name the

@@ -14,12 +14,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -404,7 +406,6 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 	if err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(c.WorkDir(), "pki", "ca.crt")
 	logPath := filepath.Join(c.WorkDir(), "metrics-server.log")
 	begin := time.Now()
 	p, err := startProcess("metrics-server", bin, c.WorkDir(), logPath, nil,
@@ -417,7 +418,7 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 		"--authorization-kubeconfig="+c.KubeconfigPath(),
 		"--kubelet-use-node-status-port",
 		"--kubelet-preferred-address-types=InternalIP",
-		"--kubelet-certificate-authority="+caFile,
+		"--kubelet-certificate-authority="+c.CAFile(),
 		"--metric-resolution=10s",
 		"--v=2",
 	)
@@ -514,4 +515,104 @@ func processRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// TestKubeletProxyScale measures the harness at scale: how long N nodes and
+// 10 pods each take to create, and what scraping every node through the
+// KubeletProxy costs kwok and this process (proxy and client together). It
+// asserts only that every scrape succeeds. Set GANTRY_KUBELET_SCALE_NODES
+// (e.g. 100 or 1000) to run it.
+func TestKubeletProxyScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("GANTRY_KUBELET_SCALE_NODES"))
+	if n <= 0 {
+		t.Skip("set GANTRY_KUBELET_SCALE_NODES to the number of fake nodes to measure")
+	}
+	const podsPerNode = 10
+	c := StartT(t, Options{KubeletMetrics: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+
+	begin := time.Now()
+	nodes, err := c.AddFakeNodes(ctx, n, "32", "256Gi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d nodes Ready in %s", n, time.Since(begin).Round(10*time.Millisecond))
+	names := make([]string, len(nodes))
+	for i, fn := range nodes {
+		names[i] = fn.Name
+	}
+	begin = time.Now()
+	if err := c.AddFakePods(ctx, metav1.NamespaceDefault, names, podsPerNode, "100m", "50Mi"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d pods Ready in %s", n*podsPerNode, time.Since(begin).Round(10*time.Millisecond))
+
+	client := kubeletClient(t, c)
+	client.Timeout = time.Minute // a loaded machine, not a failure
+	client.Transport.(*http.Transport).MaxIdleConnsPerHost = 2
+	kwokPID := c.PIDs()[Kwok]
+	round := func() (time.Duration, int) {
+		begin := time.Now()
+		var mu sync.Mutex
+		series := 0
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(32)
+		for _, fn := range nodes {
+			g.Go(func() error {
+				req, _ := http.NewRequestWithContext(gctx, http.MethodGet, "https://"+fn.InternalIP+":"+strconv.Itoa(c.KubeletPort())+"/metrics/resource", nil)
+				resp, err := client.Do(req)
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				b, err := io.ReadAll(resp.Body)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("%s: %d %v", fn.Name, resp.StatusCode, err)
+				}
+				mu.Lock()
+				series += strings.Count(string(b), "\ncontainer_cpu_usage_seconds_total{")
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		return time.Since(begin), series
+	}
+	round() // connections and kwok's per-node handlers
+	const rounds, interval = 6, 10 * time.Second
+	kwok0, self0 := cpuSeconds(t, kwokPID), cpuSeconds(t, os.Getpid())
+	start := time.Now()
+	var worst time.Duration
+	for i := range rounds {
+		d, series := round()
+		worst = max(worst, d)
+		if series != n*podsPerNode {
+			t.Errorf("round %d: %d container series, want %d", i, series, n*podsPerNode)
+		}
+		time.Sleep(interval - d)
+	}
+	wall := time.Since(start).Seconds()
+	kwokCPU, selfCPU := cpuSeconds(t, kwokPID)-kwok0, cpuSeconds(t, os.Getpid())-self0
+	t.Logf("scraping %d nodes every %s: slowest round %s; kwok %.1f mCPU (%.3f per node), proxy+client %.1f mCPU (%.3f per node)",
+		n, interval, worst.Round(time.Millisecond), 1000*kwokCPU/wall, 1000*kwokCPU/wall/float64(n), 1000*selfCPU/wall, 1000*selfCPU/wall/float64(n))
+	if rss, err := processRSS(kwokPID); err == nil {
+		t.Logf("kwok RSS %.0f MiB", float64(rss)/(1<<20))
+	}
+}
+
+// cpuSeconds is a process' user+system CPU time so far, from /proc.
+func cpuSeconds(t *testing.T, pid int) float64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ is 100 on Linux
 }

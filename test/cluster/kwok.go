@@ -107,7 +107,7 @@ func (c *Cluster) addFakeNodes(ctx context.Context, names []string, cpu, memory 
 		}
 		node := fakeNode(name, nodes[i].InternalIP, resources)
 		g.Go(func() error {
-			if _, err := c.client.CoreV1().Nodes().Create(gctx, node, metav1.CreateOptions{}); err != nil {
+			if _, err := c.bulk.CoreV1().Nodes().Create(gctx, node, metav1.CreateOptions{}); err != nil {
 				if c.kubeletProxy != nil {
 					c.kubeletProxy.removeNode(node.Name)
 				}
@@ -158,6 +158,86 @@ func (c *Cluster) addFakeNodes(ctx context.Context, names []string, cpu, memory 
 		case <-tick.C:
 		}
 	}
+}
+
+// AddFakePods creates perNode bare pods on each of nodes in namespace,
+// named <node>-pod-<j>, each with one container "app" using cpu and memory
+// (usage annotations, see SetPodUsage; empty means kwok's default), and
+// waits until all of them are Ready. For load: a test about a few pods
+// creates its own.
+func (c *Cluster) AddFakePods(ctx context.Context, namespace string, nodes []string, perNode int, cpu, memory string) error {
+	annotations := map[string]string{}
+	if cpu != "" {
+		annotations[UsageCPUAnnotation] = cpu
+	}
+	if memory != "" {
+		annotations[UsageMemoryAnnotation] = memory
+	}
+	if _, hasDeadline := ctx.Deadline(); !hasDeadline {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, nodeReadyTimeout+time.Duration(len(nodes)*perNode)*10*time.Millisecond)
+		defer cancel()
+	}
+	begin := time.Now()
+	want := map[string]bool{}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(fakeNodeParallelism)
+	for _, node := range nodes {
+		for j := range perNode {
+			pod := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{
+					Name:        fmt.Sprintf("%s-pod-%d", node, j),
+					Namespace:   namespace,
+					Labels:      map[string]string{"gantry.dev/fake-pod": "true"},
+					Annotations: annotations,
+				},
+				Spec: corev1.PodSpec{
+					NodeName:   node,
+					Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app"}},
+				},
+			}
+			want[pod.Name] = true
+			g.Go(func() error {
+				if _, err := c.bulk.CoreV1().Pods(namespace).Create(gctx, pod, metav1.CreateOptions{}); err != nil {
+					return fmt.Errorf("cluster: creating pod %s/%s: %w", namespace, pod.Name, err)
+				}
+				return nil
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	created := time.Since(begin)
+	for {
+		list, err := c.client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{ResourceVersion: "0", LabelSelector: "gantry.dev/fake-pod=true"})
+		if err == nil {
+			for i := range list.Items {
+				if podReady(&list.Items[i]) {
+					delete(want, list.Items[i].Name)
+				}
+			}
+		}
+		if len(want) == 0 {
+			c.logf("cluster: %d pods on %d fake nodes created in %s, all Ready in %s", len(nodes)*perNode, len(nodes),
+				created.Round(10*time.Millisecond), time.Since(begin).Round(10*time.Millisecond))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: %d pods not Ready (e.g. %s/%s): %w (last list: %v)", len(want), namespace, anyKey(want), ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, cond := range p.Status.Conditions {
+		if cond.Type == corev1.PodReady {
+			return cond.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
 
 func fakeNode(name, ip string, resources corev1.ResourceList) *corev1.Node {

@@ -111,8 +111,8 @@ func StartT(t testing.TB, kubeconfig string, opts ...func(*Options)) *Server {
 	return s
 }
 
-// Start runs kube-state-metrics and returns once it answers /readyz on its
-// metrics port. ctx bounds the start only; the process runs until Stop.
+// Start runs kube-state-metrics and returns once it is ready (see
+// waitReady). ctx bounds the start only; the process runs until Stop.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Kubeconfig == "" {
 		return nil, errors.New("a kubeconfig is required")
@@ -228,15 +228,19 @@ func launch(ctx context.Context, bin string, o Options) (s *Server, retry bool, 
 	return s, false, nil
 }
 
-// waitReady polls /readyz on the metrics port, which kube-state-metrics
-// answers once its informers have synced.
+// waitReady polls /readyz on the telemetry port (200 once
+// kube-state-metrics' own registry has metrics) and /healthz on the metrics
+// port (200 once it serves).
 func (s *Server) waitReady(ctx context.Context) error {
 	hc := &http.Client{Timeout: 5 * time.Second}
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	var lastErr error
 	for {
-		lastErr = probe(ctx, hc, s.url+"/readyz")
+		lastErr = probe(ctx, hc, s.telemetryURL+"/readyz")
+		if lastErr == nil {
+			lastErr = probe(ctx, hc, s.url+"/healthz")
+		}
 		if lastErr == nil {
 			return nil
 		}
