@@ -26,13 +26,16 @@ type CheckResult struct {
 	Unmatched []string
 	// Metrics counts the metrics each rule would serve now, by rule ID.
 	Metrics map[string]int
+	// Unchecked names the rules whose backend was not given, with why.
+	Unchecked []string
 }
 
 // CheckConfig loads and compiles file without a cluster (resources are
-// resolved against the built-in Kubernetes kinds) and, when lister is not
-// nil, lists each rule's series over the last maxAge to find rules that
-// match nothing. The error lists every problem found.
-func CheckConfig(ctx context.Context, file string, lister discovery.SeriesLister, maxAge time.Duration) (*CheckResult, error) {
+// resolved against the built-in Kubernetes kinds) and, for the rules whose
+// source has a lister in listers (by config.Source*), lists their series over
+// the last maxAge to find rules that match nothing. The error lists every
+// problem found.
+func CheckConfig(ctx context.Context, file string, listers map[string]discovery.SeriesLister, maxAge time.Duration) (*CheckResult, error) {
 	cfg, err := config.Load(file)
 	if err != nil {
 		return nil, err
@@ -42,11 +45,20 @@ func CheckConfig(ctx context.Context, file string, lister discovery.SeriesLister
 		return nil, err
 	}
 	res := &CheckResult{Rules: len(custom), ExternalRules: len(external), ResourceRules: resource != nil, Metrics: map[string]int{}}
-	if lister == nil {
+	if len(listers) == 0 {
 		return res, nil
 	}
 	end := time.Now()
 	for _, r := range append(custom, external...) {
+		lister := listers[r.Source]
+		if lister == nil {
+			why := "no --" + r.Source + "-url given"
+			if r.Source == config.SourceLocal {
+				why = "the local store exists only inside a running Gantry"
+			}
+			res.Unchecked = append(res.Unchecked, r.ID+": "+why)
+			continue
+		}
 		sets, err := lister.Series(ctx, []string{r.SeriesQuery}, end.Add(-maxAge), end)
 		if err != nil {
 			return res, fmt.Errorf("%s: %s: listing series %s: %w", file, r.ID, r.SeriesQuery, err)
@@ -86,6 +98,9 @@ func (c *CheckResult) Report(w io.Writer, file string) {
 	sort.Strings(ids)
 	for _, id := range ids {
 		fmt.Fprintf(w, "  %s: %d metrics\n", id, c.Metrics[id])
+	}
+	for _, u := range c.Unchecked {
+		fmt.Fprintf(w, "%s: note: not checked against a backend: %s\n", file, u)
 	}
 	if len(c.Unmatched) > 0 {
 		fmt.Fprintf(w, "%s: warning: these rules match no series now: %s\n", file, strings.Join(c.Unmatched, ", "))

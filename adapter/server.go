@@ -38,6 +38,8 @@ import (
 	"github.com/gantry-dev/gantry/adapter/metricsapi"
 	"github.com/gantry-dev/gantry/adapter/provider"
 	"github.com/gantry-dev/gantry/adapter/rules"
+	"github.com/gantry-dev/gantry/collectors/kubelet"
+	"github.com/gantry-dev/gantry/collectors/kubestate"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
 
@@ -55,7 +57,31 @@ type Options struct {
 	// ConfigReloadInterval is how often the config file is checked for
 	// changes; 0 turns reloading off.
 	ConfigReloadInterval time.Duration
+
+	// LokiURL is where logqlQuery rules run; LokiHTTP and LokiTenant say
+	// how to reach it.
+	LokiURL    string
+	LokiHTTP   promcollector.HTTPFlags
+	LokiTenant string
+	// KubeStateMetricsURL, when set, is scraped into the local store that
+	// rules with source: local query.
+	KubeStateMetricsURL      string
+	KubeStateMetricsInterval time.Duration
+	// ResourceMetrics says where metrics.k8s.io comes from: auto, rules,
+	// kubelet or none.
+	ResourceMetrics string
+	// Kubelet configures the kubelet collector; its flags are registered by
+	// NewServer (they mean nothing to check-config).
+	Kubelet kubelet.Options
 }
+
+// Where metrics.k8s.io values come from (--resource-metrics).
+const (
+	ResourceMetricsAuto    = "auto"
+	ResourceMetricsRules   = "rules"
+	ResourceMetricsKubelet = "kubelet"
+	ResourceMetricsNone    = "none"
+)
 
 // AddFlags registers the options on fs, with prometheus-adapter's names where
 // it has the same setting.
@@ -73,6 +99,17 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.BackendTimeout, "backend-timeout", 10*time.Second, "Upper bound of one backend query when the API request has no earlier deadline.")
 	fs.DurationVar(&o.ObjectResync, "object-resync-period", 10*time.Minute, "Resync period of the metadata caches used to resolve label selectors.")
 	fs.DurationVar(&o.ConfigReloadInterval, "config-reload-interval", 5*time.Second, "How often the --config file is checked for changes. A valid change is applied without a restart; a broken one is logged and counted (gantry_config_reloads_total{result=\"failure\"}) and the last good config stays in use. 0 turns reloading off.")
+	fs.StringVar(&o.LokiURL, "loki-url", o.LokiURL, "Base URL of Loki's HTTP API, e.g. http://loki-gateway.monitoring.svc; required when a rule has a logqlQuery.")
+	fs.StringVar(&o.LokiTenant, "loki-tenant", "", "Loki tenant, sent as X-Scope-OrgID on every Loki request (multi-tenant Loki).")
+	fs.StringVar(&o.LokiHTTP.AuthConfigFile, "loki-auth-config", "", "File with an HTTP client config (authorization, basic_auth, tls_config, http_headers) or a kubeconfig, used to reach Loki.")
+	fs.StringVar(&o.LokiHTTP.CAFile, "loki-ca-file", "", "CA bundle that signs Loki's serving certificate.")
+	fs.StringVar(&o.LokiHTTP.TokenFile, "loki-token-file", "", "File holding a bearer token for Loki; re-read on every request.")
+	fs.StringVar(&o.LokiHTTP.ClientCertFile, "loki-client-tls-cert-file", "", "Client certificate for mutual TLS with Loki.")
+	fs.StringVar(&o.LokiHTTP.ClientKeyFile, "loki-client-tls-key-file", "", "Key of --loki-client-tls-cert-file.")
+	fs.StringArrayVar(&o.LokiHTTP.Headers, "loki-header", nil, "Extra header for Loki requests as Name=Value; repeatable.")
+	fs.StringVar(&o.KubeStateMetricsURL, "kube-state-metrics-url", "", "URL of a kube-state-metrics /metrics endpoint, e.g. http://kube-state-metrics.kube-system.svc:8080/metrics, scraped into the local store that rules with 'source: local' query (no Prometheus needed).")
+	fs.DurationVar(&o.KubeStateMetricsInterval, "kube-state-metrics-scrape-interval", 15*time.Second, "How often --kube-state-metrics-url is scraped.")
+	fs.StringVar(&o.ResourceMetrics, "resource-metrics", ResourceMetricsAuto, "Where metrics.k8s.io (kubectl top, VPA, HPA Resource metrics) comes from: 'rules' (the config's resourceRules, over Prometheus), 'kubelet' (Gantry scrapes every kubelet's /metrics/resource itself, no Prometheus needed), 'none' (not served), or 'auto': rules when the config has resourceRules, else kubelet.")
 	fs.DurationVar(&o.ValueCacheTTL, "value-cache-ttl", 5*time.Second, "How long the values of a custom metrics query are reused for requests with the same rule, namespace and metric selector (values served are at most this much older than their timestamp says); 0 disables the cache.")
 }
 
@@ -82,8 +119,13 @@ func (o *Options) Validate() error {
 	if o.ConfigFile == "" {
 		errs = append(errs, errors.New("--config is required"))
 	}
-	if o.PrometheusURL == "" {
-		errs = append(errs, errors.New("--prometheus-url is required"))
+	switch o.ResourceMetrics {
+	case "", ResourceMetricsAuto, ResourceMetricsRules, ResourceMetricsKubelet, ResourceMetricsNone:
+	default:
+		errs = append(errs, fmt.Errorf("--resource-metrics: %q is not one of auto, rules, kubelet, none", o.ResourceMetrics))
+	}
+	if o.KubeStateMetricsInterval <= 0 {
+		errs = append(errs, errors.New("--kube-state-metrics-scrape-interval must be positive"))
 	}
 	if o.RelistInterval <= 0 {
 		errs = append(errs, errors.New("--metrics-relist-interval must be positive"))
@@ -117,6 +159,7 @@ func NewServer(fs *pflag.FlagSet) *Server {
 	s.FlagSet = fs
 	s.InstallFlags()
 	s.Options.AddFlags(fs)
+	s.Options.Kubelet.AddFlags(fs)
 	return s
 }
 
@@ -137,15 +180,17 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	httpCfg, err := s.Options.PrometheusHTTP.HTTPConfig()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	back, err := newBackends(&s.Options, reg)
 	if err != nil {
 		return err
 	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	prom, err := promcollector.New(promcollector.Options{URL: s.Options.PrometheusURL, HTTP: httpCfg, Timeout: s.Options.BackendTimeout}, reg)
-	if err != nil {
+	resourceMode := resourceMode(s.Options.ResourceMetrics, cfg)
+	if resourceMode == ResourceMetricsRules && cfg.ResourceRules == nil {
+		return fmt.Errorf("--resource-metrics=rules: %s has no resourceRules", s.Options.ConfigFile)
+	}
+	if err := back.check(s.Options.ConfigFile, cfg, resourceMode == ResourceMetricsRules); err != nil {
 		return err
 	}
 
@@ -161,7 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 	registry := discovery.New(discovery.Options{
 		Rules:         custom,
 		ExternalRules: external,
-		Lister:        prom,
+		Listers:       back.listers(),
 		Mapper:        mapper,
 		Interval:      s.Options.RelistInterval,
 		MaxAge:        s.Options.MaxAge,
@@ -180,7 +225,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	mp := provider.New(provider.Options{
 		Registry: registry,
-		Querier:  prom,
+		Queriers: back.queriers(),
 		Objects:  objects,
 		Mapper:   mapper,
 		Timeout:  s.Options.BackendTimeout,
@@ -216,15 +261,46 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	generic := server.GenericAPIServer
 	var resourceSrc *resourceSource
-	if resource != nil {
+	var kubeletCollector *kubelet.Collector
+	if resourceMode == ResourceMetricsKubelet || s.Options.Kubelet.Cadvisor {
+		var ing kubelet.Ingester
+		if back.local != nil {
+			ing = back.local
+		}
+		if kubeletCollector, err = kubelet.New(s.Options.Kubelet, clientConfig, ing, reg); err != nil {
+			return fmt.Errorf("kubelet collector: %w", err)
+		}
+		go kubeletCollector.Run(ctx)
+	}
+	switch resourceMode {
+	case ResourceMetricsRules:
 		resourceSrc = &resourceSource{}
-		resourceSrc.p.Store(provider.NewResourceProvider(resource, prom, s.Options.BackendTimeout))
+		resourceSrc.p.Store(provider.NewResourceProvider(resource, back.prom, s.Options.BackendTimeout))
 		if err := metricsapi.Install(generic, resourceSrc, objects); err != nil {
 			return err
 		}
 		objects.Warm(rules.Pods, rules.Nodes)
-	} else {
-		klog.InfoS("metrics.k8s.io not served: the config has no resourceRules", "config", s.Options.ConfigFile)
+		klog.InfoS("metrics.k8s.io served from the config's resourceRules", "config", s.Options.ConfigFile)
+	case ResourceMetricsKubelet:
+		if err := metricsapi.Install(generic, kubeletCollector, objects); err != nil {
+			return err
+		}
+		objects.Warm(rules.Pods, rules.Nodes)
+		if err := generic.AddReadyzChecks(healthz.NamedCheck("kubelet-scrape", func(*http.Request) error {
+			return kubeletCollector.Ready()
+		})); err != nil {
+			return err
+		}
+		klog.InfoS("metrics.k8s.io served from the kubelets' /metrics/resource")
+	default:
+		klog.InfoS("metrics.k8s.io not served (--resource-metrics=none)")
+	}
+	if s.Options.KubeStateMetricsURL != "" {
+		ksm, err := kubestate.New(kubestate.Options{URL: s.Options.KubeStateMetricsURL, Interval: s.Options.KubeStateMetricsInterval, Timeout: s.Options.BackendTimeout}, back.local, reg)
+		if err != nil {
+			return fmt.Errorf("kube-state-metrics: %w", err)
+		}
+		go ksm.Run(ctx)
 	}
 	generic.Handler.NonGoRestfulMux.Handle("/metrics", promhttp.HandlerFor(
 		prometheus.Gatherers{reg, legacyregistry.DefaultGatherer},
@@ -243,15 +319,24 @@ func (s *Server) Run(ctx context.Context) error {
 			registry.SetRules(c.custom, c.external)
 			switch {
 			case resourceSrc != nil && c.resource != nil:
-				resourceSrc.p.Store(provider.NewResourceProvider(c.resource, prom, s.Options.BackendTimeout))
+				resourceSrc.p.Store(provider.NewResourceProvider(c.resource, back.prom, s.Options.BackendTimeout))
 			case resourceSrc == nil && c.resource != nil:
-				klog.InfoS("config reload: resourceRules were added, but metrics.k8s.io is installed at start only; restart Gantry to serve it", "config", s.Options.ConfigFile)
+				klog.InfoS("config reload: resourceRules were added, but where metrics.k8s.io comes from is decided at start only; restart Gantry to serve them", "config", s.Options.ConfigFile, "resourceMetrics", resourceMode)
 			case resourceSrc != nil && c.resource == nil:
 				klog.InfoS("config reload: resourceRules were removed, but metrics.k8s.io is installed at start only; it keeps serving the previous resourceRules until Gantry restarts", "config", s.Options.ConfigFile)
 			}
 			klog.InfoS("config applied", "config", s.Options.ConfigFile, "rules", len(c.custom), "externalRules", len(c.external), "resourceRules", c.resource != nil)
 		}
 		compile := func(data []byte) (*compiledConfig, error) {
+			// A rule for a backend Gantry was not started with cannot be
+			// served: reject the file, keep the config in use.
+			cfg, err := config.Parse(data, s.Options.ConfigFile)
+			if err != nil {
+				return nil, err
+			}
+			if err := back.check(s.Options.ConfigFile, cfg, resourceSrc != nil); err != nil {
+				return nil, err
+			}
 			return compileConfig(data, s.Options.ConfigFile, mapper)
 		}
 		reloader := newConfigReloader(s.Options.ConfigFile, configData, s.Options.ConfigReloadInterval, clock.RealClock{}, compile, apply, reg)
@@ -272,7 +357,8 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 
-	klog.InfoS("starting gantry", "config", s.Options.ConfigFile, "rules", len(custom), "externalRules", len(external), "resourceRules", resource != nil)
+	klog.InfoS("starting gantry", "config", s.Options.ConfigFile, "rules", len(custom), "externalRules", len(external), "resourceMetrics", resourceMode,
+		"prometheus", back.prom != nil, "loki", back.loki != nil, "localStore", back.local != nil)
 	return generic.PrepareRun().RunWithContext(ctx)
 }
 

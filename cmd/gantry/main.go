@@ -20,7 +20,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/gantry-dev/gantry/adapter"
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
 
 // version is set at build time.
@@ -84,30 +83,16 @@ func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "gantry check-config: --config is required")
 		return 2
 	}
-	var lister *promcollector.Client
-	if opts.PrometheusURL != "" {
-		httpCfg, err := opts.PrometheusHTTP.HTTPConfig()
-		if err != nil {
-			fmt.Fprintln(stderr, "gantry check-config:", err)
-			return 1
-		}
-		lister, err = promcollector.New(promcollector.Options{URL: opts.PrometheusURL, HTTP: httpCfg, Timeout: opts.BackendTimeout}, nil)
-		if err != nil {
-			fmt.Fprintln(stderr, "gantry check-config:", err)
-			return 1
-		}
+	listers, err := adapter.CheckListers(&opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "gantry check-config:", err)
+		return 1
 	}
 	maxAge := opts.MaxAge
 	if maxAge == 0 {
 		maxAge = 10 * time.Minute
 	}
-	var res *adapter.CheckResult
-	var err error
-	if lister != nil {
-		res, err = adapter.CheckConfig(ctx, opts.ConfigFile, lister, maxAge)
-	} else {
-		res, err = adapter.CheckConfig(ctx, opts.ConfigFile, nil, maxAge)
-	}
+	res, err := adapter.CheckConfig(ctx, opts.ConfigFile, listers, maxAge)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

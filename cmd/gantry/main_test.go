@@ -226,12 +226,22 @@ func TestServeFailsFast(t *testing.T) {
 		name:       "no --prometheus-url",
 		args:       []string{"--config", "testdata/good.yaml"},
 		wantCode:   1,
-		wantStderr: []string{"gantry: --prometheus-url is required"},
+		wantStderr: []string{"testdata/good.yaml: rules[0] (", "metricsQuery: needs --prometheus-url", "resourceRules: need --prometheus-url"},
 	}, {
 		name:       "no flags at all: every missing flag at once",
 		args:       nil,
 		wantCode:   1,
-		wantStderr: []string{"--config is required", "--prometheus-url is required"},
+		wantStderr: []string{"--config is required"},
+	}, {
+		name:       "rules for backends that were not given: each names its flag",
+		args:       []string{"--config", "testdata/sources.yaml"},
+		wantCode:   1,
+		wantStderr: []string{"rules[0] (unavailable_replicas): source local: nothing feeds the local store: set --kube-state-metrics-url or --kubelet-cadvisor", "externalRules[0] (web_errors_per_second): logqlQuery: needs --loki-url"},
+	}, {
+		name:       "bad --resource-metrics",
+		args:       []string{"--config", "testdata/good.yaml", "--prometheus-url", "http://127.0.0.1:9090", "--resource-metrics", "cadvisor"},
+		wantCode:   1,
+		wantStderr: []string{`--resource-metrics: "cadvisor" is not one of auto, rules, kubelet, none`},
 	}, {
 		name:       "bad durations",
 		args:       []string{"--config", "testdata/good.yaml", "--prometheus-url", "http://127.0.0.1:9090", "--metrics-relist-interval", "0s", "--backend-timeout", "-1s"},

@@ -1,0 +1,134 @@
+package adapter
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/gantry-dev/gantry/adapter/config"
+	"github.com/gantry-dev/gantry/adapter/discovery"
+	"github.com/gantry-dev/gantry/adapter/provider"
+	lokicollector "github.com/gantry-dev/gantry/collectors/loki"
+	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+	"github.com/gantry-dev/gantry/collectors/store"
+)
+
+// backends are the collectors the rules' queries run on, by source. A
+// backend whose flags were not given is nil.
+type backends struct {
+	prom  *promcollector.Client
+	loki  *lokicollector.Client
+	local *store.Store
+	// localFed says whether anything feeds the local store (kube-state-
+	// metrics or kubelet cAdvisor scrapes).
+	localFed bool
+}
+
+// newBackends builds the clients for the backends the flags name.
+func newBackends(o *Options, reg prometheus.Registerer) (*backends, error) {
+	b := &backends{}
+	if o.PrometheusURL != "" {
+		httpCfg, err := o.PrometheusHTTP.HTTPConfig()
+		if err != nil {
+			return nil, err
+		}
+		if b.prom, err = promcollector.New(promcollector.Options{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.BackendTimeout}, reg); err != nil {
+			return nil, err
+		}
+	}
+	if o.LokiURL != "" {
+		httpCfg, err := o.LokiHTTP.HTTPConfig()
+		if err != nil {
+			return nil, fmt.Errorf("loki: %w", err)
+		}
+		if b.loki, err = lokicollector.New(lokicollector.Options{URL: o.LokiURL, HTTP: httpCfg, Tenant: o.LokiTenant, Timeout: o.BackendTimeout}, reg); err != nil {
+			return nil, err
+		}
+	}
+	b.localFed = o.KubeStateMetricsURL != "" || o.Kubelet.Cadvisor
+	if b.localFed {
+		b.local = store.New(store.Options{Registerer: reg})
+	}
+	return b, nil
+}
+
+// queriers and listers map each configured source to its backend.
+func (b *backends) queriers() map[string]provider.Querier {
+	m := map[string]provider.Querier{}
+	if b.prom != nil {
+		m[config.SourcePrometheus] = b.prom
+	}
+	if b.loki != nil {
+		m[config.SourceLoki] = b.loki
+	}
+	if b.local != nil {
+		m[config.SourceLocal] = b.local
+	}
+	return m
+}
+
+func (b *backends) listers() map[string]discovery.SeriesLister {
+	m := map[string]discovery.SeriesLister{}
+	if b.prom != nil {
+		m[config.SourcePrometheus] = b.prom
+	}
+	if b.loki != nil {
+		m[config.SourceLoki] = b.loki
+	}
+	if b.local != nil {
+		m[config.SourceLocal] = b.local
+	}
+	return m
+}
+
+// check reports every rule of cfg whose backend is not configured, naming
+// the flag that would configure it; resourceRules need Prometheus only when
+// they serve metrics.k8s.io. It needs no cluster, so a server checks before
+// contacting one.
+func (b *backends) check(file string, cfg *config.Config, resourceFromRules bool) error {
+	var errs []error
+	need := func(id string, r config.DiscoveryRule) {
+		switch src := r.SourceOrDefault(); {
+		case src == config.SourcePrometheus && b.prom == nil:
+			errs = append(errs, fmt.Errorf("%s: %s: metricsQuery: needs --prometheus-url (or source: local)", file, id))
+		case src == config.SourceLoki && b.loki == nil:
+			errs = append(errs, fmt.Errorf("%s: %s: logqlQuery: needs --loki-url", file, id))
+		case src == config.SourceLocal && b.local == nil:
+			errs = append(errs, fmt.Errorf("%s: %s: source local: nothing feeds the local store: set --kube-state-metrics-url or --kubelet-cadvisor", file, id))
+		}
+	}
+	for i, r := range cfg.Rules {
+		need(fmt.Sprintf("rules[%d] (%s)", i, r.DisplayName()), r)
+	}
+	for i, r := range cfg.ExternalRules {
+		need(fmt.Sprintf("externalRules[%d] (%s)", i, r.DisplayName()), r)
+	}
+	if cfg.ResourceRules != nil && resourceFromRules && b.prom == nil {
+		errs = append(errs, fmt.Errorf("%s: resourceRules: need --prometheus-url (or serve metrics.k8s.io from the kubelets: --resource-metrics=kubelet)", file))
+	}
+	return errors.Join(errs...)
+}
+
+// resourceMode resolves --resource-metrics=auto for cfg.
+func resourceMode(flag string, cfg *config.Config) string {
+	if flag == "" || flag == ResourceMetricsAuto {
+		if cfg.ResourceRules != nil {
+			return ResourceMetricsRules
+		}
+		return ResourceMetricsKubelet
+	}
+	return flag
+}
+
+// CheckListers are the backends check-config lists series on: those whose
+// URL flags were given (the local store exists only in a running Gantry).
+func CheckListers(o *Options) (map[string]discovery.SeriesLister, error) {
+	local := *o
+	local.KubeStateMetricsURL, local.Kubelet.Cadvisor = "", false
+	b, err := newBackends(&local, nil)
+	if err != nil {
+		return nil, err
+	}
+	return b.listers(), nil
+}
