@@ -12,6 +12,12 @@
 //   - fleet: H simulated HPAs, each polling its own Deployment's Pods metric
 //     every poll interval with k8s.io/metrics' custom metrics client (as the
 //     HPA controller does), for a fixed duration.
+//   - discovery: S series (100k, 1M) loaded into Prometheus while Gantry is
+//     stopped (backfilled blocks or remote write), then Gantry started: time
+//     to the first complete metric list, RSS after it, cost of a relist
+//     (discovery.go).
+//   - soak: mixed Pods/Object/External requests through the aggregator at a
+//     steady rate with periodic bursts, reported per minute (soak.go).
 //
 // Pods are bound to a node that does not exist: nothing here runs pod GC or
 // the node lifecycle controller, so they stay Pending and cost nothing but
@@ -72,6 +78,9 @@ const (
 )
 
 type flags struct {
+	discovery []int
+	load      string
+	soak      soakFlags
 	pods      []int
 	requests  int
 	ttls      []string
@@ -88,11 +97,17 @@ type flags struct {
 	verbose   bool
 }
 
-func main() { os.Exit(run()) }
+func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
 
-func run() int {
+// run is the whole program, writing JSON lines and the table to out, so
+// that a test can run a small configuration of it.
+func run(args []string, out io.Writer) int {
 	var f flags
-	var pods, ttls, fleet string
+	var pods, ttls, fleet, disc string
+	flag := flag.NewFlagSet("bench", flag.ContinueOnError)
+	flag.StringVar(&disc, "discovery", "", "discovery scenario: comma-separated series counts (ascending), e.g. 100000,1000000; empty skips it")
+	flag.StringVar(&f.load, "discovery-load", "backfill", "discovery scenario: how series get into Prometheus: backfill (promtool blocks, Prometheus restarted) or remote-write")
+	f.soak.register(flag)
 	flag.StringVar(&pods, "pods", "100,1000", "pods scenario: comma-separated pod counts (ascending); empty skips it")
 	flag.IntVar(&f.requests, "requests", 200, "pods scenario: sequential requests per pod count")
 	flag.StringVar(&ttls, "value-cache-ttl", "0,5s", "comma-separated --value-cache-ttl values; one stack each")
@@ -107,8 +122,16 @@ func run() int {
 	flag.DurationVar(&f.relist, "relist", 30*time.Second, "Gantry's --metrics-relist-interval")
 	flag.StringVar(&f.pprofDir, "pprof-dir", "", "write a CPU profile of Gantry during each pods scenario's requests into this directory")
 	flag.BoolVar(&f.verbose, "v", false, "log the stack's progress")
-	flag.Parse()
+	if err := flag.Parse(args); err != nil {
+		return 2
+	}
 	var err error
+	if f.discovery, err = ints(disc); err != nil {
+		return fail(fmt.Errorf("-discovery: %w", err))
+	}
+	if f.load != "backfill" && f.load != "remote-write" {
+		return fail(fmt.Errorf("-discovery-load: %q is neither backfill nor remote-write", f.load))
+	}
 	if f.pods, err = ints(pods); err != nil {
 		return fail(fmt.Errorf("-pods: %w", err))
 	}
@@ -142,14 +165,14 @@ func run() int {
 	}
 	var results []result
 	for _, ttl := range f.ttls {
-		rs, err := runStack(ctx, f, ttl)
+		rs, err := runStack(ctx, f, ttl, out)
 		results = append(results, rs...)
 		if err != nil {
-			printTable(results)
+			printTable(out, results)
 			return fail(err)
 		}
 	}
-	printTable(results)
+	printTable(out, results)
 	return 0
 }
 
@@ -183,6 +206,8 @@ type latencies struct {
 
 type result struct {
 	Scenario      string  `json:"scenario"`
+	Started       string  `json:"started,omitempty"` // UTC, for matching runs with the machine's load
+	LoadAvg       string  `json:"loadavg,omitempty"` // /proc/loadavg when the scenario started
 	Cores         int     `json:"cores"`
 	ValueCacheTTL string  `json:"value_cache_ttl"`
 	Pods          int     `json:"pods"`
@@ -208,10 +233,14 @@ type result struct {
 	Query               string  `json:"query,omitempty"`
 	QueryBytes          int     `json:"query_bytes,omitempty"`
 	NamesQueryBytes     int     `json:"names_query_bytes,omitempty"`
+
+	Discovery *discoveryResult `json:"discovery,omitempty"`
+	Soak      *soakResult      `json:"soak,omitempty"`
 }
 
 // bench is one running stack and its clients.
 type bench struct {
+	out    io.Writer
 	f      flags
 	ttl    string
 	st     *stack.Stack
@@ -222,9 +251,12 @@ type bench struct {
 	feed   *stack.Feeder
 	rule   *rules.Rule
 	pods   map[string]int // pods created per namespace
+
+	discLoaded  int          // series of the discovery scenario in Prometheus
+	plainGantry *http.Client // b.gantry without compression
 }
 
-func runStack(ctx context.Context, f flags, ttl string) (results []result, err error) {
+func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results []result, err error) {
 	logf := func(string, ...any) {}
 	if f.verbose {
 		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
@@ -235,6 +267,7 @@ func runStack(ctx context.Context, f flags, ttl string) (results []result, err e
 		WorkDir:        filepath.Join(f.workDir, "ttl-"+ttl),
 		Logf:           logf,
 		RelistInterval: f.relist,
+		Rules:          benchRules,
 		Cluster:        cluster.Options{APIServerFlags: []string{"--max-requests-inflight=2000"}},
 		GantryArgs:     []string{"--value-cache-ttl=" + ttl, "--v=1", "--client-qps=500", "--client-burst=1000"},
 	})
@@ -243,7 +276,7 @@ func runStack(ctx context.Context, f flags, ttl string) (results []result, err e
 	}
 	defer func() { err = errors.Join(err, st.Stop()) }()
 
-	b := &bench{f: f, ttl: ttl, st: st, pods: map[string]int{}}
+	b := &bench{out: out, f: f, ttl: ttl, st: st, pods: map[string]int{}}
 	cfg := st.Cluster.RESTConfig()
 	cfg.QPS, cfg.Burst = 2000, 4000
 	if b.kube, err = kubernetes.NewForConfig(cfg); err != nil {
@@ -279,7 +312,7 @@ func runStack(ctx context.Context, f flags, ttl string) (results []result, err e
 		if err != nil {
 			return results, fmt.Errorf("pods scenario, %d pods, ttl %s: %w", n, ttl, err)
 		}
-		emit(r)
+		b.emit(r)
 		results = append(results, r)
 	}
 	for _, h := range f.fleet {
@@ -287,15 +320,44 @@ func runStack(ctx context.Context, f flags, ttl string) (results []result, err e
 		if err != nil {
 			return results, fmt.Errorf("fleet scenario, %d HPAs, ttl %s: %w", h, ttl, err)
 		}
-		emit(r)
+		b.emit(r)
+		results = append(results, r)
+	}
+	if f.soak.duration > 0 {
+		r, err := b.soakScenario(ctx)
+		if err != nil {
+			return results, fmt.Errorf("soak scenario, ttl %s: %w", ttl, err)
+		}
+		b.emit(r)
+		results = append(results, r)
+	}
+	// Last: it stops and restarts Gantry and Prometheus.
+	for _, s := range f.discovery {
+		r, err := b.discoveryScenario(ctx, s)
+		if err != nil {
+			return results, fmt.Errorf("discovery scenario, %d series, ttl %s: %w", s, ttl, err)
+		}
+		b.emit(r)
 		results = append(results, r)
 	}
 	return results, nil
 }
 
-func emit(r result) {
-	b, _ := json.Marshal(r)
-	fmt.Println(string(b))
+func (b *bench) emit(r result) {
+	data, _ := json.Marshal(r)
+	fmt.Fprintln(b.out, string(data))
+}
+
+// stamp fills the scenario's start time and the machine's load then: the
+// machine may be shared.
+func stamp(r *result) {
+	r.Started = time.Now().UTC().Format(time.RFC3339)
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		f := strings.Fields(string(data))
+		if len(f) >= 3 {
+			r.LoadAvg = strings.Join(f[:3], " ")
+		}
+	}
 }
 
 // podsRule is the compiled Pods rule of the stack's config, to build the
@@ -447,6 +509,7 @@ func (b *bench) podsScenario(ctx context.Context, n int) (result, error) {
 	}
 	r := result{Scenario: "pods", Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: n, Requests: b.f.requests,
 		Query: q.Text, QueryBytes: len(q.Text), NamesQueryBytes: len(nq.Text)}
+	stamp(&r)
 	before, err := b.snapshot(ctx)
 	if err != nil {
 		return r, err
@@ -513,6 +576,8 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
 	client := cmclient.NewForConfig(cfg, mapper, cmclient.NewAvailableAPIsGetter(kube.Discovery()))
 
+	var r result
+	stamp(&r)
 	before, err := b.snapshot(ctx)
 	if err != nil {
 		return result{}, err
@@ -565,7 +630,7 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	if lastEr != nil {
 		fmt.Fprintf(os.Stderr, "bench: fleet of %d: %d errors, last: %v\n", h, errs, lastEr)
 	}
-	r := result{Scenario: "fleet", Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: h * b.f.fleetPods, HPAs: h,
+	r = result{Scenario: "fleet", Started: r.Started, LoadAvg: r.LoadAvg, Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: h * b.f.fleetPods, HPAs: h,
 		Requests: len(lat), Errors: errs, RequestsPerS: round(float64(len(lat))/wall.Seconds(), 1), Gantry: percentiles(lat)}
 	after.fill(&r, before, len(lat))
 	r.GantryCores = round((after.gantryCPU-before.gantryCPU)/after.at.Sub(before.at).Seconds(), 3)
@@ -774,8 +839,19 @@ func firstLine(s string) string {
 	return s
 }
 
-func printTable(rs []result) {
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+func printTable(out io.Writer, all []result) {
+	var rs []result
+	for _, r := range all {
+		if r.Discovery == nil && r.Soak == nil {
+			rs = append(rs, r)
+		}
+	}
+	defer printDiscoveryTable(out, all)
+	defer printSoakTable(out, all)
+	if len(rs) == 0 {
+		return
+	}
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "SCENARIO\tTTL\tPODS\tHPAS\tREQ\tERR\tREQ/S\tGANTRY p50/p95/p99 ms\tRAW p50/p99 ms\tOVERHEAD p99\tNAMES-QUERY p99 ms\tCPU s/1000 req\tAPISERVER s/1000\tRSS MiB\tBACKEND Q\tHIT RATE\t")
 	for _, r := range rs {
 		raw, names, over := "-", "-", "-"

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestQuick runs every scenario at a tiny scale on the real stack, so that
+// the harness cannot rot. It asserts that each produced numbers, not what
+// they are: no test asserts a wall-clock figure.
+func TestQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("bench: starts a control plane, Prometheus and Gantry; skipped in -short mode")
+	}
+	var out bytes.Buffer
+	args := []string{
+		"-workdir", t.TempDir(), "-timeout", "4m", "-relist", "5s", "-value-cache-ttl", "5s",
+		"-pods", "20", "-requests", "10",
+		"-hpas", "4", "-hpa-pods", "1", "-hpa-duration", "3s", "-hpa-poll", "1s",
+		"-soak", "6s", "-soak-rps", "10", "-soak-burst-every", "3s", "-soak-burst-for", "1s", "-soak-window", "3s", "-soak-targets", "2",
+		"-discovery", "2000",
+	}
+	code := run(args, &out)
+	t.Logf("bench output:\n%s", out.String())
+	if code != 0 {
+		t.Fatalf("bench exited with %d", code)
+	}
+	got := map[string]result{}
+	sc := bufio.NewScanner(&out)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var r result
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("JSON line %q: %v", line, err)
+		}
+		got[r.Scenario] = r
+	}
+	for _, name := range []string{"pods", "fleet", "soak", "discovery"} {
+		r, ok := got[name]
+		if !ok {
+			t.Errorf("no %s result", name)
+			continue
+		}
+		switch name {
+		case "discovery":
+			d := r.Discovery
+			if d == nil || d.Series != 2000 || d.FirstListSeconds <= 0 || d.Metrics != 2*discoveryNames || d.RSSMiB <= 0 || d.RelistSeconds <= 0 {
+				t.Errorf("discovery result without its figures: %+v", d)
+			}
+		case "soak":
+			if r.Soak == nil || len(r.Soak.Windows) == 0 || r.Requests == 0 || r.Soak.Windows[0].RSSMiB <= 0 {
+				t.Errorf("soak result without its figures: %+v %+v", r, r.Soak)
+			}
+		default:
+			if r.Requests == 0 || r.Gantry.P99 <= 0 || r.GantryRSSMiB <= 0 {
+				t.Errorf("%s result without its figures: %+v", name, r)
+			}
+		}
+	}
+}
