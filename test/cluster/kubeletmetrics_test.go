@@ -396,7 +396,7 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 	}
 	bin, err := toolbin.Path(dir, "metrics-server")
 	if err != nil {
-		t.Skipf("metrics-server not built (bash test/tools/install-metrics-server.sh %s): %v", dir, err)
+		t.Fatal(err) // `make tools` builds it (test/tools/install-metrics-server.sh)
 	}
 	certFile, keyFile, _, err := c.ServingCert("metrics-server.kube-system.svc")
 	if err != nil {
@@ -569,7 +569,11 @@ func TestKubeletProxyScale(t *testing.T) {
 		for _, fn := range nodes {
 			g.Go(func() error {
 				req, _ := http.NewRequestWithContext(gctx, http.MethodGet, "https://"+fn.InternalIP+":"+strconv.Itoa(c.KubeletPort())+"/metrics/resource", nil)
+				t0 := time.Now()
 				resp, err := client.Do(req)
+				if d := time.Since(t0); d > 2*time.Second {
+					t.Logf("slow: %s %s", fn.Name, d)
+				}
 				if err != nil {
 					return err
 				}
@@ -596,6 +600,7 @@ func TestKubeletProxyScale(t *testing.T) {
 	var worst time.Duration
 	for i := range rounds {
 		d, series := round()
+		t.Logf("round %d: %s", i, d.Round(time.Millisecond))
 		worst = max(worst, d)
 		if series != n*podsPerNode {
 			t.Errorf("round %d: %d container series, want %d", i, series, n*podsPerNode)
