@@ -97,7 +97,7 @@ type kubelet struct {
 	gaveUp   chan struct{} // closed when a hanging request's context ends
 }
 
-func newKubelet(t *testing.T) *kubelet {
+func newKubelet(t testing.TB) *kubelet {
 	k := &kubelet{status: http.StatusOK}
 	k.Server = httptest.NewTLSServer(http.HandlerFunc(k.serve))
 	t.Cleanup(k.Close)
@@ -147,7 +147,7 @@ func (k *kubelet) setStatus(code int) {
 	k.mu.Unlock()
 }
 
-func (k *kubelet) port(t *testing.T) int32 {
+func (k *kubelet) port(t testing.TB) int32 {
 	u, err := url.Parse(k.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -161,7 +161,7 @@ func (k *kubelet) port(t *testing.T) int32 {
 
 // caFile writes the CA of httptest's TLS servers (all share one
 // certificate) to a file.
-func caFile(t *testing.T, s *httptest.Server) string {
+func caFile(t testing.TB, s *httptest.Server) string {
 	t.Helper()
 	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
 	p := filepath.Join(t.TempDir(), "ca.crt")
@@ -172,7 +172,7 @@ func caFile(t *testing.T, s *httptest.Server) string {
 }
 
 // node is a Node whose kubelet is k, at InternalIP 127.0.0.1 and k's port.
-func node(t *testing.T, name string, k *kubelet) *corev1.Node {
+func node(t testing.TB, name string, k *kubelet) *corev1.Node {
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	n.Status.Addresses = []corev1.NodeAddress{
 		{Type: corev1.NodeHostName, Address: name + ".invalid"},
@@ -226,7 +226,7 @@ type harness struct {
 
 var t0 = time.Date(2026, 11, 23, 22, 0, 0, 0, time.UTC)
 
-func newHarness(t *testing.T, opts Options, cfg *rest.Config, ing Ingester, nodes ...*corev1.Node) *harness {
+func newHarness(t testing.TB, opts Options, cfg *rest.Config, ing Ingester, nodes ...*corev1.Node) *harness {
 	t.Helper()
 	h := newUnstartedHarness(t, opts, cfg, ing, nodes...)
 	h.c.factory.Start(h.ctx.Done())
@@ -238,7 +238,7 @@ func newHarness(t *testing.T, opts Options, cfg *rest.Config, ing Ingester, node
 }
 
 // newUnstartedHarness leaves starting the informer to Run.
-func newUnstartedHarness(t *testing.T, opts Options, cfg *rest.Config, ing Ingester, nodes ...*corev1.Node) *harness {
+func newUnstartedHarness(t testing.TB, opts Options, cfg *rest.Config, ing Ingester, nodes ...*corev1.Node) *harness {
 	t.Helper()
 	opts = opts.withDefaults()
 	if err := opts.validate(); err != nil {
@@ -273,7 +273,7 @@ func newUnstartedHarness(t *testing.T, opts Options, cfg *rest.Config, ing Inges
 }
 
 // round steps the clock by one interval (but the first) and scrapes.
-func (h *harness) round(t *testing.T) {
+func (h *harness) round(t testing.TB) {
 	t.Helper()
 	if !h.c.lastRound.IsZero() {
 		h.clock.Step(h.c.opts.Interval)
@@ -298,7 +298,7 @@ func (h *harness) waitNodes(t *testing.T, n int) {
 }
 
 // counter is a counter's value in the registry; 0 when absent.
-func (h *harness) counter(t *testing.T, name string, lbls map[string]string) float64 {
+func (h *harness) counter(t testing.TB, name string, lbls map[string]string) float64 {
 	t.Helper()
 	fams, err := h.reg.Gather()
 	if err != nil {

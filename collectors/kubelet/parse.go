@@ -1,6 +1,7 @@
 package kubelet
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"io"
@@ -53,6 +54,8 @@ type parser struct {
 	text  expfmt.TextParser
 	index map[containerKey]int
 	res   scrapeResult
+	raw   bytes.Buffer // the response
+	kept  bytes.Buffer // its lines that matter
 }
 
 var parserPool = sync.Pool{New: func() any {
@@ -61,10 +64,22 @@ var parserPool = sync.Pool{New: func() any {
 
 // parse reads the Prometheus text exposition from r. Samples without an
 // explicit timestamp get defaultMs. The result is valid until the next call.
+//
+// Only the lines of the five series used (and their TYPE lines) reach
+// expfmt's parser: it allocates some 25 objects per sample, and the
+// kubelet's HELP lines, swap and pod series are more than half of the
+// answer. An answer without node or container CPU is an error, so an HTML
+// error page or a truncated body is not taken for a node without pods.
 func (p *parser) parse(r io.Reader, defaultMs int64) (*scrapeResult, error) {
 	clear(p.index)
 	p.res = scrapeResult{containers: p.res.containers[:0]}
-	fams, err := p.text.TextToMetricFamilies(r)
+	p.raw.Reset()
+	if _, err := p.raw.ReadFrom(r); err != nil {
+		return nil, fmt.Errorf("reading metrics: %w", err)
+	}
+	p.kept.Reset()
+	keepLines(&p.kept, p.raw.Bytes())
+	fams, err := p.text.TextToMetricFamilies(&p.kept)
 	if err != nil {
 		return nil, fmt.Errorf("parsing metrics: %w", err)
 	}
@@ -98,14 +113,59 @@ func (p *parser) parse(r io.Reader, defaultMs int64) (*scrapeResult, error) {
 			case containerMemory:
 				c.memory, c.hasMemory = v, true
 			case containerStart:
-				c.startMs = int64(v * 1000)
+				if ms := v * 1000; ms < math.MaxInt64 {
+					c.startMs = int64(ms)
+				}
 			}
 		}
+	}
+	if !p.res.hasNodeCPU && len(p.res.containers) == 0 {
+		return nil, fmt.Errorf("parsing metrics: no %s nor %s in the answer", nodeCPU, containerCPU)
 	}
 	slices.SortFunc(p.res.containers, func(a, b containerSample) int {
 		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.pod, b.pod), cmp.Compare(a.container, b.container))
 	})
 	return &p.res, nil
+}
+
+// wanted are the series parse reads.
+var wanted = [...][]byte{[]byte(containerCPU), []byte(containerMemory), []byte(containerStart), []byte(nodeCPU), []byte(nodeMemory)}
+
+// keepLines appends to dst the sample and TYPE lines of the wanted series
+// (and lines it cannot judge, such as quoted names, for expfmt to judge).
+func keepLines(dst *bytes.Buffer, in []byte) {
+	for len(in) > 0 {
+		line := in
+		if i := bytes.IndexByte(in, '\n'); i >= 0 {
+			line, in = in[:i+1], in[i+1:]
+		} else {
+			in = nil
+		}
+		t := bytes.TrimLeft(line, " \t")
+		if typ, ok := bytes.CutPrefix(t, []byte("#")); ok {
+			typ = bytes.TrimLeft(typ, " \t")
+			if typ, ok = bytes.CutPrefix(typ, []byte("TYPE")); !ok || !isWanted(bytes.TrimLeft(typ, " \t")) {
+				continue // HELP, other comments and other types
+			}
+		} else if len(t) > 0 && t[0] != '{' && t[0] != '\n' && !isWanted(t) {
+			continue
+		}
+		dst.Write(line)
+	}
+}
+
+// isWanted reports whether s starts with a wanted name followed by a
+// separator.
+func isWanted(s []byte) bool {
+	for _, w := range wanted {
+		if len(s) > len(w) && bytes.HasPrefix(s, w) {
+			switch s[len(w)] {
+			case '{', ' ', '\t':
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // container finds or adds the sample of m's container; nil when m lacks
@@ -162,9 +222,11 @@ func value(m *dto.Metric) (float64, bool) {
 	return v, true
 }
 
+// timestamp is the sample's explicit timestamp, else defaultMs (also for a
+// timestamp at or before the epoch, which no kubelet sends).
 func timestamp(m *dto.Metric, defaultMs int64) int64 {
-	if m.TimestampMs != nil {
-		return m.GetTimestampMs()
+	if ms := m.GetTimestampMs(); m.TimestampMs != nil && ms > 0 {
+		return ms
 	}
 	return defaultMs
 }

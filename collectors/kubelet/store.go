@@ -13,6 +13,10 @@ import (
 // shorter window is too noisy (metrics-server uses the same bound).
 const freshContainerMin = 10 * time.Second
 
+// maxWindow bounds the distance of the two samples a rate is taken over:
+// beyond it the kubelet's clock jumped, and the rate would mean nothing.
+const maxWindow = time.Hour
+
 // cpuWindow holds the last two samples of a CPU counter; the rate is their
 // slope and the window their distance, as metrics-server serves it.
 type cpuWindow struct {
@@ -22,10 +26,10 @@ type cpuWindow struct {
 // rate returns the usage in cores over the window; ok is false until two
 // samples are known.
 func (w cpuWindow) rate() (cores float64, window time.Duration, ok bool) {
-	if w.prev.ms == 0 || w.last.ms <= w.prev.ms || w.last.cpu < w.prev.cpu {
+	d := w.last.ms - w.prev.ms // both positive: no overflow
+	if w.prev.ms == 0 || d <= 0 || d > maxWindow.Milliseconds() || w.last.cpu < w.prev.cpu {
 		return 0, 0, false
 	}
-	d := w.last.ms - w.prev.ms
 	return (w.last.cpu - w.prev.cpu) / (float64(d) / 1000), time.Duration(d) * time.Millisecond, true
 }
 
@@ -41,7 +45,7 @@ func (w *cpuWindow) add(p point, startMs int64, interval time.Duration) {
 		w.prev, w.last = point{}, p
 		// A container that started less than an interval ago counted from
 		// 0 at its start: serve it now rather than one interval later.
-		if age := time.Duration(p.ms-startMs) * time.Millisecond; startMs > 0 && age >= freshContainerMin && age < interval {
+		if age := p.ms - startMs; startMs > 0 && age >= freshContainerMin.Milliseconds() && age < interval.Milliseconds() {
 			w.prev = point{ms: startMs}
 		}
 	default:
