@@ -1,0 +1,246 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
+
+	"github.com/gantry-dev/gantry/test/loki"
+	"github.com/gantry-dev/gantry/test/stack"
+)
+
+// lokiRule is an external rule on Loki: error lines per second of the web
+// app's streams in the request's namespace.
+const lokiRule = `externalRules:
+# Log-derived: error lines per second of the web app, from Loki.
+- seriesQuery: '{app="web"}'
+  logqlQuery: 'sum(rate({app="web",<<.LabelMatchers>>} |= "error" [1m]))'
+  resources:
+    namespaced: true
+  name: {as: web_errors_per_second}
+`
+
+// TestLokiExternalMetric scales a Deployment with a real HPA on an External
+// metric Gantry computes with LogQL on a real Loki, from log lines the test
+// pushes at a set rate; then stops Loki: the metric answers 503 naming
+// Loki, the HPA stops scaling and says why, and both recover when Loki is
+// back.
+func TestLokiExternalMetric(t *testing.T) {
+	lk := loki.StartT(t, loki.Options{})
+	rules := strings.Replace(stack.DefaultRules, "externalRules:\n", lokiRule, 1)
+	if rules == stack.DefaultRules {
+		t.Fatal("the default rules have no externalRules section to extend")
+	}
+	e := startEnv(t, stack.Options{Rules: rules, GantryArgs: []string{"--loki-url=" + lk.URL()}}, true)
+	ctx := context.Background()
+
+	// 18 error lines per second in the test's namespace; the same app in
+	// another namespace and another app in this one log far more errors,
+	// which the rule's selector and the namespace must keep out.
+	pusher := newLogPusher(lk, t.Logf)
+	pusher.set(map[string]string{"app": "web", "namespace": ns, "pod": "web-0"}, 12)
+	pusher.set(map[string]string{"app": "web", "namespace": ns, "pod": "web-1"}, 6)
+	pusher.set(map[string]string{"app": "web", "namespace": "elsewhere", "pod": "web-0"}, 40)
+	pusher.set(map[string]string{"app": "api", "namespace": ns, "pod": "api-0"}, 40)
+	// A minute of history first, so rate(...[1m]) is at its level at once.
+	if err := pusher.backfill(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	stopPush := pusher.run()
+	t.Cleanup(stopPush)
+
+	name := "log-errors"
+	e.deployment(t, name, 1, "")
+	// AverageValue 5: desired = ceil(18/5) = 4 (and stays 4 for any total
+	// in (15, 20], whatever a line more or less in the window does).
+	e.hpa(t, name, 1, 6, autoscalingv2.MetricSpec{
+		Type: autoscalingv2.ExternalMetricSourceType,
+		External: &autoscalingv2.ExternalMetricSource{
+			Metric: autoscalingv2.MetricIdentifier{Name: "web_errors_per_second"},
+			Target: autoscalingv2.MetricTarget{Type: autoscalingv2.AverageValueMetricType, AverageValue: qty("5")},
+		},
+	})
+	e.waitReplicas(ctx, t, name, 4, "18 error lines/s in Loki against an AverageValue target of 5")
+	// The HPA's value is Loki's rate over the last minute: 18, less the
+	// up to one second of lines not pushed yet. The other namespace's and
+	// app's 40 lines/s each would show.
+	reported := externalValue(e.getHPA(ctx, t, name))
+	if q, err := resource.ParseQuantity(reported); err != nil || math.Abs(q.AsApproximateFloat64()-18) > 1 {
+		t.Errorf("HPA reports web_errors_per_second %q, want 18 ± 1 (the other namespace's and app's lines must be kept out)", reported)
+	}
+
+	admin := e.aggregatorClient(t)
+	extPath := "/apis/external.metrics.k8s.io/v1beta1/namespaces/" + ns + "/web_errors_per_second"
+	if r := admin.get(ctx, extPath); r.code != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", extPath, r.code, r.body)
+	} else {
+		var list v1beta1.ExternalMetricValueList
+		if err := json.Unmarshal(r.body, &list); err != nil || len(list.Items) != 1 {
+			t.Fatalf("GET %s: %s, want one value", extPath, r.body)
+		}
+		t.Logf("loki: %s = %s", extPath, list.Items[0].Value.String())
+	}
+
+	// Loki down.
+	if err := lk.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	var first503 apiResult
+	waitFor(ctx, t, valueCacheTTL+slack, "503 for web_errors_per_second with Loki down", func() bool {
+		r := admin.get(ctx, extPath)
+		switch r.code {
+		case http.StatusOK: // from the value cache, for up to its TTL
+			return false
+		case http.StatusServiceUnavailable:
+			first503 = r
+			return true
+		default:
+			t.Fatalf("with Loki down: %d %s, want 503 (or a cached 200)", r.code, r.body)
+			return false
+		}
+	})
+	t.Logf("loki down: first 503 %s after the halt: %s", time.Since(down).Round(10*time.Millisecond), first503.message())
+	r := admin.get(ctx, extPath)
+	if r.code != http.StatusServiceUnavailable || !strings.Contains(r.message(), "loki: unreachable") {
+		t.Errorf("GET %s with Loki down: %d %q, want 503 naming loki and the reason", extPath, r.code, r.message())
+	}
+	if strings.Contains(string(r.body), strings.TrimPrefix(lk.URL(), "http://")) {
+		t.Errorf("the 503 names Loki's address: %s", r.body)
+	}
+	if r.took > backendTimeout {
+		t.Errorf("GET %s with Loki down took %s, more than the backend timeout %s", extPath, r.took, backendTimeout)
+	}
+	e.waitHPA(ctx, t, name, "ScalingActive=False while Loki is down", func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+		c := condition(h, autoscalingv2.ScalingActive)
+		return c != nil && c.Status == corev1.ConditionFalse
+	})
+	h := e.getHPA(ctx, t, name)
+	t.Logf("loki down: the HPA says: %s", condition(h, autoscalingv2.ScalingActive).Message)
+	if h.Status.DesiredReplicas != 4 {
+		t.Errorf("with Loki down the HPA wants %d replicas, want it to keep 4", h.Status.DesiredReplicas)
+	}
+
+	// While it is down the error rate rises (the lines are lost, as with
+	// a log shipper that gives up); once Loki is back the HPA acts on it.
+	pusher.set(map[string]string{"app": "web", "namespace": ns, "pod": "web-0"}, 20)
+	pusher.set(map[string]string{"app": "web", "namespace": ns, "pod": "web-1"}, 10)
+	upCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := lk.Restart(upCtx); err != nil {
+		t.Fatal(err)
+	}
+	up := time.Now()
+	waitFor(ctx, t, valueCacheTTL+slack, "200 for web_errors_per_second after Loki's restart", func() bool {
+		return admin.get(ctx, extPath).code == http.StatusOK
+	})
+	t.Logf("loki back: first 200 %s after the restart", time.Since(up).Round(10*time.Millisecond))
+	// 30 lines/s against 5 per replica: 6, the HPA's maximum, once the
+	// new rate fills most of the minute-long window.
+	e.waitReplicas(ctx, t, name, 6, "30 error lines/s in Loki after its restart, against an AverageValue target of 5")
+	if c := condition(e.getHPA(ctx, t, name), autoscalingv2.ScalingActive); c == nil || c.Status != corev1.ConditionTrue {
+		t.Errorf("ScalingActive after Loki's return: %+v, want True", c)
+	}
+}
+
+// logPusher pushes log lines into Loki at a set rate per stream, every
+// second, timestamped evenly over the second they stand for; half as many
+// info lines go with the error lines. Failed pushes (Loki down) lose their
+// lines.
+type logPusher struct {
+	lk   *loki.Server
+	logf func(string, ...any)
+
+	mu    sync.Mutex
+	rates map[string]float64 // stream key → error lines per second
+	lbls  map[string]map[string]string
+	last  time.Time // lines were pushed up to here
+	carry map[string]float64
+}
+
+func newLogPusher(lk *loki.Server, logf func(string, ...any)) *logPusher {
+	return &logPusher{lk: lk, logf: logf, rates: map[string]float64{}, lbls: map[string]map[string]string{}, carry: map[string]float64{}}
+}
+
+func (p *logPusher) set(lbls map[string]string, errorsPerSecond float64) {
+	k := fmt.Sprint(lbls)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rates[k] = errorsPerSecond
+	p.lbls[k] = lbls
+}
+
+// backfill pushes the lines of the last d, as if the rates had held.
+func (p *logPusher) backfill(ctx context.Context, d time.Duration) error {
+	now := time.Now()
+	p.mu.Lock()
+	p.last = now.Add(-d)
+	p.mu.Unlock()
+	return p.push(ctx, now)
+}
+
+// push sends the lines between the last push and now.
+func (p *logPusher) push(ctx context.Context, now time.Time) error {
+	p.mu.Lock()
+	from := p.last
+	p.last = now
+	span := now.Sub(from)
+	var streams []loki.Stream
+	for k, rate := range p.rates {
+		// Whole lines only; the fraction carries over to the next push.
+		exact := rate*span.Seconds() + p.carry[k]
+		n := int(math.Floor(exact))
+		p.carry[k] = exact - float64(n)
+		st := loki.Stream{Labels: p.lbls[k]}
+		for i := range n {
+			at := from.Add(time.Duration(float64(span) * (float64(i) + 0.5) / float64(n)))
+			st.Entries = append(st.Entries, loki.Entry{Time: at, Line: fmt.Sprintf("level=error msg=\"upstream error\" seq=%d", i)})
+			if i%2 == 0 {
+				st.Entries = append(st.Entries, loki.Entry{Time: at.Add(time.Microsecond), Line: "level=info msg=\"request served\""})
+			}
+		}
+		if len(st.Entries) > 0 {
+			streams = append(streams, st)
+		}
+	}
+	p.mu.Unlock()
+	if len(streams) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return p.lk.Push(ctx, streams)
+}
+
+// run pushes every second until the returned stop is called.
+func (p *logPusher) run() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-tick.C:
+				if err := p.push(ctx, now); err != nil && ctx.Err() == nil {
+					p.logf("log pusher: %v", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
