@@ -485,6 +485,19 @@ func (d *seriesDecoder) literal(rest string) error {
 // str appends the string whose opening quote was read to dst, unescaped.
 func (d *seriesDecoder) str(dst []byte) ([]byte, error) {
 	for {
+		// Copy the plain run of what is buffered at once; a label value
+		// seldom needs more than this one step.
+		if buf, _ := d.r.Peek(d.r.Buffered()); len(buf) > 0 {
+			i := 0
+			for i < len(buf) && buf[i] != '"' && buf[i] != '\\' && buf[i] >= 0x20 {
+				i++
+			}
+			dst = append(dst, buf[:i]...)
+			_, _ = d.r.Discard(i)
+			if i == len(buf) {
+				continue
+			}
+		}
 		c, err := d.r.ReadByte()
 		if err != nil {
 			return dst, d.eof(err)
