@@ -181,8 +181,8 @@ func (e *env) sameAsKubeStateMetrics(ctx context.Context, t *testing.T, agg *raw
 		ksmValue = ksmUnavailable(ctx, t, k, deployment)
 		last = agg.get(ctx, path)
 		apiValue = math.NaN()
-		if last.code == http.StatusOK && json.Unmarshal(last.body, &mv) == nil {
-			apiValue = mv.Value.AsApproximateFloat64()
+		if v, ok := oneMetricValue(last); ok {
+			mv, apiValue = v, v.Value.AsApproximateFloat64()
 		}
 		if ksmValue == want && apiValue == want {
 			break
@@ -236,6 +236,16 @@ func ksmUnavailable(ctx context.Context, t *testing.T, k *ksm.Server, deployment
 		}
 	}
 	return math.NaN()
+}
+
+// oneMetricValue is the single item of a custom metrics API answer about
+// one object (a MetricValueList, as the API serves for a named object).
+func oneMetricValue(r apiResult) (custommetricsv1beta2.MetricValue, bool) {
+	var l custommetricsv1beta2.MetricValueList
+	if r.code != http.StatusOK || json.Unmarshal(r.body, &l) != nil || len(l.Items) != 1 {
+		return custommetricsv1beta2.MetricValue{}, false
+	}
+	return l.Items[0], true
 }
 
 func objectValue(h *autoscalingv2.HorizontalPodAutoscaler) string {
@@ -378,9 +388,8 @@ func TestKubeletCadvisorLocalRule(t *testing.T) {
 	agg := e.aggregatorClient(t)
 	path := "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + ns + "/pods/" + pod + "/cpu_cores"
 	read := func() (custommetricsv1beta2.MetricValue, apiResult, bool) {
-		var mv custommetricsv1beta2.MetricValue
 		r := agg.get(ctx, path)
-		ok := r.code == http.StatusOK && json.Unmarshal(r.body, &mv) == nil
+		mv, ok := oneMetricValue(r)
 		return mv, r, ok
 	}
 	first := time.Now()
