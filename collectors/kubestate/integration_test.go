@@ -101,6 +101,37 @@ func TestUnavailableReplicasFromRealKubeStateMetrics(t *testing.T) {
 	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
 		t.Errorf("promlint: %v %v", problems, err)
 	}
+
+	// kube-state-metrics goes away: the series stay for StaleAfter, then
+	// leave, and Ready reports it.
+	if err := k.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	for {
+		vec, err := st.Query(ctx, unavailable("stuck"), time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(vec) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("series still there %s after kube-state-metrics stopped", time.Since(stopped))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	gone := time.Since(stopped)
+	t.Logf("series dropped %s after kube-state-metrics stopped (StaleAfter %s)", gone.Round(10*time.Millisecond), scraper.StaleAfter())
+	if gone < scraper.StaleAfter()-time.Second {
+		t.Errorf("series dropped after %s, before StaleAfter (%s)", gone, scraper.StaleAfter())
+	}
+	if err := scraper.Ready(); err == nil {
+		t.Error("Ready = nil with kube-state-metrics gone past StaleAfter")
+	} else {
+		t.Logf("Ready: %v", err)
+	}
 }
 
 func deployment(name, node string, replicas int32) *appsv1.Deployment {
