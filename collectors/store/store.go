@@ -84,6 +84,9 @@ type target struct {
 	byHash   map[uint64]*memSeries
 	families map[string]*family
 	nseries  int
+	// dropped is set by Forget: an Ingest that got the target before must
+	// not fill it, as nothing can reach it any more.
+	dropped bool
 }
 
 // family is the series of one metric name in one target.
@@ -154,11 +157,16 @@ func (s *Store) Ingest(target string, r io.Reader, contentType string, scrapeTim
 		s.metrics.ingestErrors.Inc()
 		return fmt.Errorf("parsing scrape of %s: %w", target, err)
 	}
-	tg := s.target(target)
 	scrapeT := scrapeTime.UnixMilli()
 	mint := scrapeT - s.retention.Milliseconds()
 
+	tg := s.target(target)
 	tg.mu.Lock()
+	for tg.dropped { // Forget ran in between: take the new target
+		tg.mu.Unlock()
+		tg = s.target(target)
+		tg.mu.Lock()
+	}
 	defer tg.mu.Unlock()
 	before := tg.nseries
 	tg.gen++
@@ -198,6 +206,7 @@ func (s *Store) Forget(target string) {
 	// A query holding the target keeps reading a consistent, now empty
 	// target.
 	tg.byHash, tg.families, tg.nseries = map[uint64]*memSeries{}, map[string]*family{}, 0
+	tg.dropped = true
 	tg.mu.Unlock()
 }
 

@@ -501,4 +501,7 @@ func TestConcurrentIngestAndQuery(t *testing.T) {
 	if v := got[`{}`]; v != 4 {
 		t.Errorf("count(c_total) = %v, want 4", got)
 	}
+	if g, n := testutil.ToFloat64(s.metrics.series), testSeriesCount(s); g != float64(n) {
+		t.Errorf("gantry_store_series = %v, but the store holds %d", g, n)
+	}
 }
