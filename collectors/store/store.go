@@ -9,6 +9,11 @@
 // per series, Gorilla-encoded as in Prometheus' head block, and a series that
 // is absent from a target's newest scrape is marked stale as Prometheus
 // marks it, so queries stop returning it at once.
+//
+// Memory, measured by BenchmarkStoreMemory (cAdvisor-like series, 15s
+// scrapes, 10m retention): about 780 bytes per series — its labels (one
+// string, ~160 bytes for the kubelet's container labels), its samples at
+// ~5 bytes each, and ~400 bytes of series, chunk and index overhead.
 package store
 
 import (
