@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -114,6 +115,7 @@ func BenchmarkRound(b *testing.B) {
 	runtime.GC()
 	var base runtime.MemStats
 	runtime.ReadMemStats(&base)
+	rss0 := rss(b)
 	var ns []*corev1.Node
 	for i, p := range ports {
 		n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-" + strconv.Itoa(i)}}
@@ -122,6 +124,13 @@ func BenchmarkRound(b *testing.B) {
 		ns = append(ns, n)
 	}
 	h := newHarness(b, Options{UseNodeStatusPort: true, PreferredAddressTypes: []string{"InternalIP"}, CAFile: caPath}, nil, nil, ns...)
+	if os.Getenv("GANTRY_BENCH_NOKEEPALIVE") != "" {
+		inner := h.c.client.Transport
+		h.c.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			r.Close = true
+			return inner.RoundTrip(r)
+		})
+	}
 	h.round(b) // connections and the store's first sample
 	h.round(b)
 	b.ResetTimer()
@@ -131,13 +140,26 @@ func BenchmarkRound(b *testing.B) {
 	}
 	cpu := cpuTime() - cpu0
 	b.StopTimer()
+	rss1 := rss(b)
 	runtime.GC()
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
+	if path := os.Getenv("GANTRY_BENCH_HEAPPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		f.Close()
+	}
 	perRound := cpu / time.Duration(b.N) / time.Duration(nodes)
 	b.ReportMetric(float64(perRound.Nanoseconds()), "cpu-ns/node")
 	b.ReportMetric(perRound.Seconds()/15*1000, "mCPU/node@15s")
-	b.ReportMetric(float64(int64(m.HeapAlloc+m.StackInuse)-int64(base.HeapAlloc+base.StackInuse))/float64(nodes), "heapB/node")
+	b.ReportMetric(float64(int64(m.HeapAlloc)-int64(base.HeapAlloc))/float64(nodes), "heapB/node")
+	b.ReportMetric(float64(int64(m.StackInuse)-int64(base.StackInuse))/float64(nodes), "stackB/node")
+	b.ReportMetric(float64(rss1-rss0)/float64(nodes), "rssB/node")
 	h.c.store.mu.RLock()
 	stored := len(h.c.store.pods)
 	h.c.store.mu.RUnlock()
@@ -148,6 +170,30 @@ func BenchmarkRound(b *testing.B) {
 		b.Fatalf("%v failed scrapes", f)
 	}
 }
+
+// rss is the process' resident set (VmRSS) in bytes: with the garbage
+// between two GCs, what a node costs in the measure of the bar.
+func rss(b *testing.B) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
