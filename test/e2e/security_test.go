@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -34,6 +35,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/gantry-dev/gantry/test/loki"
 	"github.com/gantry-dev/gantry/test/stack"
 )
 
@@ -42,7 +44,17 @@ const (
 	// The secrets Gantry is given for Prometheus (which does not check
 	// them): recognisable, so that a search of every output finds them.
 	promToken = "s3cr3t-token-XYZ"
+	// Loki gets basic auth (Loki does not check it either).
+	lokiPassword = "b4s1c-p4ssw0rd-QRS"
 )
+
+// secLokiRule is an external rule on Loki, so that Loki requests (with their
+// basic auth) succeed and, with Loki halted, fail and are logged.
+const secLokiRule = `# LogQL on Loki, reached with basic auth.
+- seriesQuery: '{app="sec"}'
+  logqlQuery: 'sum(count_over_time({app="sec",<<.LabelMatchers>>}[5m]))'
+  name: {as: sec_log_lines}
+`
 
 // failingRule is an external rule whose query Prometheus accepts but cannot
 // evaluate (one-to-one matching finds two series on each side): a backend
@@ -70,7 +82,12 @@ func TestSecurity(t *testing.T) {
 		t.Fatal(err)
 	}
 	certFile, keyFile, clientKeyPEM := clientCert(t, secretDir)
-	rules := strings.Replace(stack.DefaultRules, "resourceRules:\n", failingRule+"resourceRules:\n", 1)
+	lokiAuth := filepath.Join(secretDir, "loki-auth.yaml")
+	if err := os.WriteFile(lokiAuth, []byte("basic_auth:\n  username: gantry\n  password: "+lokiPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	lk := loki.StartT(t, loki.Options{WorkDir: filepath.Join(workDir, "loki"), Logf: t.Logf})
+	rules := strings.Replace(stack.DefaultRules, "resourceRules:\n", failingRule+secLokiRule+"resourceRules:\n", 1)
 	if rules == stack.DefaultRules {
 		t.Fatal("stack.DefaultRules has no resourceRules section to put the failing external rule before")
 	}
@@ -83,6 +100,8 @@ func TestSecurity(t *testing.T) {
 			"--prometheus-client-tls-cert-file=" + certFile,
 			"--prometheus-client-tls-key-file=" + keyFile,
 			"--prometheus-header=X-Scope-OrgID=team-a",
+			"--loki-url=" + lk.URL(),
+			"--loki-auth-config=" + lokiAuth,
 		},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -105,7 +124,12 @@ func TestSecurity(t *testing.T) {
 		feed.SetGauge(map[string]string{"__name__": "sec_failing", "namespace": secNS, "queue": q}, 1)
 	}
 
-	s := &secEnv{st: st, admin: adminClient(t, st)}
+	now := time.Now()
+	if err := lk.Push(ctx, []loki.Stream{{Labels: map[string]string{"app": "sec", "namespace": secNS}, Entries: []loki.Entry{{Time: now.Add(-time.Second), Line: "one"}, {Time: now, Line: "two"}}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	s := &secEnv{st: st, admin: adminClient(t, st), loki: lk}
 	podMetric := "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + secNS + "/pods/web-0/http_requests_per_second"
 	s.waitCode(ctx, t, s.admin, st.Cluster.URL()+podMetric, http.StatusOK, "the pod metric to be served")
 	s.waitCode(ctx, t, s.admin, st.Cluster.URL()+"/apis/external.metrics.k8s.io/v1beta1/namespaces/"+secNS+"/sec_failing", http.StatusServiceUnavailable, "the failing rule to be discovered")
@@ -118,6 +142,8 @@ func TestSecurity(t *testing.T) {
 		s.testSecrets(ctx, t, []secret{
 			{"Prometheus bearer token", promToken},
 			{"Prometheus client key", clientKeyPEM},
+			{"Loki basic-auth password", lokiPassword},
+			{"Loki basic-auth header", base64.StdEncoding.EncodeToString([]byte("gantry:" + lokiPassword))},
 		})
 	})
 }
@@ -125,6 +151,7 @@ func TestSecurity(t *testing.T) {
 type secEnv struct {
 	st    *stack.Stack
 	admin *http.Client
+	loki  *loki.Server
 	// tokens presented to Gantry or held by it, for the secrets search.
 	tokens []secret
 	mu     sync.Mutex
@@ -466,6 +493,7 @@ func (s *secEnv) testSecrets(ctx context.Context, t *testing.T, secrets []secret
 	expect(external+"/queue_depth?labelSelector=queue%3Dorders", http.StatusOK)
 	expect(pods+"/web-0/no_such_metric", http.StatusNotFound)
 	expect(external+"/sec_failing", http.StatusServiceUnavailable)
+	expect(external+"/sec_log_lines", http.StatusOK)
 
 	// Prometheus down: queries and relists fail, with their errors logged.
 	logged, err := os.Stat(s.st.GantryLog)
@@ -479,6 +507,11 @@ func (s *secEnv) testSecrets(ctx context.Context, t *testing.T, secrets []secret
 	// The value cache may answer for a few seconds more.
 	s.waitCode(ctx, t, s.admin, pods+"/web-0/http_requests_per_second", http.StatusServiceUnavailable, "a pod metric to fail with Prometheus stopped")
 	s.waitLog(ctx, t, logged.Size(), "relist failed", "a failed relist to be logged")
+	// Loki down too: its requests fail and are logged, with basic auth set.
+	if err := s.loki.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	s.waitCode(ctx, t, s.admin, external+"/sec_log_lines", http.StatusServiceUnavailable, "the Loki metric to fail with Loki halted")
 
 	log, err := os.ReadFile(s.st.GantryLog)
 	if err != nil {
