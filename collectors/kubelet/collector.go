@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -68,7 +69,8 @@ type Collector struct {
 	metrics   *collectorMetrics
 
 	mu        sync.Mutex
-	lastRound time.Time // end of the last complete round, by clock
+	lastRound time.Time       // end of the last complete round, by clock
+	failing   map[string]bool // nodes whose last scrape failed
 }
 
 // New builds a collector from the options and the rest.Config Gantry uses
@@ -165,6 +167,7 @@ func newCollector(opts Options, cs kubernetes.Interface, client *http.Client, ap
 		clock:     clk,
 		store:     newStore(opts.Interval),
 		metrics:   m,
+		failing:   map[string]bool{},
 	}
 	if !opts.Cadvisor {
 		c.ingester = nil
@@ -222,6 +225,13 @@ func (c *Collector) round(ctx context.Context) {
 	}
 	c.forgetDeleted(nodes)
 	c.metrics.nodes.Set(float64(len(nodes)))
+	// Nodes that failed last time go last: when dead nodes outnumber the
+	// slots, they wait for their deadlines after the healthy ones are done.
+	c.mu.Lock()
+	slices.SortStableFunc(nodes, func(a, b *corev1.Node) int {
+		return cmpBool(c.failing[a.Name], c.failing[b.Name])
+	})
+	c.mu.Unlock()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(c.opts.Concurrency)
@@ -253,6 +263,13 @@ func (c *Collector) forgetDeleted(nodes []*corev1.Node) {
 	for _, n := range nodes {
 		exists[n.Name] = true
 	}
+	c.mu.Lock()
+	for name := range c.failing {
+		if !exists[name] {
+			delete(c.failing, name)
+		}
+	}
+	c.mu.Unlock()
 	for _, name := range c.store.nodeNames() {
 		if !exists[name] {
 			c.store.removeNode(name)
@@ -263,14 +280,33 @@ func (c *Collector) forgetDeleted(nodes []*corev1.Node) {
 	}
 }
 
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
 func cadvisorTarget(node string) string { return "kubelet/" + node }
 
 // scrapeNode scrapes one kubelet and stores what it said. Each request has
 // its own deadline.
 func (c *Collector) scrapeNode(ctx context.Context, n *corev1.Node) {
-	if err := c.scrapeResource(ctx, n); err != nil && ctx.Err() == nil {
+	err := c.scrapeResource(ctx, n)
+	if err != nil && ctx.Err() == nil {
 		klog.ErrorS(err, "scraping kubelet", "node", n.Name, "path", resourcePath)
 	}
+	c.mu.Lock()
+	if err != nil {
+		c.failing[n.Name] = true
+	} else {
+		delete(c.failing, n.Name)
+	}
+	c.mu.Unlock()
 	if c.ingester != nil {
 		if err := c.scrapeCadvisor(ctx, n); err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "scraping kubelet", "node", n.Name, "path", cadvisorPath)

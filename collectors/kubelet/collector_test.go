@@ -602,3 +602,41 @@ func TestMetricsLint(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
+
+func TestFailingNodesGoLast(t *testing.T) {
+	var mu sync.Mutex
+	var order []string
+	record := func(name string, next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			order = append(order, name)
+			mu.Unlock()
+			next.ServeHTTP(w, r)
+		})
+	}
+	var nodes []*corev1.Node
+	var bad *kubelet
+	for _, name := range []string{"a", "b", "c", "d"} {
+		k := newKubelet(t)
+		k.Config.Handler = record(name, http.HandlerFunc(k.serve))
+		k.set(exposition(1, 1, 0, []container{{"ns", name, "c", 1, 1, 0}}))
+		if name == "b" {
+			bad = k
+			k.setStatus(http.StatusServiceUnavailable)
+		}
+		nodes = append(nodes, node(t, name, k))
+	}
+	opts := directOpts(t, bad)
+	opts.Concurrency = 1
+	h := newHarness(t, opts, nil, nil, nodes...)
+	h.round(t)
+	mu.Lock()
+	order = nil
+	mu.Unlock()
+	h.round(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 4 || order[3] != "b" {
+		t.Errorf("scrape order %v, want the node that failed last", order)
+	}
+}
