@@ -42,12 +42,12 @@ const lokiPodsRule = `rules:
   name: {as: log_errors_per_second}
 `
 
-// TestLokiExternalMetric scales a Deployment with a real HPA on an External
+// TestLoki scales Deployments with real HPAs on an External and a Pods
 // metric Gantry computes with LogQL on a real Loki, from log lines the test
 // pushes at a set rate; then stops Loki: the metric answers 503 naming
 // Loki, the HPA stops scaling and says why, and both recover when Loki is
 // back.
-func TestLokiExternalMetric(t *testing.T) {
+func TestLoki(t *testing.T) {
 	lk := loki.StartT(t, loki.Options{})
 	rules := strings.Replace(stack.DefaultRules, "externalRules:\n", lokiRule, 1)
 	rules = strings.Replace(rules, "rules:\n", lokiPodsRule, 1)
@@ -208,8 +208,9 @@ func TestLokiExternalMetric(t *testing.T) {
 	}
 }
 
-// lokiRateNear reports whether a rate read from Loki is want less the lines of at
-// most the last second and a half, which the pusher may not have sent yet.
+// lokiRateNear reports whether a rate read from Loki is want less the
+// lines of at most the last second and a half, which the pusher may not
+// have sent yet.
 func lokiRateNear(got, want float64) bool { return got <= want+0.1 && got >= want-1.5 }
 
 // logPusher pushes log lines into Loki at a set rate per stream, every
