@@ -102,16 +102,34 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 		}, []string{"backend"}),
 	}
 	if reg != nil {
-		for _, col := range []promclient.Collector{m.duration, m.errors, m.shared} {
-			if err := reg.Register(col); err != nil {
-				var are promclient.AlreadyRegisteredError
-				if !errors.As(err, &are) {
-					return nil, err
-				}
-			}
+		// Another backend's client (Loki's, a second Prometheus) may have
+		// registered the same metrics: use those, or these would never be
+		// gathered.
+		var err error
+		if m.duration, err = register(reg, m.duration); err != nil {
+			return nil, err
+		}
+		if m.errors, err = register(reg, m.errors); err != nil {
+			return nil, err
+		}
+		if m.shared, err = register(reg, m.shared); err != nil {
+			return nil, err
 		}
 	}
 	return &Client{api: v1.NewAPI(c), hc: hc, base: u, name: opts.Name, timeout: opts.Timeout, metrics: m}, nil
+}
+
+// register registers col, or returns the collector already registered
+// under its name (which must have the same type).
+func register[C promclient.Collector](reg promclient.Registerer, col C) (C, error) {
+	err := reg.Register(col)
+	var are promclient.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing, nil
+		}
+	}
+	return col, err
 }
 
 // Name is the backend's name, for errors and logs.
