@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,16 @@ const cadvisorRule = `rules:
       pod: {resource: pod}
   name: {as: cpu_cores}
   metricsQuery: 'sum by (pod) (rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[30s]))'
+# How many samples of the counter the store holds in the rate's window: the
+# scrape interval's doing, logged beside each reading.
+- seriesQuery: 'container_cpu_usage_seconds_total{namespace!="",pod!=""}'
+  source: local
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+  name: {as: cpu_samples_in_window}
+  metricsQuery: 'sum by (pod) (count_over_time(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[30s]))'
 `
 
 // TestKubeStateMetricsObjectMetric scales a Deployment on another
@@ -125,19 +136,16 @@ func TestKubeStateMetricsObjectMetric(t *testing.T) {
 		return c != nil && c.Status == corev1.ConditionTrue && objectValue(h) == "1" && h.Status.DesiredReplicas == 1
 	})
 
-	scale, err := e.client.AppsV1().Deployments(ns).GetScale(ctx, backend, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	scale.Spec.Replicas = 4
-	if _, err := e.client.AppsV1().Deployments(ns).UpdateScale(ctx, backend, scale, metav1.UpdateOptions{}); err != nil {
-		t.Fatalf("scaling %s to 4: %v", backend, err)
-	}
+	e.scaleDeployment(ctx, t, backend, 4)
 	e.waitReplicas(ctx, t, worker, 4, "deployment backend has 4 unavailable replicas, AverageValue target 1")
 	if got := objectValue(e.getHPA(ctx, t, worker)); got != "4" {
 		t.Errorf("HPA %s reports unavailable_replicas %q, want 4", worker, got)
 	}
 	e.sameAsKubeStateMetrics(ctx, t, agg, k, path, backend, 4)
+	// And back: the store follows kube-state-metrics down as well.
+	e.scaleDeployment(ctx, t, backend, 1)
+	e.sameAsKubeStateMetrics(ctx, t, agg, k, path, backend, 1)
+	e.waitReplicas(ctx, t, worker, 1, "deployment backend has 1 unavailable replica again")
 
 	// Nobody scrapes kube-state-metrics into Prometheus: it has no kube_*
 	// series, so the values above came from Gantry's store.
@@ -164,6 +172,49 @@ func TestKubeStateMetricsObjectMetric(t *testing.T) {
 		t.Errorf("Gantry scraped kube-state-metrics %d times through the forwarder, want several", n)
 	}
 	t.Logf("total %s; Gantry scraped kube-state-metrics %d times", time.Since(begin).Round(100*time.Millisecond), fwd.requests.Load())
+	e.logGantryHealth(ctx, t)
+}
+
+func (e *env) scaleDeployment(ctx context.Context, t *testing.T, name string, replicas int32) {
+	t.Helper()
+	scale, err := e.client.AppsV1().Deployments(ns).GetScale(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas = replicas
+	if _, err := e.client.AppsV1().Deployments(ns).UpdateScale(ctx, name, scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("scaling %s to %d: %v", name, replicas, err)
+	}
+}
+
+// logGantryHealth logs Gantry's readiness checks and the error lines of
+// its log, for the report on the collectors.
+func (e *env) logGantryHealth(ctx context.Context, t *testing.T) {
+	t.Helper()
+	r := e.gantryGet(ctx, t, e.st.GantryURL, "/readyz?verbose")
+	t.Logf("gantry /readyz?verbose: %d\n%s", r.code, strings.TrimSpace(string(r.body)))
+	counts := map[string]int{}
+	var order []string
+	for _, line := range strings.Split(readFrom(e.st.GantryLog, 0), "\n") {
+		// klog error lines start with E and the date.
+		if len(line) < 30 || line[0] != 'E' {
+			continue
+		}
+		msg := line
+		if i := strings.Index(line, "] "); i >= 0 {
+			msg = line[i+2:]
+		}
+		if len(msg) > 200 {
+			msg = msg[:200]
+		}
+		if counts[msg] == 0 {
+			order = append(order, msg)
+		}
+		counts[msg]++
+	}
+	for _, msg := range order {
+		t.Logf("gantry log: %d× %s", counts[msg], msg)
+	}
 }
 
 // sameAsKubeStateMetrics waits until kube-state-metrics reports want
@@ -340,8 +391,14 @@ func TestKubeletCadvisorLocalRule(t *testing.T) {
 		// count over the same window (cAdvisor's samples lag up to 2s).
 		agreement = 0.03
 		window    = 30 * time.Second
-		pod       = "burner"
-		container = "app"
+		// readingCount calm readings of the API (see below) are wanted
+		// within readFor, at least minCalm.
+		readingCount = 5
+		minCalm      = 3
+		readFor      = 80 * time.Second
+		calmWithin   = 0.02
+		pod          = "burner"
+		container    = "app"
 	)
 	begin := time.Now()
 	// The cluster CA's file is known only once the cluster runs, after
@@ -407,29 +464,76 @@ func TestKubeletCadvisorLocalRule(t *testing.T) {
 	// zero): read once the window holds samples all along, then take the
 	// kernel's count over the same window, ending at the value's timestamp.
 	time.Sleep(window + 5*time.Second)
-	mv, r, ok := read()
-	if !ok {
-		t.Fatalf("%s: %d %s", path, r.code, r.message())
+	// One reading says little on a shared, busy machine, where the loop
+	// does not always get its quota: read at distinct evaluation times
+	// until readingCount readings fall in windows in which the kernel
+	// counted the quota (calm), or readFor ends. The served value must
+	// follow the kernel's count in every window (median difference), and
+	// be the quota in the calm ones (median). A collector that is wrong is
+	// wrong in all of them.
+	type reading struct{ api, kernel float64 }
+	var all, calm []reading
+	var log strings.Builder
+	seenAt := map[time.Time]bool{}
+	readUntil := time.Now().Add(readFor)
+	for len(calm) < readingCount && time.Now().Before(readUntil) {
+		mv, r, ok := read()
+		if !ok {
+			t.Fatalf("%s: %d %s", path, r.code, r.message())
+		}
+		if mv.DescribedObject.Kind != "Pod" || mv.DescribedObject.Name != pod || mv.DescribedObject.Namespace != ns {
+			t.Fatalf("%s: describedObject %+v, want Pod %s/%s", path, mv.DescribedObject, ns, pod)
+		}
+		end := mv.Timestamp.Time
+		if seenAt[end] {
+			time.Sleep(time.Second)
+			continue
+		}
+		seenAt[end] = true
+		k, err := kernel.rate(end.Add(-window), end)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd := reading{api: mv.Value.AsApproximateFloat64(), kernel: k}
+		all = append(all, rd)
+		mark := ""
+		if math.Abs(k-quota) <= calmWithin {
+			calm = append(calm, rd)
+			mark = " (calm)"
+		}
+		samples := "?"
+		if sv, ok := oneMetricValue(agg.get(ctx, strings.TrimSuffix(path, "cpu_cores")+"cpu_samples_in_window")); ok {
+			samples = sv.Value.String()
+		}
+		fmt.Fprintf(&log, "\n  at %s: served %s, kernel %.4f, %s samples in the window%s", end.Format(time.TimeOnly), mv.Value.String(), k, samples, mark)
+		time.Sleep(2 * time.Second)
 	}
-	got := mv.Value.AsApproximateFloat64()
-	end := mv.Timestamp.Time
-	kernelRate, err := kernel.rate(end.Add(-window), end)
-	if err != nil {
-		t.Fatal(err)
+	diff, calmAPI := make([]float64, len(all)), make([]float64, len(calm))
+	for i, r := range all {
+		diff[i] = r.api - r.kernel
 	}
-	t.Logf("cpu quota %.2f: %s = %s (%.4f) at %s; kernel (cpuacct.usage) %.4f over the same %s; %s after the test began",
-		quota, path, mv.Value.String(), got, end.Format(time.RFC3339Nano), kernelRate, window, time.Since(begin).Round(100*time.Millisecond))
-	if mv.DescribedObject.Kind != "Pod" || mv.DescribedObject.Name != pod || mv.DescribedObject.Namespace != ns {
-		t.Errorf("%s: describedObject %+v, want Pod %s/%s", path, mv.DescribedObject, ns, pod)
+	for i, r := range calm {
+		calmAPI[i] = r.api
 	}
-	if math.Abs(got-quota) > tolerance {
-		t.Errorf("%s = %.4f, want the cgroup's CPU quota %.2f ± %.2f", path, got, quota, tolerance)
+	x := e.gantryMetrics(ctx, t, e.st.GantryURL)
+	scrapes := x.sum("gantry_kubelet_scrape_duration_seconds_count", `endpoint="cadvisor"`)
+	t.Logf("cpu quota %.2f: %s: %d readings, %d calm (kernel within %.2f of the quota); %s after the test began; %v cAdvisor scrapes, %.3fs each on average%s",
+		quota, path, len(all), len(calm), calmWithin, time.Since(begin).Round(100*time.Millisecond),
+		scrapes, x.sum("gantry_kubelet_scrape_duration_seconds_sum", `endpoint="cadvisor"`)/scrapes, log.String())
+	if gap := median(diff); math.Abs(gap) > agreement {
+		t.Errorf("%s differs from the kernel's count over the same window by %+.4f (median of %d), more than %.2f", path, gap, len(all), agreement)
 	}
-	if math.Abs(kernelRate-quota) > tolerance {
-		t.Errorf("the kernel counted %.4f CPUs for the busy loop, want its quota %.2f ± %.2f (machine too busy?)", kernelRate, quota, tolerance)
+	switch {
+	case len(calm) < minCalm:
+		t.Errorf("the kernel gave the busy loop its quota %.2f (± %.2f) in %d of %d windows within %s, want %d: machine too busy to check the value against the quota",
+			quota, calmWithin, len(calm), len(all), readFor, minCalm)
+	case math.Abs(median(calmAPI)-quota) > tolerance:
+		t.Errorf("%s = %.4f (median of %d calm readings), want the cgroup's CPU quota %.2f ± %.2f", path, median(calmAPI), len(calm), quota, tolerance)
+	default:
+		t.Logf("%s = %.4f (median of %d calm readings) against a quota of %.2f", path, median(calmAPI), len(calm), quota)
 	}
-	if math.Abs(got-kernelRate) > agreement {
-		t.Errorf("%s = %.4f differs from the kernel's count %.4f over the same window by more than %.2f", path, got, kernelRate, agreement)
+	if scrapes == 0 {
+		t.Errorf("gantry /metrics: no scrape of /metrics/cadvisor counted (gantry_kubelet_scrape_duration_seconds_count{endpoint=\"cadvisor\"})")
 	}
 
 	// The value came over the fake node's kubelet endpoint, from Gantry.
@@ -437,10 +541,16 @@ func TestKubeletCadvisorLocalRule(t *testing.T) {
 	if n == 0 || !strings.HasPrefix(seen.Authorization, "Bearer ") {
 		t.Errorf("node %s's kubelet endpoint saw %d requests, the last with a bearer token: %t", nodeName, n, strings.HasPrefix(seen.Authorization, "Bearer "))
 	}
-	x := e.gantryMetrics(ctx, t, e.st.GantryURL)
-	if c := x.sum("gantry_kubelet_scrape_duration_seconds_count", `endpoint="cadvisor"`); c == 0 {
-		t.Errorf("gantry /metrics: no scrape of /metrics/cadvisor counted (gantry_kubelet_scrape_duration_seconds_count{endpoint=\"cadvisor\"})")
+	e.logGantryHealth(ctx, t)
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
 	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // cpuSamples is the kernel's CPU time count of a pod cgroup, read every
@@ -479,8 +589,16 @@ func sampleCPU(t *testing.T, cg *cadvisor.PodCgroup) *cpuSamples {
 }
 
 // rate is the CPUs used between from and to, from the samples interpolated
-// at both ends.
+// at both ends. It waits up to 2s for a sample after to.
 func (s *cpuSamples) rate(from, to time.Time) (float64, error) {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		s.mu.Lock()
+		have := len(s.at) > 0 && s.at[len(s.at)-1].After(to)
+		s.mu.Unlock()
+		if have {
+			break
+		}
+	}
 	a, err := s.countAt(from)
 	if err != nil {
 		return 0, err
