@@ -2,6 +2,7 @@ package kubelet
 
 import (
 	"bufio"
+	"compress/gzip"
 	"bytes"
 	"fmt"
 	"net/http"
@@ -124,6 +125,13 @@ func BenchmarkRound(b *testing.B) {
 		ns = append(ns, n)
 	}
 	h := newHarness(b, Options{UseNodeStatusPort: true, PreferredAddressTypes: []string{"InternalIP"}, CAFile: caPath}, nil, nil, ns...)
+	if os.Getenv("GANTRY_BENCH_GZIP") != "" {
+		inner := h.c.client.Transport
+		h.c.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			r.Header.Del("Accept-Encoding") // the transport asks for gzip and inflates
+			return inner.RoundTrip(r)
+		})
+	}
 	if os.Getenv("GANTRY_BENCH_NOKEEPALIVE") != "" {
 		inner := h.c.client.Transport
 		h.c.client.Transport = roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -271,7 +279,15 @@ func TestHelperKubelets(t *testing.T) {
 		s := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 			rd := int(round.Add(1))
-			_, _ = w.Write([]byte(nodePayload(i, rd, time.Now().UnixMilli())))
+			body := []byte(nodePayload(i, rd, time.Now().UnixMilli()))
+			if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") { // as the kubelet's promhttp
+				w.Header().Set("Content-Encoding", "gzip")
+				zw := gzip.NewWriter(w)
+				_, _ = zw.Write(body)
+				_ = zw.Close()
+				return
+			}
+			_, _ = w.Write(body)
 		}))
 		defer s.Close()
 		ports[i] = s.URL[strings.LastIndex(s.URL, ":")+1:]

@@ -238,6 +238,11 @@ func TestDeletedNodeLeaves(t *testing.T) {
 		k2.set(exposition(float64(i), 1, t0.UnixMilli()+int64(i)*15_000, []container{{"a", "p2", "c", float64(i), 1, 1}}))
 		h.round(t)
 	}
+	k2.mu.Lock()
+	if d := cmp.Diff(map[string]string{resourcePath: "identity", cadvisorPath: "gzip"}, k2.encoding); d != "" {
+		t.Errorf("Accept-Encoding by path (-want +got):\n%s", d)
+	}
+	k2.mu.Unlock()
 	if got := ing.ingested["kubelet/n2"]; got != k2.cadvisor || !strings.HasPrefix(ing.types["kubelet/n2"], "text/plain") {
 		t.Errorf("cadvisor of n2: %q (%s)", got, ing.types["kubelet/n2"])
 	}

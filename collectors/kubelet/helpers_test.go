@@ -92,6 +92,7 @@ type kubelet struct {
 	cadvisor string
 	token    string
 	paths    []string
+	encoding map[string]string // path → Accept-Encoding
 	hang     chan struct{} // when set, requests block until it closes or the client gives up
 	entered  chan struct{} // signalled when a hanging request arrives
 	gaveUp   chan struct{} // closed when a hanging request's context ends
@@ -107,6 +108,10 @@ func newKubelet(t testing.TB) *kubelet {
 func (k *kubelet) serve(w http.ResponseWriter, r *http.Request) {
 	k.mu.Lock()
 	k.paths = append(k.paths, r.URL.Path)
+	if k.encoding == nil {
+		k.encoding = map[string]string{}
+	}
+	k.encoding[r.URL.Path] = r.Header.Get("Accept-Encoding")
 	body, status, token, hang, cadv := k.body, k.status, k.token, k.hang, k.cadvisor
 	k.mu.Unlock()
 	if hang != nil {
