@@ -93,9 +93,9 @@ type kubelet struct {
 	token    string
 	paths    []string
 	encoding map[string]string // path → Accept-Encoding
-	hang     chan struct{} // when set, requests block until it closes or the client gives up
-	entered  chan struct{} // signalled when a hanging request arrives
-	gaveUp   chan struct{} // closed when a hanging request's context ends
+	hang     chan struct{}     // when set, requests block until it closes or the client gives up
+	entered  chan struct{}     // signalled when a hanging request arrives
+	gaveUp   chan struct{}     // closed when a hanging request's context ends
 }
 
 func newKubelet(t testing.TB) *kubelet {
