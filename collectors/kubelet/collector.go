@@ -295,18 +295,32 @@ func cadvisorTarget(node string) string { return "kubelet/" + node }
 
 // scrapeNode scrapes one kubelet and stores what it said. Each request has
 // its own deadline.
+//
+// A failure is logged as an error when a node starts failing and at -v=2
+// while it goes on (a dead node would otherwise log every interval), and
+// the recovery is logged too; gantry_kubelet_scrape_failures_total counts
+// every one.
 func (c *Collector) scrapeNode(ctx context.Context, n *corev1.Node) {
 	err := c.scrapeResource(ctx, n)
-	if err != nil && ctx.Err() == nil {
-		klog.ErrorS(err, "scraping kubelet", "node", n.Name, "path", resourcePath)
+	if ctx.Err() != nil {
+		return // shutting down
 	}
 	c.mu.Lock()
+	wasFailing := c.failing[n.Name]
 	if err != nil {
 		c.failing[n.Name] = true
 	} else {
 		delete(c.failing, n.Name)
 	}
 	c.mu.Unlock()
+	switch {
+	case err != nil && !wasFailing:
+		klog.ErrorS(err, "scraping kubelet", "node", n.Name, "path", resourcePath)
+	case err != nil:
+		klog.V(2).InfoS("scraping kubelet still fails", "node", n.Name, "path", resourcePath, "err", err)
+	case wasFailing:
+		klog.InfoS("scraping kubelet works again", "node", n.Name, "path", resourcePath)
+	}
 	if c.ingester != nil {
 		if err := c.scrapeCadvisor(ctx, n); err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "scraping kubelet", "node", n.Name, "path", cadvisorPath)
