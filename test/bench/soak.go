@@ -18,6 +18,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/gantry-dev/gantry/test/cluster"
 )
 
 // soakFlags configure the soak scenario: the issue's 1,000-HPA-equivalent
@@ -40,7 +42,7 @@ func (f *soakFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.burstEvery, "soak-burst-every", time.Minute, "soak scenario: a burst starts this often (in the middle of each period)")
 	fs.DurationVar(&f.burstFor, "soak-burst-for", 10*time.Second, "soak scenario: how long a burst lasts")
 	fs.DurationVar(&f.window, "soak-window", time.Minute, "soak scenario: reporting period")
-	fs.IntVar(&f.targets, "soak-targets", 30, "soak scenario: distinct targets of each kind (pod sets of 3 pods, Services, queues)")
+	fs.IntVar(&f.targets, "soak-targets", 333, "soak scenario: distinct targets of each kind (sets of 3 pods, Services, queues) over 10 namespaces; 333 of each at 67 req/s is each polled every 15s, as 1,000 HPAs")
 }
 
 // soakWindow is one reporting period of the soak.
@@ -53,7 +55,12 @@ type soakWindow struct {
 	Goroutines  float64   `json:"gantry_goroutines"`
 	CPUPerReqMs float64   `json:"gantry_cpu_ms_per_request"`
 	GantryCores float64   `json:"gantry_cores"`
-	LastError   string    `json:"last_error,omitempty"`
+	// The rest of the stack and the machine, to tell Gantry's trouble
+	// from its neighbours'.
+	PromCores      float64 `json:"prometheus_cores"`
+	APIServerCores float64 `json:"apiserver_cores"`
+	LoadAvg        string  `json:"loadavg"`
+	LastError      string  `json:"last_error,omitempty"`
 }
 
 type soakResult struct {
@@ -78,8 +85,7 @@ type soakSample struct {
 // slow the load), and reports every window.
 func (b *bench) soakScenario(ctx context.Context) (result, error) {
 	f := b.f.soak
-	const ns = "soak"
-	urls, err := b.soakTargets(ctx, ns, f.targets)
+	urls, err := b.soakTargets(ctx, f.targets)
 	if err != nil {
 		return result{}, err
 	}
@@ -133,6 +139,7 @@ func (b *bench) soakScenario(ctx context.Context) (result, error) {
 	close(samples)
 	sr.Windows = <-collected
 	sr.DurationS = round(time.Since(begin).Seconds(), 1)
+	b.goroutineProfile(ctx, "gantry-soak-end.goroutines")
 	for _, w := range sr.Windows {
 		r.Requests += w.Requests
 		r.Errors += w.Errors
@@ -154,8 +161,11 @@ func (b *bench) soakCollect(ctx context.Context, samples <-chan soakSample, wind
 	out := make([]soakWindow, windows)
 	lat := make([][]time.Duration, windows)
 	pid := b.st.GantryPID()
+	promPID, apiPID := b.st.Prom.PID(), b.st.Cluster.PIDs()[cluster.APIServer]
 	cpu := make([]float64, windows+1)
 	cpu[0], _ = procCPU(pid)
+	promCPU, _ := procCPU(promPID)
+	apiCPU, _ := procCPU(apiPID)
 	tick := time.NewTicker(window)
 	defer tick.Stop()
 	closed := 0
@@ -173,6 +183,15 @@ func (b *bench) soakCollect(ctx context.Context, samples <-chan soakSample, wind
 			w.Goroutines = parseMetrics(body, map[string]bool{"go_goroutines": true}, "\x00")["go_goroutines"]
 		}
 		w.GantryCores = round((c-cpu[closed])/window.Seconds(), 3)
+		if c, err := procCPU(promPID); err == nil {
+			w.PromCores, promCPU = round((c-promCPU)/window.Seconds(), 3), c
+		}
+		if c, err := procCPU(apiPID); err == nil {
+			w.APIServerCores, apiCPU = round((c-apiCPU)/window.Seconds(), 3), c
+		}
+		var lr result
+		stamp(&lr)
+		w.LoadAvg = lr.LoadAvg
 		closed++
 	}
 	for {
@@ -222,14 +241,16 @@ func (b *bench) soakGet(ctx context.Context, u string) error {
 }
 
 // soakTargets creates n sets of 3 pods, n Services and n queues with their
-// series, waits until each kind answers, and returns the request URLs in
-// round-robin order (Pods, Object, External, ...).
-func (b *bench) soakTargets(ctx context.Context, ns string, n int) ([]string, error) {
-	if err := b.st.EnsureNamespace(ctx, ns); err != nil {
-		return nil, err
-	}
+// series, spread over 10 namespaces, waits until each kind answers, and
+// returns the request URLs in round-robin order (Pods, Object, External,
+// ...).
+func (b *bench) soakTargets(ctx context.Context, n int) ([]string, error) {
 	var pods, objects, externals []string
 	for i := range n {
+		ns := fmt.Sprintf("soak-%d", i%10)
+		if err := b.st.EnsureNamespace(ctx, ns); err != nil {
+			return nil, err
+		}
 		app := fmt.Sprintf("soak-%03d", i)
 		if _, err := b.ensurePods(ctx, ns, app, 3); err != nil {
 			return nil, err
@@ -282,14 +303,29 @@ func printSoakTable(out io.Writer, rs []result) {
 		fmt.Fprintf(out, "\nsoak: %.0f req/s, ×%.0f for %s every %s, %d requests, %d errors over %.0fs (started %s, load %s)\n",
 			s.Rate, s.Burst, s.BurstFor, s.BurstEvery, r.Requests, r.Errors, s.DurationS, r.Started, r.LoadAvg)
 		w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(w, "WINDOW (%s)\tREQ\tERR\tp50 ms\tp99 ms\tmax ms\tRSS MiB\tGOROUTINES\tCPU ms/req\tCORES\t\n", s.Window)
+		fmt.Fprintf(w, "WINDOW (%s)\tREQ\tERR\tp50 ms\tp99 ms\tmax ms\tRSS MiB\tGOROUTINES\tCPU ms/req\tCORES\tPROM CORES\tAPISERVER CORES\tLOADAVG\t\n", s.Window)
 		for _, x := range s.Windows {
-			fmt.Fprintf(w, "%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.0f\t%.0f\t%.2f\t%.3f\t\n", x.Index+1, x.Requests, x.Errors,
-				x.Latency.P50, x.Latency.P99, x.Latency.Max, x.RSSMiB, x.Goroutines, x.CPUPerReqMs, x.GantryCores)
+			fmt.Fprintf(w, "%d\t%d\t%d\t%.1f\t%.1f\t%.0f\t%.0f\t%.0f\t%.2f\t%.3f\t%.3f\t%.3f\t%s\t\n", x.Index+1, x.Requests, x.Errors,
+				x.Latency.P50, x.Latency.P99, x.Latency.Max, x.RSSMiB, x.Goroutines, x.CPUPerReqMs, x.GantryCores, x.PromCores, x.APIServerCores, x.LoadAvg)
 		}
 		w.Flush()
 		first, last := s.Windows[0], s.Windows[len(s.Windows)-1]
 		fmt.Fprintf(out, "first vs last window: p99 %.1f → %.1f ms, RSS %.0f → %.0f MiB, goroutines %.0f → %.0f, CPU %.2f → %.2f ms/request\n",
 			first.Latency.P99, last.Latency.P99, first.RSSMiB, last.RSSMiB, first.Goroutines, last.Goroutines, first.CPUPerReqMs, last.CPUPerReqMs)
 	}
+}
+
+// goroutineProfile saves Gantry's goroutines (grouped, as text) into
+// -pprof-dir.
+func (b *bench) goroutineProfile(ctx context.Context, name string) {
+	if b.f.pprofDir == "" {
+		return
+	}
+	hc := &http.Client{Transport: b.gantry.Transport, Timeout: 30 * time.Second}
+	body, code, err := get(ctx, hc, b.st.GantryURL+"/debug/pprof/goroutine?debug=1")
+	if err != nil || code != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "bench: goroutine profile %s: %d %v\n", name, code, err)
+		return
+	}
+	b.writeProfile(name, body)
 }
