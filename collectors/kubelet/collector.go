@@ -71,6 +71,7 @@ type Collector struct {
 	mu        sync.Mutex
 	lastRound time.Time       // end of the last complete round, by clock
 	failing   map[string]bool // nodes whose last scrape failed
+	scraped   map[string]bool // the nodes of the last round
 }
 
 // New builds a collector from the options and the rest.Config Gantry uses
@@ -269,13 +270,22 @@ func (c *Collector) forgetDeleted(nodes []*corev1.Node) {
 			delete(c.failing, name)
 		}
 	}
+	gone := c.scraped
+	c.scraped = exists
 	c.mu.Unlock()
 	for _, name := range c.store.nodeNames() {
 		if !exists[name] {
 			c.store.removeNode(name)
-			if c.ingester != nil {
-				c.ingester.Forget(cadvisorTarget(name))
-			}
+		}
+	}
+	if c.ingester == nil {
+		return
+	}
+	// Every node scraped last round, whether its resource scrape worked or
+	// not: its cAdvisor series may be in the store.
+	for name := range gone {
+		if !exists[name] {
+			c.ingester.Forget(cadvisorTarget(name))
 		}
 	}
 }

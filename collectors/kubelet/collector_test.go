@@ -225,11 +225,12 @@ func TestStalePodsAndContainersLeave(t *testing.T) {
 }
 
 func TestDeletedNodeLeaves(t *testing.T) {
-	k1, k2 := newKubelet(t), newKubelet(t)
+	k1, k2, k3 := newKubelet(t), newKubelet(t), newKubelet(t)
+	k3.setStatus(http.StatusInternalServerError) // its cAdvisor answers, /metrics/resource fails
 	ing := &ingester{}
 	opts := directOpts(t, k1)
 	opts.Cadvisor = true
-	h := newHarness(t, opts, nil, ing, node(t, "n1", k1), node(t, "n2", k2))
+	h := newHarness(t, opts, nil, ing, node(t, "n1", k1), node(t, "n2", k2), node(t, "n3", k3))
 	k2.mu.Lock()
 	k2.cadvisor = "container_cpu_usage_seconds_total{id=\"/\"} 1\n"
 	k2.mu.Unlock()
@@ -246,8 +247,13 @@ func TestDeletedNodeLeaves(t *testing.T) {
 	if got := ing.ingested["kubelet/n2"]; got != k2.cadvisor || !strings.HasPrefix(ing.types["kubelet/n2"], "text/plain") {
 		t.Errorf("cadvisor of n2: %q (%s)", got, ing.types["kubelet/n2"])
 	}
-	if err := h.cs.CoreV1().Nodes().Delete(h.ctx, "n2", metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
+	if _, ok := ing.ingested["kubelet/n3"]; !ok {
+		t.Error("cadvisor of n3 not ingested")
+	}
+	for _, name := range []string{"n2", "n3"} {
+		if err := h.cs.CoreV1().Nodes().Delete(h.ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h.waitNodes(t, 1)
 	h.round(t)
@@ -258,7 +264,7 @@ func TestDeletedNodeLeaves(t *testing.T) {
 	if pods, _ := h.c.PodMetrics(h.ctx, []*metav1.PartialObjectMetadata{pom("a", "p1"), pom("a", "p2")}); len(pods) != 1 || pods[0].Name != "p1" {
 		t.Errorf("pods %v, want p1 only", pods)
 	}
-	if d := cmp.Diff([]string{"kubelet/n2"}, ing.forgotten); d != "" {
+	if d := cmp.Diff([]string{"kubelet/n2", "kubelet/n3"}, ing.forgotten, cmpopts.SortSlices(func(a, b string) bool { return a < b })); d != "" {
 		t.Errorf("forgotten (-want +got):\n%s", d)
 	}
 	if n := h.counter(t, "gantry_kubelet_nodes", nil); n != 1 {
