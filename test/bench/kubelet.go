@@ -250,7 +250,7 @@ func kubeletAt(ctx context.Context, binDir, msBin, dir string, n, podsPerNode in
 		if err := s.waitComplete(waitCtx, wantPods, n); err != nil {
 			return r, err
 		}
-		fmt.Fprintf(os.Stderr, "bench: %s serves all %d pods and %d nodes %s after the pods were Ready\n",
+		fmt.Fprintf(os.Stderr, "bench: %s serves all %d pods and %d nodes %s after their creation began\n",
 			s.name, wantPods, n, time.Since(begin).Round(time.Second))
 	}
 	select {
