@@ -81,6 +81,9 @@ func TestKubeStateMetricsObjectMetric(t *testing.T) {
 	// before Gantry: Gantry is pointed at a forwarder that answers 503 until
 	// kube-state-metrics is up, and Gantry's scrapes retry every interval.
 	fwd := newLateForwarder(t)
+	// The stack's resourceRules keep metrics.k8s.io (which the stack waits
+	// for) on Prometheus; without them Gantry would scrape kubelets this
+	// cluster's fake node does not have. The Object metric is local only.
 	resourceRules := "resourceRules:" + strings.SplitN(stack.DefaultRules, "\nresourceRules:", 2)[1]
 	e := startEnv(t, stack.Options{
 		Rules: ksmRule + resourceRules,
