@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -301,6 +302,23 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("kube-state-metrics: %w", err)
 		}
 		go ksm.Run(ctx)
+		// Ready once kube-state-metrics was scraped once, so local rules
+		// have data when the APIs open; a later outage shows in
+		// gantry_kubestate_* and as 404s for its metrics, and does not take
+		// the other metrics down with an unready Gantry.
+		var scraped atomic.Bool
+		if err := generic.AddReadyzChecks(healthz.NamedCheck("kube-state-metrics-first-scrape", func(*http.Request) error {
+			if scraped.Load() {
+				return nil
+			}
+			if err := ksm.Ready(); err != nil {
+				return err
+			}
+			scraped.Store(true)
+			return nil
+		})); err != nil {
+			return err
+		}
 	}
 	generic.Handler.NonGoRestfulMux.Handle("/metrics", promhttp.HandlerFor(
 		prometheus.Gatherers{reg, legacyregistry.DefaultGatherer},
