@@ -21,9 +21,11 @@ const cgroupRoot = "/sys/fs/cgroup"
 
 const (
 	cfsPeriodMicros = 100000
-	// busyShares is the pod cgroup's cpu.shares: high, so that its busy loop
-	// reaches the quota on a machine others keep busy; the quota caps it.
-	busyShares = 8192
+	// busyShares is the cpu.shares of the pod cgroup and of the parents this
+	// package made (the parent is what competes with the machine's other
+	// tasks): the highest weight, so that the busy loop reaches its quota on
+	// a machine others keep busy; the quota alone caps it.
+	busyShares = 262144
 	// rmdirWait bounds the retries of rmdir while the kernel still counts
 	// the killed loop in the cgroup.
 	rmdirWait = 5 * time.Second
@@ -155,6 +157,11 @@ func NewPodCgroup(t testing.TB, parent, namespace, pod, container string, cpuQuo
 			t.Fatalf("cadvisor: pod cgroup: %v", err)
 		}
 	}
+	for _, parent := range madeParents(filepath.Join(cgroupRoot, "cpu"), filepath.Join(cgroupRoot, "cpu", filepath.FromSlash(pc.ID))) {
+		if err := os.WriteFile(filepath.Join(parent, "cpu.shares"), []byte(strconv.Itoa(busyShares)), 0o644); err != nil {
+			t.Fatalf("cadvisor: parent cgroup: %v", err)
+		}
+	}
 
 	// The loop waits on stdin until it is in the cgroup, so that the memory
 	// it then takes (a 1 MiB shell variable) is charged there: a working set
@@ -232,6 +239,20 @@ func makeDirs(root, dir string) error {
 		}
 	}
 	return nil
+}
+
+// madeParents are the directories strictly between root and dir that this
+// process made.
+func madeParents(root, dir string) []string {
+	createdDirs.Lock()
+	defer createdDirs.Unlock()
+	var out []string
+	for p := filepath.Dir(dir); strings.HasPrefix(p, root+string(filepath.Separator)); p = filepath.Dir(p) {
+		if createdDirs.m[p] {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // removeCgroup removes dir if this process made it, then each parent below
