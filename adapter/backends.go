@@ -33,7 +33,7 @@ func newBackends(o *Options, reg prometheus.Registerer) (*backends, error) {
 		if err != nil {
 			return nil, err
 		}
-		if b.prom, err = promcollector.New(promcollector.Options{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.BackendTimeout}, reg); err != nil {
+		if b.prom, err = promcollector.New(promcollector.Options{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.BackendTimeout, MaxInFlight: o.BackendMaxInFlight}, reg); err != nil {
 			return nil, err
 		}
 	}

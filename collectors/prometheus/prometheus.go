@@ -41,6 +41,10 @@ type Options struct {
 	Timeout time.Duration
 	// Name is the backend's name in metrics and logs. Default "prometheus".
 	Name string
+	// MaxInFlight bounds the queries sent to the backend at once (identical
+	// queries share one); more wait, within their deadline, for a slot.
+	// Default 32 (Prometheus runs 20 at once by default and queues the rest).
+	MaxInFlight int
 }
 
 // Client queries one Prometheus server.
@@ -51,6 +55,7 @@ type Client struct {
 	name    string
 	timeout time.Duration
 	flight  singleflight.Group
+	slots   chan struct{} // one per query in flight
 	metrics *clientMetrics
 }
 
@@ -58,6 +63,7 @@ type clientMetrics struct {
 	duration *promclient.HistogramVec
 	errors   *promclient.CounterVec
 	shared   *promclient.CounterVec
+	inFlight *promclient.GaugeVec
 }
 
 // New returns a client for opts, registering its metrics on reg.
@@ -77,6 +83,9 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = 32
 	}
 	hc, err := commoncfg.NewClientFromConfig(opts.HTTP, "gantry")
 	if err != nil {
@@ -100,6 +109,10 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 			Name: "gantry_backend_shared_queries_total",
 			Help: "Queries answered by an identical query already in flight.",
 		}, []string{"backend"}),
+		inFlight: promclient.NewGaugeVec(promclient.GaugeOpts{
+			Name: "gantry_backend_queries_in_flight",
+			Help: "Queries sent to a metrics backend and not yet answered (at most --backend-max-in-flight).",
+		}, []string{"backend"}),
 	}
 	if reg != nil {
 		// Another backend's client (Loki's, a second Prometheus) may have
@@ -115,8 +128,11 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 		if m.shared, err = register(reg, m.shared); err != nil {
 			return nil, err
 		}
+		if m.inFlight, err = register(reg, m.inFlight); err != nil {
+			return nil, err
+		}
 	}
-	return &Client{api: v1.NewAPI(c), hc: hc, base: u, name: opts.Name, timeout: opts.Timeout, metrics: m}, nil
+	return &Client{api: v1.NewAPI(c), hc: hc, base: u, name: opts.Name, timeout: opts.Timeout, slots: make(chan struct{}, opts.MaxInFlight), metrics: m}, nil
 }
 
 // register registers col, or returns the collector already registered
@@ -179,6 +195,18 @@ func (c *Client) deadline(ctx context.Context) time.Duration {
 
 func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
 	start := time.Now()
+	// A slow backend must not collect an unbounded pile of queries (and
+	// connections): wait for a slot, within the query's deadline.
+	select {
+	case c.slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "timeout", Err: fmt.Errorf("%d queries already in flight; none finished in time", cap(c.slots))})
+	}
+	c.metrics.inFlight.WithLabelValues(c.name).Inc()
+	defer func() {
+		c.metrics.inFlight.WithLabelValues(c.name).Dec()
+		<-c.slots
+	}()
 	val, warnings, _, err := c.api.Query(ctx, query, ts, v1.WithTimeout(evalTimeout(c.deadline(ctx))))
 	if err != nil {
 		return nil, c.fail("query", start, err)

@@ -97,8 +97,14 @@ func (c *Client) SeriesShapes(ctx context.Context, matchers []string, start, end
 // the answer is decoded; pairs and their bytes are valid only during the
 // call. On an error the series already visited are to be dropped.
 func (c *Client) series(ctx context.Context, matchers []string, start, end time.Time, visit func([]labelPair)) error {
-	ctx, cancel := context.WithTimeout(ctx, c.deadline(ctx))
-	defer cancel()
+	// Listing a large Prometheus takes longer than a query: the caller's
+	// deadline (discovery's relist timeout) bounds it, the client's
+	// timeout only when there is none.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
 	t0 := time.Now()
 	form := url.Values{}
 	for _, m := range matchers {
