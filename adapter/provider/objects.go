@@ -45,9 +45,25 @@ func NewObjectCache(ctx context.Context, client metadata.Interface, mapper apime
 	return &ObjectCache{
 		ctx:       ctx,
 		mapper:    mapper,
-		factory:   metadatainformer.NewSharedInformerFactory(client, resync),
+		factory:   metadatainformer.NewSharedInformerFactoryWithOptions(client, resync, metadatainformer.WithTransform(trimMetadata)),
 		informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{},
 	}
+}
+
+// trimMetadata keeps what selectors and answers read — name, namespace,
+// labels, UID, resource version, creation time — and drops the rest
+// (managed fields, annotations, owner references, finalizers), which at
+// 1,000 nodes × 10 pods was a third of Gantry's live heap.
+func trimMetadata(obj any) (any, error) {
+	m, ok := obj.(*metav1.PartialObjectMetadata)
+	if !ok {
+		return obj, nil // a DeletedFinalStateUnknown tombstone
+	}
+	m.ManagedFields = nil
+	m.Annotations = nil
+	m.OwnerReferences = nil
+	m.Finalizers = nil
+	return m, nil
 }
 
 // Warm starts the informers of the given resources without waiting for them.
