@@ -122,6 +122,10 @@ func run(args []string, out io.Writer) int {
 	flag.DurationVar(&f.relist, "relist", 30*time.Second, "Gantry's --metrics-relist-interval")
 	flag.StringVar(&f.pprofDir, "pprof-dir", "", "write a CPU profile of Gantry during each pods scenario's requests into this directory")
 	flag.BoolVar(&f.verbose, "v", false, "log the stack's progress")
+	var kubeletNodes string
+	var kubeletDur time.Duration
+	flag.StringVar(&kubeletNodes, "kubelet-nodes", "", "kubelet scenario: comma-separated node counts (ascending), 10 pods each, e.g. 10,100,1000; per-node figures are slopes from the first count; Gantry's kubelet collector and metrics-server side by side; empty skips it")
+	flag.DurationVar(&kubeletDur, "kubelet-duration", 2*time.Minute, "kubelet scenario: measurement window per node count")
 	if err := flag.Parse(args); err != nil {
 		return 2
 	}
@@ -137,6 +141,10 @@ func run(args []string, out io.Writer) int {
 	}
 	if f.fleet, err = ints(fleet); err != nil {
 		return fail(fmt.Errorf("-hpas: %w", err))
+	}
+	kubeletN, err := ints(kubeletNodes)
+	if err != nil {
+		return fail(fmt.Errorf("-kubelet-nodes: %w", err))
 	}
 	for _, s := range strings.Split(ttls, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -172,7 +180,23 @@ func run(args []string, out io.Writer) int {
 			return fail(err)
 		}
 	}
+	var kubeletRs []kubeletResult
+	if len(kubeletN) > 0 {
+		logf := func(string, ...any) {}
+		if f.verbose {
+			logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+		}
+		kubeletRs, err = runKubeletScenario(ctx, f.binDir, filepath.Join(f.workDir, "kubelet"), kubeletN, 10, kubeletDur, logf)
+		for _, r := range kubeletRs {
+			data, _ := json.Marshal(r)
+			fmt.Fprintln(out, string(data))
+		}
+	}
 	printTable(out, results)
+	printKubeletTable(out, kubeletRs)
+	if err != nil {
+		return fail(err)
+	}
 	return 0
 }
 
