@@ -26,14 +26,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 const (
 	defaultReadyTimeout = 90 * time.Second
 	defaultStopGrace    = 10 * time.Second
-	// killWait bounds the wait after SIGKILL.
-	killWait = 5 * time.Second
 	// startAttempts covers the window in which another process can take
 	// one of the free ports between our probe and Loki's bind.
 	startAttempts = 3
@@ -74,16 +73,9 @@ type Server struct {
 	client  *http.Client
 
 	mu       sync.Mutex // guards proc across Halt and Restart
-	proc     *process
+	proc     *proc.Process
 	stopOnce sync.Once
 	stopErr  error
-}
-
-type process struct {
-	cmd     *exec.Cmd
-	logFile *os.File
-	exited  chan struct{} // closed once Wait has returned
-	waitErr error         // valid after exited is closed
 }
 
 // StartT runs Loki for the duration of a test. A missing binary fails the
@@ -173,7 +165,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // launch writes a config with fresh ports and an empty data dir, starts
 // Loki and waits for it. retry reports a lost race for a port.
 func (s *Server) launch(ctx context.Context) (retry bool, err error) {
-	ports, err := freePorts(3)
+	ports, err := proc.FreePorts(3)
 	if err != nil {
 		return false, err
 	}
@@ -245,17 +237,10 @@ func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error)
 	cmd.Dir = s.workDir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
+	p, err := proc.Start("loki", cmd, logFile)
+	if err != nil {
 		return false, fmt.Errorf("starting %s: %w", s.bin, err)
 	}
-	p := &process{cmd: cmd, logFile: logFile, exited: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		p.logFile.Close()
-		close(p.exited)
-	}()
 	s.mu.Lock()
 	s.proc = p
 	s.mu.Unlock()
@@ -274,7 +259,7 @@ func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error)
 
 // waitReady polls /ready until it answers 200, the process exits, or the
 // ready timeout passes.
-func (s *Server) waitReady(ctx context.Context, p *process) error {
+func (s *Server) waitReady(ctx context.Context, p *proc.Process) error {
 	timeout := readyTimeout(s.opts)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -286,8 +271,8 @@ func (s *Server) waitReady(ctx context.Context, p *process) error {
 			return nil
 		}
 		select {
-		case <-p.exited:
-			return fmt.Errorf("loki (pid %d) exited before becoming ready: %v", p.cmd.Process.Pid, p.waitErr)
+		case <-p.Exited():
+			return fmt.Errorf("loki (pid %d) exited before becoming ready: %v", p.PID(), p.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("loki at %s not ready after %s: %w (last probe: %v)", s.url, timeout, ctx.Err(), lastErr)
 		case <-tick.C:
@@ -324,7 +309,7 @@ func (s *Server) PID() int {
 	if s.proc == nil {
 		return 0
 	}
-	return s.proc.cmd.Process.Pid
+	return s.proc.PID()
 }
 
 // LogPath is the file that holds Loki's stdout and stderr.
@@ -351,7 +336,7 @@ func (s *Server) Restart(ctx context.Context) error {
 	s.mu.Unlock()
 	if p != nil {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 		default:
 			return fmt.Errorf("loki (pid %d) is still running; Halt it first", s.PID())
 		}
@@ -387,31 +372,13 @@ func (s *Server) terminate() error {
 	if p == nil {
 		return nil
 	}
-	select {
-	case <-p.exited:
-		return nil // already gone (crashed or failed to start)
-	default:
-	}
-	pid := p.cmd.Process.Pid
-	// An error here means the process exited in between; Wait tells.
-	_ = p.cmd.Process.Signal(sigterm)
 	grace := s.opts.StopGrace
 	if grace <= 0 {
 		grace = defaultStopGrace
 	}
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(grace):
-	}
-	s.opts.Logf("loki: Loki (pid %d) still running %s after SIGTERM; sending SIGKILL", pid, grace)
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.exited:
-		return fmt.Errorf("loki (pid %d) ignored SIGTERM for %s and was killed", pid, grace)
-	case <-time.After(killWait):
-		return fmt.Errorf("loki (pid %d) did not exit %s after SIGKILL", pid, killWait)
-	}
+	return p.Terminate(grace, func() {
+		s.opts.Logf("loki: Loki (pid %d) still running %s after SIGTERM; sending SIGKILL", p.PID(), grace)
+	})
 }
 
 // Entry is one log line.
@@ -474,42 +441,13 @@ func (s *Server) PushTenant(ctx context.Context, tenant string, streams []Stream
 
 // logTail returns at most max bytes from the end of the log, starting at a
 // line boundary.
-func (s *Server) logTail(max int) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(reading log: %v)", err)
-	}
-	if len(b) > max {
-		b = b[len(b)-max:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-		b = append([]byte("[... earlier lines cut ...]\n"), b...)
-	}
-	return string(b)
-}
+func (s *Server) logTail(max int) string { return proc.LogTail(s.logPath, max) }
 
 func readyTimeout(o Options) time.Duration {
 	if o.ReadyTimeout > 0 {
 		return o.ReadyTimeout
 	}
 	return defaultReadyTimeout
-}
-
-// freePorts asks the kernel for n distinct free loopback ports, holding
-// them all until every one is found. They are released before Loki binds
-// them, hence the retry in Start.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 func cleanupDir(owns bool, dir string, err error) error {
