@@ -11,18 +11,10 @@
 # Usage: bash test/tools/install-alertmanager.sh <absolute bin dir>
 set -euo pipefail
 
-if [[ $# -ne 1 || $1 != /* ]]; then
-	echo "usage: $0 <absolute bin dir>" >&2
-	exit 2
-fi
-BIN=$1
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+tools_args "$@"
 AM=/usr/bin/prometheus-alertmanager
 start=$SECONDS
-
-fmt_secs() {
-	local s=$1
-	if ((s >= 60)); then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi
-}
 
 mkdir -p "$BIN"
 if [[ -x $AM && -L $BIN/alertmanager && $(readlink "$BIN/alertmanager") == "$AM" ]]; then

@@ -17,12 +17,8 @@
 # Usage: bash test/tools/install-metrics-server.sh <absolute bin dir>
 set -euo pipefail
 
-if [[ $# -ne 1 || $1 != /* ]]; then
-	echo "usage: $0 <absolute bin dir>" >&2
-	exit 2
-fi
-BIN=$1
-STAMPS=$BIN/.stamps
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+tools_args "$@"
 TOOL=metrics-server
 MODULE=sigs.k8s.io/metrics-server
 VERSION=v0.9.0
@@ -30,26 +26,10 @@ PKG=$MODULE/cmd/metrics-server
 KWOK_MODULE=sigs.k8s.io/kwok
 KWOK_VERSION=v0.8.0
 
-# No ",direct": a module the proxy refuses must fail here, not fall back to
-# a VCS fetch that cannot work offline.
-export GOPROXY=${GOPROXY:-https://proxy.golang.org}
-export CGO_ENABLED=0
-
-mkdir -p "$BIN" "$STAMPS"
-# Shares install.sh's lock: two installers building at once on 2 cores only
-# slow each other down, and the stamps directory is common.
-if command -v flock >/dev/null; then
-	exec 9>"$BIN/.install.lock"
-	flock 9
-fi
-
-fmt_secs() {
-	local s=$1
-	if ((s >= 60)); then printf '%dm%02ds' $((s / 60)) $((s % 60)); else printf '%ds' "$s"; fi
-}
-
-TMP=$(mktemp -d "$BIN/.install.XXXXXX")
-trap 'rm -rf "$TMP"' EXIT
+# Both go commands below set GOFLAGS= themselves (they build outside any
+# module), so tools_setup's -mod=mod does not reach them.
+tools_setup
+tools_tmp
 
 # --- kwok's metrics configuration --------------------------------------------
 
@@ -57,7 +37,7 @@ trap 'rm -rf "$TMP"' EXIT
 # kwok's, and its version is pinned here and in install.sh.
 METRICS=$BIN/kwok-metrics
 METRICS_RECIPE="$KWOK_MODULE@$KWOK_VERSION kustomize/crd/bases kustomize/metrics/resource/metrics-resource.yaml kustomize/metrics/usage/usage-from-annotation.yaml"
-if [[ -d $METRICS && -f $STAMPS/kwok-metrics && $(<"$STAMPS/kwok-metrics") == "$METRICS_RECIPE" ]]; then
+if [[ -d $METRICS ]] && stamp_matches kwok-metrics "$METRICS_RECIPE"; then
 	printf '%-24s up to date\n' kwok-metrics
 else
 	start=$SECONDS
@@ -85,18 +65,9 @@ fi
 # Makefile sets client-go's version variables.
 LDFLAGS="-s -w -X k8s.io/client-go/pkg/version.gitVersion=$VERSION -X k8s.io/client-go/pkg/version.gitTreeState=clean"
 RECIPE="$PKG@$VERSION ldflags=$LDFLAGS $(go env GOVERSION)"
-if [[ -x $BIN/$TOOL && -f $STAMPS/$TOOL && $(<"$STAMPS/$TOOL") == "$RECIPE" ]]; then
-	printf '%-24s up to date\n' "$TOOL"
-	exit 0
-fi
+exit_if_up_to_date "$TOOL" "$RECIPE"
 
-printf '%-24s building %s ...\n' "$TOOL" "$VERSION"
-start=$SECONDS
-rm -f "$STAMPS/$TOOL"
+begin_build "$TOOL" "$VERSION"
 # `go install pkg@version` builds outside any module; it rejects -mod.
 GOFLAGS= GOBIN=$TMP go install -trimpath -ldflags "$LDFLAGS" "$PKG@$VERSION"
-# Atomic move, so an interrupted build never leaves a half-written binary
-# behind a valid stamp.
-mv -f "$TMP/$TOOL" "$BIN/$TOOL"
-printf '%s' "$RECIPE" >"$STAMPS/$TOOL"
-printf '%-24s built in %s (%s)\n' "$TOOL" "$(fmt_secs $((SECONDS - start)))" "$(du -h "$BIN/$TOOL" | cut -f1)"
+finish_build "$TOOL" "$RECIPE"
