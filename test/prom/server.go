@@ -8,7 +8,6 @@
 package prom
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
@@ -36,9 +36,6 @@ const (
 	defaultReadyTimeout   = 60 * time.Second
 	defaultStopGrace      = 10 * time.Second
 	defaultBatchSize      = 10000
-	// killWait bounds the wait after SIGKILL; the kernel reaps quickly, so
-	// running past it means something is badly wrong and Stop gives up.
-	killWait = 5 * time.Second
 	// startAttempts covers the small window in which another process can
 	// take the free port between our probe and Prometheus' bind.
 	startAttempts = 3
@@ -64,17 +61,9 @@ type Server struct {
 	o          options
 
 	mu       sync.Mutex // guards proc and pid across Halt and Restart
-	proc     *process
+	proc     *proc.Process
 	stopOnce sync.Once
 	stopErr  error
-}
-
-// process tracks one child and its exit.
-type process struct {
-	cmd     *exec.Cmd
-	logFile *os.File
-	exited  chan struct{} // closed once Wait has returned
-	waitErr error         // valid after exited is closed
 }
 
 // options collects what an Option may change.
@@ -222,10 +211,11 @@ func StartProcess(ctx context.Context, binDir, workDir string, logf func(string,
 // for readiness. retry reports whether the failure was a lost race for the
 // port.
 func (s *Server) launch(ctx context.Context, bin, configPath string, o options) (retry bool, err error) {
-	port, err := freePort()
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return false, err
 	}
+	port := ports[0]
 	// A previous attempt may have left a lock file or a half-made WAL.
 	if err := os.RemoveAll(filepath.Join(s.workDir, "data")); err != nil {
 		return false, fmt.Errorf("clearing data dir: %w", err)
@@ -256,20 +246,13 @@ func (s *Server) spawn(ctx context.Context, bin, configPath string, o options, a
 	cmd.Dir = s.workDir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
+	p, err := proc.Start("prometheus", cmd, logFile)
+	if err != nil {
 		return false, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	p := &process{cmd: cmd, logFile: logFile, exited: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		p.logFile.Close()
-		close(p.exited)
-	}()
 	s.mu.Lock()
 	s.proc = p
-	s.pid = cmd.Process.Pid
+	s.pid = p.PID()
 	s.mu.Unlock()
 
 	if err := s.waitReady(ctx, o.readyTimeout); err != nil {
@@ -304,8 +287,8 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		p, pid := s.proc, s.pid
 		s.mu.Unlock()
 		select {
-		case <-p.exited:
-			return fmt.Errorf("prometheus (pid %d) exited before becoming ready: %v", pid, p.waitErr)
+		case <-p.Exited():
+			return fmt.Errorf("prometheus (pid %d) exited before becoming ready: %v", pid, p.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("prometheus at %s not ready after %s: %w (last probe: %v)", s.url, timeout, ctx.Err(), lastErr)
 		case <-tick.C:
@@ -364,7 +347,7 @@ func (s *Server) Restart(ctx context.Context) error {
 	s.mu.Unlock()
 	if p != nil {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 		default:
 			return fmt.Errorf("prometheus (pid %d) is still running; Halt it first", s.PID())
 		}
@@ -403,44 +386,14 @@ func (s *Server) terminate() error {
 	if p == nil {
 		return nil
 	}
-	select {
-	case <-p.exited:
-		return nil // already gone (crashed or failed to start)
-	default:
-	}
-	// An error here means the process exited in between; Wait tells.
-	_ = p.cmd.Process.Signal(sigterm)
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(s.stopGrace):
-	}
-	s.logf("prom: Prometheus (pid %d) still running %s after SIGTERM; sending SIGKILL", s.pid, s.stopGrace)
-	_ = p.cmd.Process.Kill()
-	select {
-	case <-p.exited:
-		return fmt.Errorf("prometheus (pid %d) ignored SIGTERM for %s and was killed", s.pid, s.stopGrace)
-	case <-time.After(killWait):
-		return fmt.Errorf("prometheus (pid %d) did not exit %s after SIGKILL", s.pid, killWait)
-	}
+	return p.Terminate(s.stopGrace, func() {
+		s.logf("prom: Prometheus (pid %d) still running %s after SIGTERM; sending SIGKILL", p.PID(), s.stopGrace)
+	})
 }
 
 // logTail returns at most max bytes from the end of the log, starting at a
 // line boundary.
-func (s *Server) logTail(max int) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(reading log: %v)", err)
-	}
-	if len(b) > max {
-		b = b[len(b)-max:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-		b = append([]byte("[... earlier lines cut ...]\n"), b...)
-	}
-	return string(b)
-}
+func (s *Server) logTail(max int) string { return proc.LogTail(s.logPath, max) }
 
 func renderConfig(o options) string {
 	var b strings.Builder
@@ -487,17 +440,6 @@ func collectOptions(opts []Option) options {
 		o.batchSize = defaultBatchSize
 	}
 	return o
-}
-
-// freePort asks the kernel for a free loopback port. The port is released
-// before Prometheus binds it, hence the retry in StartProcess.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 func cleanupDir(owns bool, dir string, err error) error {
