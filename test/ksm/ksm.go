@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,14 +26,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 const (
 	defaultReadyTimeout = time.Minute
 	defaultStopGrace    = 10 * time.Second
-	// killWait bounds the wait after SIGKILL.
-	killWait = 5 * time.Second
 	// startAttempts covers the small window in which another process can
 	// take a free port between our probe and kube-state-metrics' bind.
 	startAttempts = 3
@@ -75,9 +73,7 @@ type Server struct {
 	stopGrace    time.Duration
 	logf         func(string, ...any)
 
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once Wait has returned
-	waitErr error         // valid after exited is closed
+	proc *proc.Process
 
 	stopOnce sync.Once
 	stopErr  error
@@ -105,7 +101,7 @@ func StartT(t testing.TB, kubeconfig string, opts ...func(*Options)) *Server {
 			t.Errorf("ksm: %v", err)
 		}
 		if t.Failed() {
-			t.Logf("ksm: kube-state-metrics log (%s):\n%s", s.logPath, logTail(s.logPath, maxLogDump))
+			t.Logf("ksm: kube-state-metrics log (%s):\n%s", s.logPath, proc.LogTail(s.logPath, maxLogDump))
 		}
 	})
 	return s
@@ -156,7 +152,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		s, retry, err := launch(ctx, bin, opts)
 		if err == nil {
 			s.workDir, s.ownsDir = opts.WorkDir, ownsDir
-			opts.Logf("ksm: kube-state-metrics ready at %s in %s (pid %d)", s.url, time.Since(begin).Round(10*time.Millisecond), s.cmd.Process.Pid)
+			opts.Logf("ksm: kube-state-metrics ready at %s in %s (pid %d)", s.url, time.Since(begin).Round(10*time.Millisecond), s.PID())
 			return s, nil
 		}
 		lastErr = err
@@ -174,7 +170,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // launch starts one process on fresh ports and waits until it is ready;
 // retry reports a lost race for a port.
 func launch(ctx context.Context, bin string, o Options) (s *Server, retry bool, err error) {
-	ports, err := freePorts(2)
+	ports, err := proc.FreePorts(2)
 	if err != nil {
 		return nil, false, err
 	}
@@ -199,10 +195,9 @@ func launch(ctx context.Context, bin string, o Options) (s *Server, retry bool, 
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = o.WorkDir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = sysProcAttr()
 	fmt.Fprintf(logFile, "### %s kube-state-metrics %q\n", time.Now().Format(time.RFC3339), args)
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
+	p, err := proc.Start("kube-state-metrics", cmd, logFile)
+	if err != nil {
 		return nil, false, fmt.Errorf("starting %s: %w", bin, err)
 	}
 	s = &Server{
@@ -211,19 +206,13 @@ func launch(ctx context.Context, bin string, o Options) (s *Server, retry bool, 
 		logPath:      logPath,
 		stopGrace:    o.StopGrace,
 		logf:         o.Logf,
-		cmd:          cmd,
-		exited:       make(chan struct{}),
+		proc:         p,
 	}
-	go func() {
-		s.waitErr = cmd.Wait()
-		logFile.Close()
-		close(s.exited)
-	}()
 	if err := s.waitReady(ctx); err != nil {
 		stopErr := s.terminate()
 		log := readFrom(logPath, logStart)
 		retry = strings.Contains(log, "address already in use")
-		return nil, retry, errors.Join(fmt.Errorf("kube-state-metrics: %w\nlog (%s):\n%s", err, logPath, logTail(logPath, maxLogDump)), stopErr)
+		return nil, retry, errors.Join(fmt.Errorf("kube-state-metrics: %w\nlog (%s):\n%s", err, logPath, proc.LogTail(logPath, maxLogDump)), stopErr)
 	}
 	return s, false, nil
 }
@@ -245,8 +234,8 @@ func (s *Server) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("exited before becoming ready: %v", s.waitErr)
+		case <-s.proc.Exited():
+			return fmt.Errorf("exited before becoming ready: %v", s.proc.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("not ready: %w (last probe: %v)", ctx.Err(), lastErr)
 		case <-tick.C:
@@ -279,7 +268,7 @@ func (s *Server) URL() string { return s.url }
 func (s *Server) TelemetryURL() string { return s.telemetryURL }
 
 // PID is the process id.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.PID() }
 
 // LogPath is the process' log file.
 func (s *Server) LogPath() string { return s.logPath }
@@ -299,44 +288,9 @@ func (s *Server) Stop() error {
 }
 
 func (s *Server) terminate() error {
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	_ = s.cmd.Process.Signal(sigterm)
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(s.stopGrace):
-	}
-	s.logf("ksm: kube-state-metrics (pid %d) still running %s after SIGTERM; sending SIGKILL", s.cmd.Process.Pid, s.stopGrace)
-	_ = s.cmd.Process.Kill()
-	select {
-	case <-s.exited:
-		return fmt.Errorf("kube-state-metrics (pid %d) ignored SIGTERM for %s and was killed", s.cmd.Process.Pid, s.stopGrace)
-	case <-time.After(killWait):
-		return fmt.Errorf("kube-state-metrics (pid %d) did not exit %s after SIGKILL", s.cmd.Process.Pid, killWait)
-	}
-}
-
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("finding a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
+	return s.proc.Terminate(s.stopGrace, func() {
+		s.logf("ksm: kube-state-metrics (pid %d) still running %s after SIGTERM; sending SIGKILL", s.PID(), s.stopGrace)
+	})
 }
 
 func fileSize(path string) int64 {
@@ -353,19 +307,4 @@ func readFrom(path string, offset int64) string {
 		return ""
 	}
 	return string(b[offset:])
-}
-
-func logTail(path string, max int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(reading log: %v)", err)
-	}
-	if len(b) > max {
-		b = b[len(b)-max:]
-		if i := strings.IndexByte(string(b), '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-		b = append([]byte("[... earlier lines cut ...]\n"), b...)
-	}
-	return string(b)
 }
