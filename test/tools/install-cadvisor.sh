@@ -33,10 +33,4 @@ MODSUM=$(module_sum "$MODDIR" "$MODDIR/main.go")
 LDFLAGS="-s -w"
 RECIPE="$MODULE@$VERSION module=$MODSUM ldflags=$LDFLAGS $(go env GOVERSION)"
 
-exit_if_up_to_date "$TOOL" "$RECIPE"
-
-tools_tmp
-
-begin_build "$TOOL" "$VERSION"
-(cd "$MODDIR" && go build -trimpath -ldflags "$LDFLAGS" -o "$TMP/$TOOL" .)
-finish_build "$TOOL" "$RECIPE"
+build_in_module "$TOOL" "$RECIPE" "$MODDIR" . "$LDFLAGS" "$VERSION"

@@ -28,10 +28,4 @@ MODSUM=$(module_sum "$MODDIR")
 LDFLAGS="-s -w"
 RECIPE="$PKG module=$MODSUM ldflags=$LDFLAGS $(go env GOVERSION)"
 
-exit_if_up_to_date "$TOOL" "$RECIPE"
-
-tools_tmp
-
-begin_build "$TOOL"
-(cd "$MODDIR" && go build -trimpath -ldflags "$LDFLAGS" -o "$TMP/$TOOL" "$PKG")
-finish_build "$TOOL" "$RECIPE"
+build_in_module "$TOOL" "$RECIPE" "$MODDIR" "$PKG" "$LDFLAGS"

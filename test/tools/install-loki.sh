@@ -28,15 +28,7 @@ tools_setup
 # without it Loki reports an empty version.
 VERSION=$(module_version "$TOOL" "$MODULE" "$MODDIR")
 LDFLAGS="-s -w -X $MODULE/pkg/util/build.Version=${VERSION#v}"
-# go.mod and go.sum pin every dependency: hash them into the recipe so a
-# bump there rebuilds.
 MODSUM=$(module_sum "$MODDIR")
 RECIPE="$PKG@$VERSION module=$MODSUM ldflags=$LDFLAGS $(go env GOVERSION)"
 
-exit_if_up_to_date "$TOOL" "$RECIPE"
-
-tools_tmp
-
-begin_build "$TOOL" "$VERSION"
-(cd "$MODDIR" && go build -trimpath -ldflags "$LDFLAGS" -o "$TMP/$TOOL" "$PKG")
-finish_build "$TOOL" "$RECIPE"
+build_in_module "$TOOL" "$RECIPE" "$MODDIR" "$PKG" "$LDFLAGS" "$VERSION"

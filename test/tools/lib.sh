@@ -10,6 +10,10 @@
 #   ...build into $TMP/$TOOL...
 #   finish_build "$TOOL" "$RECIPE"
 #
+# or, for a main package built from a tools module, in one step:
+#
+#   build_in_module "$TOOL" "$RECIPE" "$MODDIR" "$PKG" "$LDFLAGS" "$VERSION"
+#
 # Functions exit the calling script on error (it runs with set -euo pipefail).
 
 # The tools modules (helm/, loki/, ...) live beside this file.
@@ -112,4 +116,17 @@ finish_build() {
 	mv -f "$TMP/$1" "$BIN/$1"
 	printf '%s' "$2" >"$STAMPS/$1"
 	printf '%-24s built in %s (%s)\n' "$1" "$(fmt_secs $((SECONDS - build_start)))" "$(du -h "$BIN/$1" | cut -f1)"
+}
+
+# build_in_module TOOL RECIPE MODDIR PKG LDFLAGS [VERSION]: unless TOOL is up
+# to date, builds the main package PKG from the tools module in MODDIR and
+# installs it with its stamp.
+build_in_module() {
+	local tool=$1 recipe=$2 moddir=$3 pkg=$4 ldflags=$5
+	shift 5
+	exit_if_up_to_date "$tool" "$recipe"
+	tools_tmp
+	begin_build "$tool" "$@"
+	(cd "$moddir" && go build -trimpath -ldflags "$ldflags" -o "$TMP/$tool" "$pkg")
+	finish_build "$tool" "$recipe"
 }
