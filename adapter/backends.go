@@ -42,7 +42,7 @@ func newBackends(o *Options, reg prometheus.Registerer) (*backends, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loki: %w", err)
 		}
-		if b.loki, err = lokicollector.New(lokicollector.Options{URL: o.LokiURL, HTTP: httpCfg, Tenant: o.LokiTenant, Timeout: o.BackendTimeout}, reg); err != nil {
+		if b.loki, err = lokicollector.New(lokicollector.Options{URL: o.LokiURL, HTTP: httpCfg, Tenant: o.LokiTenant, Timeout: o.BackendTimeout, MaxInFlight: o.BackendMaxInFlight}, reg); err != nil {
 			return nil, err
 		}
 	}

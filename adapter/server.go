@@ -53,7 +53,7 @@ type Options struct {
 	RelistInterval time.Duration
 	MaxAge         time.Duration
 	BackendTimeout time.Duration
-	// BackendMaxInFlight bounds the queries sent to Prometheus at once.
+	// BackendMaxInFlight bounds the queries sent to each backend at once.
 	BackendMaxInFlight int
 	ObjectResync       time.Duration
 	ValueCacheTTL      time.Duration
@@ -100,7 +100,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.RelistInterval, "metrics-relist-interval", time.Minute, "How often the available series are listed again.")
 	fs.DurationVar(&o.MaxAge, "metrics-max-age", 0, "How far back series are looked for when listing; 0 means --metrics-relist-interval.")
 	fs.DurationVar(&o.BackendTimeout, "backend-timeout", 10*time.Second, "Upper bound of one backend query when the API request has no earlier deadline.")
-	fs.IntVar(&o.BackendMaxInFlight, "backend-max-in-flight", 32, "Most queries sent to Prometheus at once (identical ones share one); more wait for a slot within their deadline, so a slow backend cannot pile up queries and connections.")
+	fs.IntVar(&o.BackendMaxInFlight, "backend-max-in-flight", 32, "Most queries sent to each backend (Prometheus, Loki) at once (identical ones share one); more wait for a slot within their deadline, so a slow backend cannot pile up queries and connections.")
 	fs.DurationVar(&o.ObjectResync, "object-resync-period", 10*time.Minute, "Resync period of the metadata caches used to resolve label selectors.")
 	fs.DurationVar(&o.ConfigReloadInterval, "config-reload-interval", 5*time.Second, "How often the --config file is checked for changes. A valid change is applied without a restart; a broken one is logged and counted (gantry_config_reloads_total{result=\"failure\"}) and the last good config stays in use. 0 turns reloading off.")
 	fs.StringVar(&o.LokiURL, "loki-url", o.LokiURL, "Base URL of Loki's HTTP API, e.g. http://loki-gateway.monitoring.svc; required when a rule has a logqlQuery.")

@@ -16,19 +16,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	promclient "github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
-	"golang.org/x/sync/singleflight"
 	"k8s.io/klog/v2"
 
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
@@ -57,22 +54,17 @@ type Options struct {
 	Tenant string
 	// Timeout bounds every call that has no earlier deadline. Default 10s.
 	Timeout time.Duration
+	// MaxInFlight bounds the queries at Loki at once (identical ones share
+	// one); more wait for a slot within their deadline. Default 32.
+	MaxInFlight int
 }
 
 // Client queries one Loki.
 type Client struct {
-	http    *http.Client
-	base    *url.URL
-	tenant  string
-	timeout time.Duration
-	flight  singleflight.Group
-	metrics *clientMetrics
-}
-
-type clientMetrics struct {
-	duration *promclient.HistogramVec
-	errors   *promclient.CounterVec
-	shared   *promclient.CounterVec
+	http   *http.Client
+	base   *url.URL
+	tenant string
+	calls  *promcollector.Calls
 }
 
 // New returns a client for opts, registering its metrics on reg.
@@ -109,67 +101,14 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loki HTTP client: %w", err)
 	}
-	m, err := registerMetrics(reg)
+	m, err := promcollector.NewMetrics(reg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("registering loki client metrics: %w", err)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
-	return &Client{http: hc, base: u, tenant: opts.Tenant, timeout: opts.Timeout, metrics: m}, nil
-}
-
-// registerMetrics registers the backend metrics on reg, or adopts the ones
-// another backend's client (collectors/prometheus) registered there first:
-// the names, help texts and labels are the same, told apart by the backend
-// label.
-func registerMetrics(reg promclient.Registerer) (*clientMetrics, error) {
-	m := &clientMetrics{
-		duration: promclient.NewHistogramVec(promclient.HistogramOpts{
-			Name:    "gantry_backend_request_duration_seconds",
-			Help:    "Duration of calls to a metrics backend, by backend, call and outcome.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"backend", "call", "outcome"}),
-		errors: promclient.NewCounterVec(promclient.CounterOpts{
-			Name: "gantry_backend_errors_total",
-			Help: "Failed calls to a metrics backend, by backend, call and reason.",
-		}, []string{"backend", "call", "reason"}),
-		shared: promclient.NewCounterVec(promclient.CounterOpts{
-			Name: "gantry_backend_shared_queries_total",
-			Help: "Queries answered by an identical query already in flight.",
-		}, []string{"backend"}),
-	}
-	if reg == nil {
-		return m, nil
-	}
-	adopt := func(col promclient.Collector) (promclient.Collector, error) {
-		err := reg.Register(col)
-		var are promclient.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector, nil
-		}
-		return col, err
-	}
-	var ok bool
-	col, err := adopt(m.duration)
-	if err != nil {
-		return nil, fmt.Errorf("registering loki client metrics: %w", err)
-	}
-	if m.duration, ok = col.(*promclient.HistogramVec); !ok {
-		return nil, fmt.Errorf("registering loki client metrics: gantry_backend_request_duration_seconds is registered as a %T", col)
-	}
-	if col, err = adopt(m.errors); err != nil {
-		return nil, fmt.Errorf("registering loki client metrics: %w", err)
-	}
-	if m.errors, ok = col.(*promclient.CounterVec); !ok {
-		return nil, fmt.Errorf("registering loki client metrics: gantry_backend_errors_total is registered as a %T", col)
-	}
-	if col, err = adopt(m.shared); err != nil {
-		return nil, fmt.Errorf("registering loki client metrics: %w", err)
-	}
-	if m.shared, ok = col.(*promclient.CounterVec); !ok {
-		return nil, fmt.Errorf("registering loki client metrics: gantry_backend_shared_queries_total is registered as a %T", col)
-	}
-	return m, nil
+	calls := promcollector.NewCalls(promcollector.CallsOptions{Backend: backend, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight}, m)
+	return &Client{http: hc, base: u, tenant: opts.Tenant, calls: calls}, nil
 }
 
 // Name is the backend's name, for errors and logs.
@@ -180,41 +119,9 @@ func (c *Client) Name() string { return backend }
 // selects log lines, not samples) fails with reason bad_query. NaN and ±Inf
 // samples are dropped.
 func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
-	key := strconv.FormatInt(ts.UnixNano(), 10) + "\x00" + query
-	// leader is set when this caller's function makes the backend call; it
-	// is read only after the result arrives, which happens after the call.
-	leader := false
-	ch := c.flight.DoChan(key, func() (any, error) {
-		leader = true
-		// The shared call must not die with the first caller's context.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.deadline(ctx))
-		defer cancel()
+	return c.calls.Query(ctx, query, ts, func(ctx context.Context) (model.Vector, error) {
 		return c.query(ctx, query, ts)
 	})
-	select {
-	case res := <-ch:
-		if res.Shared && !leader {
-			c.metrics.shared.WithLabelValues(backend).Inc()
-		}
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(model.Vector), nil
-	case <-ctx.Done():
-		return nil, &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: fmt.Errorf("gave up waiting: %w", ctx.Err())}
-	}
-}
-
-// deadline is how long a backend call may take: the caller's remaining time,
-// capped by the configured timeout.
-func (c *Client) deadline(ctx context.Context) time.Duration {
-	d := c.timeout
-	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left < d {
-			d = max(left, time.Millisecond)
-		}
-	}
-	return d
 }
 
 func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
@@ -228,16 +135,7 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 	if err != nil {
 		return nil, c.fail("query", start, err)
 	}
-	c.metrics.duration.WithLabelValues(backend, "query", "success").Observe(time.Since(start).Seconds())
-	out := vec[:0]
-	for _, s := range vec {
-		f := float64(s.Value)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, nil
+	return vec, nil
 }
 
 // Series lists the label sets of the streams matching any of matchers (LogQL
@@ -245,7 +143,7 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 // of its own to streams it ingests (service_name, and detected_level when
 // level detection is on).
 func (c *Client) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.deadline(ctx))
+	ctx, cancel := context.WithTimeout(ctx, c.calls.Deadline(ctx))
 	defer cancel()
 	t0 := time.Now()
 	form := url.Values{"match[]": matchers, "start": {formatTime(start)}, "end": {formatTime(end)}}
@@ -257,7 +155,7 @@ func (c *Client) Series(ctx context.Context, matchers []string, start, end time.
 	if err := json.Unmarshal(data, &sets); err != nil {
 		return nil, c.fail("series", t0, badResponse("series data: %v", err))
 	}
-	c.metrics.duration.WithLabelValues(backend, "series", "success").Observe(time.Since(t0).Seconds())
+	c.calls.Succeed("series", t0)
 	return sets, nil
 }
 
@@ -425,10 +323,7 @@ func badResponse(format string, args ...any) error {
 }
 
 func (c *Client) fail(call string, start time.Time, err error) error {
-	be := classify(err, c.base.Hostname())
-	c.metrics.duration.WithLabelValues(backend, call, "error").Observe(time.Since(start).Seconds())
-	c.metrics.errors.WithLabelValues(backend, call, be.Reason).Inc()
-	return be
+	return c.calls.Fail(call, start, classify(err, c.base.Hostname()))
 }
 
 // classify turns a transport failure into a BackendError without the

@@ -12,12 +12,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,7 +24,6 @@ import (
 	promclient "github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
-	"golang.org/x/sync/singleflight"
 	"gopkg.in/yaml.v3"
 	"k8s.io/klog/v2"
 )
@@ -49,21 +46,11 @@ type Options struct {
 
 // Client queries one Prometheus server.
 type Client struct {
-	api     v1.API
-	hc      *http.Client // for the streamed series call
-	base    *url.URL
-	name    string
-	timeout time.Duration
-	flight  singleflight.Group
-	slots   chan struct{} // one per query in flight
-	metrics *clientMetrics
-}
-
-type clientMetrics struct {
-	duration *promclient.HistogramVec
-	errors   *promclient.CounterVec
-	shared   *promclient.CounterVec
-	inFlight *promclient.GaugeVec
+	api   v1.API
+	hc    *http.Client // for the streamed series call
+	base  *url.URL
+	name  string
+	calls *Calls
 }
 
 // New returns a client for opts, registering its metrics on reg.
@@ -95,131 +82,40 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus client: %w", err)
 	}
-	m := &clientMetrics{
-		duration: promclient.NewHistogramVec(promclient.HistogramOpts{
-			Name:    "gantry_backend_request_duration_seconds",
-			Help:    "Duration of calls to a metrics backend, by backend, call and outcome.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
-		}, []string{"backend", "call", "outcome"}),
-		errors: promclient.NewCounterVec(promclient.CounterOpts{
-			Name: "gantry_backend_errors_total",
-			Help: "Failed calls to a metrics backend, by backend, call and reason.",
-		}, []string{"backend", "call", "reason"}),
-		shared: promclient.NewCounterVec(promclient.CounterOpts{
-			Name: "gantry_backend_shared_queries_total",
-			Help: "Queries answered by an identical query already in flight.",
-		}, []string{"backend"}),
-		inFlight: promclient.NewGaugeVec(promclient.GaugeOpts{
-			Name: "gantry_backend_queries_in_flight",
-			Help: "Queries sent to a metrics backend and not yet answered (at most --backend-max-in-flight).",
-		}, []string{"backend"}),
+	m, err := NewMetrics(reg)
+	if err != nil {
+		return nil, err
 	}
-	if reg != nil {
-		// Another backend's client (Loki's, a second Prometheus) may have
-		// registered the same metrics: use those, or these would never be
-		// gathered.
-		var err error
-		if m.duration, err = register(reg, m.duration); err != nil {
-			return nil, err
-		}
-		if m.errors, err = register(reg, m.errors); err != nil {
-			return nil, err
-		}
-		if m.shared, err = register(reg, m.shared); err != nil {
-			return nil, err
-		}
-		if m.inFlight, err = register(reg, m.inFlight); err != nil {
-			return nil, err
-		}
-	}
-	return &Client{api: v1.NewAPI(c), hc: hc, base: u, name: opts.Name, timeout: opts.Timeout, slots: make(chan struct{}, opts.MaxInFlight), metrics: m}, nil
-}
-
-// register registers col, or returns the collector already registered
-// under its name (which must have the same type).
-func register[C promclient.Collector](reg promclient.Registerer, col C) (C, error) {
-	err := reg.Register(col)
-	var are promclient.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return col, err
+	calls := NewCalls(CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, TimePrecision: time.Millisecond}, m)
+	return &Client{api: v1.NewAPI(c), hc: hc, base: u, name: opts.Name, calls: calls}, nil
 }
 
 // Name is the backend's name, for errors and logs.
 func (c *Client) Name() string { return c.name }
 
 // Query runs an instant query at ts. Identical queries in flight at the same
-// time share one backend call. NaN and ±Inf samples are dropped.
+// time share one backend call; at most MaxInFlight are at the backend at
+// once. NaN and ±Inf samples are dropped.
 func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
-	key := strconv.FormatInt(ts.UnixMilli(), 10) + "\x00" + query
-	// leader is set when this caller's function makes the backend call; it
-	// is read only after the result arrives, which happens after the call.
-	leader := false
-	ch := c.flight.DoChan(key, func() (any, error) {
-		leader = true
-		// The shared call must not die with the first caller's context.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.deadline(ctx))
-		defer cancel()
+	return c.calls.Query(ctx, query, ts, func(ctx context.Context) (model.Vector, error) {
 		return c.query(ctx, query, ts)
 	})
-	select {
-	case res := <-ch:
-		// res.Shared is true for every caller of a shared call, the one
-		// that made it too; count only the callers that joined it.
-		if res.Shared && !leader {
-			c.metrics.shared.WithLabelValues(c.name).Inc()
-		}
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(model.Vector), nil
-	case <-ctx.Done():
-		return nil, &BackendError{Backend: c.name, Reason: "timeout", Err: fmt.Errorf("gave up waiting: %w", ctx.Err())}
-	}
-}
-
-// deadline is how long a backend call may take: the caller's remaining time,
-// capped by the configured timeout.
-func (c *Client) deadline(ctx context.Context) time.Duration {
-	d := c.timeout
-	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left < d {
-			d = max(left, time.Millisecond)
-		}
-	}
-	return d
 }
 
 func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
 	start := time.Now()
-	// A slow backend must not collect an unbounded pile of queries (and
-	// connections): wait for a slot, within the query's deadline.
-	select {
-	case c.slots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "timeout", Err: fmt.Errorf("%d queries already in flight; none finished in time", cap(c.slots))})
-	}
-	c.metrics.inFlight.WithLabelValues(c.name).Inc()
-	defer func() {
-		c.metrics.inFlight.WithLabelValues(c.name).Dec()
-		<-c.slots
-	}()
-	val, warnings, _, err := c.api.Query(ctx, query, ts, v1.WithTimeout(evalTimeout(c.deadline(ctx))))
+	val, warnings, _, err := c.api.Query(ctx, query, ts, v1.WithTimeout(evalTimeout(c.calls.Deadline(ctx))))
 	if err != nil {
 		return nil, c.fail("query", start, err)
 	}
 	if len(warnings) > 0 {
 		klog.V(4).InfoS("query warnings", "backend", c.name, "query", query, "warnings", warnings)
 	}
-	var vec model.Vector
 	switch v := val.(type) {
 	case model.Vector:
-		vec = v
+		return v, nil
 	case *model.Scalar:
-		vec = model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}
+		return model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}, nil
 	case nil:
 		// A success without data ({"status":"success"}): the client
 		// library returns neither a value nor an error. A panic here would
@@ -229,16 +125,6 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 	default:
 		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: fmt.Errorf("query returned a %s, expected an instant vector", val.Type())})
 	}
-	c.metrics.duration.WithLabelValues(c.name, "query", "success").Observe(time.Since(start).Seconds())
-	out := vec[:0]
-	for _, s := range vec {
-		f := float64(s.Value)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			continue
-		}
-		out = append(out, s)
-	}
-	return out, nil
 }
 
 // evalTimeout is the server-side evaluation timeout sent with a query.
@@ -253,10 +139,7 @@ func evalTimeout(d time.Duration) time.Duration {
 }
 
 func (c *Client) fail(call string, start time.Time, err error) error {
-	be := classify(c.name, err)
-	c.metrics.duration.WithLabelValues(c.name, call, "error").Observe(time.Since(start).Seconds())
-	c.metrics.errors.WithLabelValues(c.name, call, be.Reason).Inc()
-	return be
+	return c.calls.Fail(call, start, classify(c.name, err))
 }
 
 // BackendError is a failed backend call. Its message names the backend and

@@ -102,7 +102,7 @@ func (c *Client) series(ctx context.Context, matchers []string, start, end time.
 	// timeout only when there is none.
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		ctx, cancel = context.WithTimeout(ctx, c.calls.Timeout())
 		defer cancel()
 	}
 	t0 := time.Now()
@@ -125,7 +125,7 @@ func (c *Client) series(ctx context.Context, matchers []string, start, end time.
 		}
 		return c.fail("series", t0, err)
 	}
-	c.metrics.duration.WithLabelValues(c.name, "series", "success").Observe(time.Since(t0).Seconds())
+	c.calls.Succeed("series", t0)
 	return nil
 }
 
