@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -37,6 +36,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
@@ -50,7 +50,6 @@ const (
 	defaultInterval     = 5 * time.Second
 	defaultReadyTimeout = time.Minute
 	stopGrace           = 5 * time.Second
-	killWait            = 5 * time.Second
 	maxLogDump          = 48 << 10
 )
 
@@ -93,10 +92,8 @@ type Recommender struct {
 	// LogPath is its log (klog on stderr, and stdout).
 	LogPath string
 
-	cmd     *exec.Cmd
-	logf    func(string, ...any)
-	exited  chan struct{} // closed once Wait has returned
-	waitErr error         // valid after exited is closed
+	proc *proc.Process
+	logf func(string, ...any)
 
 	stopOnce sync.Once
 	stopErr  error
@@ -149,10 +146,11 @@ func Start(ctx context.Context, o Options) (*Recommender, error) {
 	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("vpa: creating work dir: %w", err)
 	}
-	port, err := freePort()
+	ports, err := proc.FreePorts(1)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("vpa: %w", err)
 	}
+	port := ports[0]
 	args := []string{
 		"--kubeconfig=" + o.Kubeconfig,
 		"--recommender-interval=" + o.Interval.String(),
@@ -179,34 +177,26 @@ func Start(ctx context.Context, o Options) (*Recommender, error) {
 		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics",
 		LogPath:    filepath.Join(o.WorkDir, "vpa-recommender.log"),
 		logf:       o.Logf,
-		exited:     make(chan struct{}),
 	}
 	logFile, err := os.OpenFile(r.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("vpa: creating log file: %w", err)
 	}
 	// Not CommandContext: ctx bounds the start, not the process' life.
-	r.cmd = exec.Command(bin, args...)
-	r.cmd.Dir = o.WorkDir
-	r.cmd.Stdout = logFile
-	r.cmd.Stderr = logFile
-	r.cmd.SysProcAttr = sysProcAttr()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = o.WorkDir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
 	fmt.Fprintf(logFile, "### %s %s %q\n", time.Now().Format(time.RFC3339), Binary, args)
-	if err := r.cmd.Start(); err != nil {
-		logFile.Close()
+	if r.proc, err = proc.Start("vpa: recommender", cmd, logFile); err != nil {
 		return nil, fmt.Errorf("vpa: starting %s: %w", bin, err)
 	}
-	go func() {
-		r.waitErr = r.cmd.Wait()
-		logFile.Close()
-		close(r.exited)
-	}()
 	begin = time.Now()
 	if err := r.waitServing(ctx); err != nil {
 		_ = r.Stop()
 		return nil, err
 	}
-	o.Logf("vpa: recommender (pid %d) serving %s in %s", r.cmd.Process.Pid, r.MetricsURL, time.Since(begin).Round(10*time.Millisecond))
+	o.Logf("vpa: recommender (pid %d) serving %s in %s", r.PID(), r.MetricsURL, time.Since(begin).Round(10*time.Millisecond))
 	return r, nil
 }
 
@@ -253,8 +243,8 @@ func (r *Recommender) waitServing(ctx context.Context) error {
 			}
 		}
 		select {
-		case <-r.exited:
-			return fmt.Errorf("vpa: recommender exited before serving: %v; log %s:\n%s", r.waitErr, r.LogPath, r.LogTail(8<<10))
+		case <-r.proc.Exited():
+			return fmt.Errorf("vpa: recommender exited before serving: %v; log %s:\n%s", r.proc.Err(), r.LogPath, r.LogTail(8<<10))
 		case <-ctx.Done():
 			return fmt.Errorf("vpa: recommender not serving %s: %w; log %s:\n%s", r.MetricsURL, ctx.Err(), r.LogPath, r.LogTail(8<<10))
 		case <-tick.C:
@@ -263,10 +253,10 @@ func (r *Recommender) waitServing(ctx context.Context) error {
 }
 
 // Exited is closed once the process has exited.
-func (r *Recommender) Exited() <-chan struct{} { return r.exited }
+func (r *Recommender) Exited() <-chan struct{} { return r.proc.Exited() }
 
 // PID is the recommender's process id.
-func (r *Recommender) PID() int { return r.cmd.Process.Pid }
+func (r *Recommender) PID() int { return r.proc.PID() }
 
 // Stop sends SIGTERM, then SIGKILL after a grace period, and waits for the
 // exit. It is safe to call more than once; an exit the harness did not ask
@@ -274,23 +264,18 @@ func (r *Recommender) PID() int { return r.cmd.Process.Pid }
 func (r *Recommender) Stop() error {
 	r.stopOnce.Do(func() {
 		select {
-		case <-r.exited:
-			r.stopErr = fmt.Errorf("vpa: recommender (pid %d) had exited before Stop: %v", r.cmd.Process.Pid, r.waitErr)
+		case <-r.proc.Exited():
+			r.stopErr = fmt.Errorf("vpa: recommender (pid %d) had exited before Stop: %v", r.PID(), r.proc.Err())
 			return
 		default:
 		}
-		_ = r.cmd.Process.Signal(sigterm)
-		select {
-		case <-r.exited:
-			return
-		case <-time.After(stopGrace):
-		}
-		r.logf("vpa: recommender (pid %d) still running %s after SIGTERM; sending SIGKILL", r.cmd.Process.Pid, stopGrace)
-		_ = r.cmd.Process.Kill()
-		select {
-		case <-r.exited:
-		case <-time.After(killWait):
-			r.stopErr = fmt.Errorf("vpa: recommender (pid %d) did not exit %s after SIGKILL", r.cmd.Process.Pid, killWait)
+		err := r.proc.Terminate(stopGrace, func() {
+			r.logf("vpa: recommender (pid %d) still running %s after SIGTERM; sending SIGKILL", r.PID(), stopGrace)
+		})
+		// Killed after the grace period is a stop like any other here.
+		var killed *proc.KilledError
+		if !errors.As(err, &killed) {
+			r.stopErr = err
 		}
 	})
 	return r.stopErr
@@ -298,20 +283,7 @@ func (r *Recommender) Stop() error {
 
 // LogTail returns at most limit bytes from the end of the log, starting at
 // a line boundary.
-func (r *Recommender) LogTail(limit int) string {
-	b, err := os.ReadFile(r.LogPath)
-	if err != nil {
-		return fmt.Sprintf("(reading log: %v)", err)
-	}
-	if len(b) > limit {
-		b = b[len(b)-limit:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-		b = append([]byte("[... earlier lines cut ...]\n"), b...)
-	}
-	return string(b)
-}
+func (r *Recommender) LogTail(limit int) string { return proc.LogTail(r.LogPath, limit) }
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
@@ -387,13 +359,4 @@ func waitEstablished(ctx context.Context, dyn dynamic.Interface, name string) er
 		case <-tick.C:
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("vpa: finding a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
