@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gantry-dev/gantry/test/internal/proc"
 )
 
 // cgroupRoot is where the cgroup v1 controllers are mounted, one directory
@@ -124,8 +126,8 @@ func NewPodCgroup(t testing.TB, parent, namespace, pod, container string, cpuQuo
 			_ = loop.Process.Kill()
 			select {
 			case <-exited:
-			case <-time.After(killWait):
-				t.Errorf("cadvisor: busy loop (pid %d) did not exit %s after SIGKILL", pc.PID, killWait)
+			case <-time.After(proc.KillWait):
+				t.Errorf("cadvisor: busy loop (pid %d) did not exit %s after SIGKILL", pc.PID, proc.KillWait)
 			}
 		}
 		for i, dir := range pc.dirs {
@@ -167,7 +169,7 @@ func NewPodCgroup(t testing.TB, parent, namespace, pod, container string, cpuQuo
 	// it then takes (a 1 MiB shell variable) is charged there: a working set
 	// for cAdvisor to see.
 	loop = exec.Command("sh", "-c", busyLoop)
-	loop.SysProcAttr = sysProcAttr()
+	loop.SysProcAttr = proc.SysProcAttr()
 	gate, err := loop.StdinPipe()
 	if err != nil {
 		t.Fatalf("cadvisor: pod cgroup: %v", err)

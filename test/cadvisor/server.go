@@ -26,13 +26,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 const (
 	defaultReadyTimeout = 30 * time.Second
 	stopGrace           = 5 * time.Second
-	killWait            = 5 * time.Second
 	maxLogDump          = 32 << 10
 )
 
@@ -64,9 +64,7 @@ type Server struct {
 	logPath string
 	logf    func(string, ...any)
 
-	cmd     *exec.Cmd
-	exited  chan struct{} // closed once Wait has returned
-	waitErr error         // valid after exited is closed
+	proc *proc.Process
 
 	stopOnce sync.Once
 	stopErr  error
@@ -103,7 +101,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cadvisor: %w", err)
 	}
-	s := &Server{parent: o.Parent, workDir: o.WorkDir, logf: o.Logf, exited: make(chan struct{})}
+	s := &Server{parent: o.Parent, workDir: o.WorkDir, logf: o.Logf}
 	if s.workDir == "" {
 		if s.workDir, err = os.MkdirTemp("", "gantry-cadvisor-"); err != nil {
 			return nil, fmt.Errorf("cadvisor: creating work dir: %w", err)
@@ -121,19 +119,12 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, s.cleanup(fmt.Errorf("cadvisor: creating log file: %w", err))
 	}
 	// Port 0 and an address file: no race for a free port.
-	s.cmd = exec.Command(bin, "-listen=127.0.0.1:0", "-addr-file="+addrFile, "-pod-parent="+o.Parent)
-	s.cmd.Dir = s.workDir
-	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
-	s.cmd.SysProcAttr = sysProcAttr()
-	if err := s.cmd.Start(); err != nil {
-		logFile.Close()
+	cmd := exec.Command(bin, "-listen=127.0.0.1:0", "-addr-file="+addrFile, "-pod-parent="+o.Parent)
+	cmd.Dir = s.workDir
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if s.proc, err = proc.Start("cadvisor", cmd, logFile); err != nil {
 		return nil, s.cleanup(fmt.Errorf("cadvisor: starting %s: %w", bin, err))
 	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		logFile.Close()
-		close(s.exited)
-	}()
 
 	begin := time.Now()
 	if err := s.waitReady(ctx, addrFile, o.ReadyTimeout); err != nil {
@@ -199,8 +190,8 @@ func (s *Server) waitReady(ctx context.Context, addrFile string, timeout time.Du
 			}
 		}
 		select {
-		case <-s.exited:
-			return fmt.Errorf("exited before becoming ready: %v", s.waitErr)
+		case <-s.proc.Exited():
+			return fmt.Errorf("exited before becoming ready: %v", s.proc.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("not ready after %s: %w (last probe: %v)", timeout, ctx.Err(), last)
 		case <-tick.C:
@@ -249,7 +240,7 @@ func (s *Server) MetricsURL() string { return s.url + "/metrics" }
 func (s *Server) Parent() string { return s.parent }
 
 // PID is the process id of cAdvisor.
-func (s *Server) PID() int { return s.cmd.Process.Pid }
+func (s *Server) PID() int { return s.proc.PID() }
 
 // LogPath is the file holding cAdvisor's stdout and stderr.
 func (s *Server) LogPath() string { return s.logPath }
@@ -267,26 +258,7 @@ func (s *Server) Stop() error {
 	return s.stopErr
 }
 
-func (s *Server) terminate() error {
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	_ = s.cmd.Process.Signal(sigterm)
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(stopGrace):
-	}
-	_ = s.cmd.Process.Kill()
-	select {
-	case <-s.exited:
-		return fmt.Errorf("cadvisor (pid %d) ignored SIGTERM for %s and was killed", s.PID(), stopGrace)
-	case <-time.After(killWait):
-		return fmt.Errorf("cadvisor (pid %d) did not exit %s after SIGKILL", s.PID(), killWait)
-	}
-}
+func (s *Server) terminate() error { return s.proc.Terminate(stopGrace, nil) }
 
 func (s *Server) cleanup(err error) error {
 	if !s.ownsDir {
@@ -299,17 +271,4 @@ func (s *Server) cleanup(err error) error {
 }
 
 // LogTail returns at most max bytes from the end of cAdvisor's log.
-func (s *Server) LogTail(max int) string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(reading log: %v)", err)
-	}
-	if len(b) > max {
-		b = b[len(b)-max:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-		b = append([]byte("[... earlier lines cut ...]\n"), b...)
-	}
-	return string(b)
-}
+func (s *Server) LogTail(max int) string { return proc.LogTail(s.logPath, max) }
