@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	promclient "github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
@@ -46,8 +45,7 @@ type Options struct {
 
 // Client queries one Prometheus server.
 type Client struct {
-	api   v1.API
-	hc    *http.Client // for the streamed series call
+	hc    *http.Client
 	base  *url.URL
 	name  string
 	calls *Calls
@@ -78,16 +76,12 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus HTTP client: %w", err)
 	}
-	c, err := api.NewClient(api.Config{Address: opts.URL, Client: hc})
-	if err != nil {
-		return nil, fmt.Errorf("prometheus client: %w", err)
-	}
 	m, err := NewMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
 	calls := NewCalls(CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, TimePrecision: time.Millisecond}, m)
-	return &Client{api: v1.NewAPI(c), hc: hc, base: u, name: opts.Name, calls: calls}, nil
+	return &Client{hc: hc, base: u, name: opts.Name, calls: calls}, nil
 }
 
 // Name is the backend's name, for errors and logs.
@@ -104,8 +98,15 @@ func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.V
 
 func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
 	start := time.Now()
-	val, warnings, _, err := c.api.Query(ctx, query, ts, v1.WithTimeout(evalTimeout(c.calls.Deadline(ctx))))
+	form := url.Values{"query": {query}, "timeout": {evalTimeout(c.calls.Deadline(ctx)).String()}}
+	if !ts.IsZero() {
+		form.Set("time", formatTime(ts))
+	}
+	val, warnings, err := c.queryCall(ctx, form)
 	if err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
 		return nil, c.fail("query", start, err)
 	}
 	if len(warnings) > 0 {
@@ -117,11 +118,11 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 	case *model.Scalar:
 		return model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}, nil
 	case nil:
-		// A success without data ({"status":"success"}): the client
-		// library returns neither a value nor an error. A panic here would
+		// A success without data ({"status":"success"}) decodes to
+		// neither a value nor an error. A panic here would
 		// not be recovered per request, as it happens in the shared call's
 		// goroutine, and would end the process.
-		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: errors.New("query returned no result")})
+		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: errNoResult})
 	default:
 		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: fmt.Errorf("query returned a %s, expected an instant vector", val.Type())})
 	}
