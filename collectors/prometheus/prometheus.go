@@ -112,6 +112,16 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 	if len(warnings) > 0 {
 		klog.V(4).InfoS("query warnings", "backend", c.name, "query", query, "warnings", warnings)
 	}
+	vec, err := instantVector(val)
+	if err != nil {
+		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: err})
+	}
+	return vec, nil
+}
+
+// instantVector is the vector a query's value stands for: a scalar is one
+// sample without labels; anything else is a bad answer.
+func instantVector(val model.Value) (model.Vector, error) {
 	switch v := val.(type) {
 	case model.Vector:
 		return v, nil
@@ -119,12 +129,12 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 		return model.Vector{{Metric: model.Metric{}, Value: v.Value, Timestamp: v.Timestamp}}, nil
 	case nil:
 		// A success without data ({"status":"success"}) decodes to
-		// neither a value nor an error. A panic here would
-		// not be recovered per request, as it happens in the shared call's
+		// neither a value nor an error. A panic here would not be
+		// recovered per request, as it happens in the shared call's
 		// goroutine, and would end the process.
-		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: errNoResult})
+		return nil, errNoResult
 	default:
-		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: fmt.Errorf("query returned a %s, expected an instant vector", val.Type())})
+		return nil, fmt.Errorf("query returned a %s, expected an instant vector", val.Type())
 	}
 }
 
