@@ -2,9 +2,12 @@ package prometheus
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/api"
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/gantry-dev/gantry/test/prom"
 )
 
 // querySeeds are answers in Prometheus' shape and beside it: each path of
@@ -281,4 +286,42 @@ func vectorBodyOf(n int) []byte {
 		b = append(b, `"},"value":[1700000000.123,"12.5"]}`...)
 	}
 	return append(b, `]}}`...)
+}
+
+// TestQueryFastPathAgainstPrometheus checks that a real Prometheus' answers
+// (a vector with labels, an empty vector, a scalar, with and without
+// warnings and infos) are read by the one-pass decoder.
+func TestQueryFastPathAgainstPrometheus(t *testing.T) {
+	srv := prom.Start(t)
+	for _, q := range []string{
+		`label_replace(vector(12.5), "pod", "web-0", "", "")`,
+		`vector(1) > 2`,
+		`scalar(vector(3))`,
+		`rate(vector(1)[1m])`, // an error status: handed over, reported
+		`sum(up)`,
+	} {
+		t.Run(q, func(t *testing.T) {
+			resp, err := http.PostForm(srv.URL()+"/api/v1/query", url.Values{"query": {q}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != 200 {
+				return
+			}
+			d := queryDecoder{s: string(body)}
+			if _, _, ok := d.envelope(); !ok {
+				t.Errorf("one-pass decoder gave up on Prometheus' answer %s at byte %d", body, d.i)
+			}
+			gotV, _, gotErr := decodeQueryResponse(string(body))
+			wantV, _, wantErr := decodeQueryGeneric(body)
+			if (gotErr == nil) != (wantErr == nil) || fmt.Sprint(gotV) != fmt.Sprint(wantV) {
+				t.Errorf("decoded %v (%v), generic decoding %v (%v)", gotV, gotErr, wantV, wantErr)
+			}
+		})
+	}
 }
