@@ -2,9 +2,11 @@ package prometheus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -71,4 +73,58 @@ func vectorBody(n int) []byte {
 	}
 	sb.WriteString(`]}}`)
 	return []byte(sb.String())
+}
+
+// TestQueryGETFallback checks that where a proxy refuses POST (403, 405,
+// 501) the query is sent again as a GET with the same parameters, as
+// Prometheus' own client does, and that other refusals are errors.
+func TestQueryGETFallback(t *testing.T) {
+	cases := []struct {
+		name       string
+		postStatus int
+		wantGET    bool
+		wantReason string
+	}{
+		{name: "405 Method Not Allowed", postStatus: http.StatusMethodNotAllowed, wantGET: true},
+		{name: "403 Forbidden", postStatus: http.StatusForbidden, wantGET: true},
+		{name: "501 Not Implemented", postStatus: http.StatusNotImplemented, wantGET: true},
+		{name: "404 is an error, not a reason to retry", postStatus: http.StatusNotFound, wantReason: "backend_error"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost {
+					w.WriteHeader(tc.postStatus)
+					return
+				}
+				vectorOK(w, r)
+			})
+			c := newClient(t, promcollector.Options{URL: api.URL, Timeout: 10 * time.Second}, nil)
+			vec, err := c.Query(context.Background(), `sum(up{job="a b"})`, time.Unix(1700000000, 0))
+			reqs := api.seen()
+			if !tc.wantGET {
+				var be *promcollector.BackendError
+				if !errors.As(err, &be) || be.Reason != tc.wantReason {
+					t.Errorf("error %v, want reason %s", err, tc.wantReason)
+				}
+				if len(reqs) != 1 {
+					t.Errorf("requests = %d, want the POST alone", len(reqs))
+				}
+				return
+			}
+			if err != nil || len(vec) != 1 {
+				t.Fatalf("Query = %v, %v; want the GET's one sample", vec, err)
+			}
+			if len(reqs) != 2 || reqs[1].Method != http.MethodGet || reqs[1].Path != "/api/v1/query" {
+				t.Fatalf("requests %+v, want a POST then a GET of /api/v1/query", reqs)
+			}
+			q, err := url.ParseQuery(reqs[1].RawQuery)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q.Get("query") != `sum(up{job="a b"})` || q.Get("time") != "1700000000" || q.Get("timeout") == "" {
+				t.Errorf("GET parameters %v, want query, time and timeout", q)
+			}
+		})
+	}
 }
