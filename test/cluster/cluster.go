@@ -38,6 +38,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
@@ -385,7 +386,7 @@ func (c *Cluster) startComponent(ctx context.Context, name Component, bin string
 	begin := time.Now()
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
-		ports, err := freePorts(nports)
+		ports, err := proc.FreePorts(nports)
 		if err != nil {
 			return nil, err
 		}
@@ -414,7 +415,7 @@ func (c *Cluster) startComponent(ctx context.Context, name Component, bin string
 		}
 
 		stopErr := p.terminate(c.opts.StopGrace, c.logf)
-		log := logTail(logPath, maxLogDump)
+		log := proc.LogTail(logPath, maxLogDump)
 		lastErr = errors.Join(fmt.Errorf("%s: %w\n%s log (%s):\n%s", name, err, name, logPath, log), stopErr)
 		if nports == 0 || !strings.Contains(readFrom(logPath, logStart), "address already in use") || ctx.Err() != nil {
 			return nil, lastErr
@@ -691,7 +692,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 		return fmt.Errorf("cluster: port of %s: %w", c.url, err)
 	}
 	if err := waitReady(ctx, np, func(ctx context.Context) error { return c.apiserverReady(ctx, []int{port}) }); err != nil {
-		return fmt.Errorf("cluster: kube-apiserver not ready after a restart: %w\n%s", err, logTail(c.LogPath(APIServer), maxLogDump))
+		return fmt.Errorf("cluster: kube-apiserver not ready after a restart: %w\n%s", err, proc.LogTail(c.LogPath(APIServer), maxLogDump))
 	}
 	c.logf("cluster: kube-apiserver restarted (pid %d): stopped in %s, ready %s later",
 		np.pid(), down.Sub(begin).Round(10*time.Millisecond), time.Since(down).Round(10*time.Millisecond))
@@ -753,7 +754,7 @@ func (c *Cluster) LogPath(name Component) string {
 
 // LogTail returns the last 32 KiB of a component's log, for printing when a
 // test fails.
-func (c *Cluster) LogTail(name Component) string { return logTail(c.LogPath(name), maxLogDump) }
+func (c *Cluster) LogTail(name Component) string { return proc.LogTail(c.LogPath(name), maxLogDump) }
 
 func httpGet(ctx context.Context, hc *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

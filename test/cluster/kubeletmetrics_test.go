@@ -27,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
@@ -402,7 +403,7 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := freePorts(1)
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +432,7 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("metrics-server log:\n%s", logTail(logPath, maxLogDump))
+			t.Logf("metrics-server log:\n%s", proc.LogTail(logPath, maxLogDump))
 		}
 	})
 

@@ -13,6 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/gantry-dev/gantry/test/internal/proc"
 )
 
 // nodeReadyTimeout bounds AddFakeNode's wait when ctx has no deadline; kwok
@@ -294,7 +296,7 @@ func (c *Cluster) nextNodeIP() (string, error) {
 func freeKubeletPort() (int, error) {
 	var lastErr error
 	for range 10 {
-		ports, err := freePorts(1)
+		ports, err := proc.FreePorts(1)
 		if err != nil {
 			return 0, err
 		}
