@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"path"
 	"strconv"
@@ -26,29 +24,9 @@ import (
 func (c *Client) queryCall(ctx context.Context, form url.Values) (model.Value, []string, error) {
 	u := *c.base
 	u.Path = path.Join(u.Path, "/api/v1/query")
-	body := form.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(body))
+	resp, err := c.post(ctx, &u, form)
 	if err != nil {
 		return nil, nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	// Idempotent: the transport may retry it on a broken connection.
-	req.Header["Idempotency-Key"] = nil
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, nil, err
-	}
-	switch resp.StatusCode {
-	case http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusNotImplemented:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
-		resp.Body.Close()
-		u.RawQuery = body
-		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil); err != nil {
-			return nil, nil, err
-		}
-		if resp, err = c.hc.Do(req); err != nil {
-			return nil, nil, err
-		}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {

@@ -129,35 +129,44 @@ func (c *Client) series(ctx context.Context, matchers []string, start, end time.
 	return nil
 }
 
-// seriesCall POSTs the form, falling back to GET where a proxy refuses
-// POST (403, 405, 501), as Prometheus' own client does.
+// seriesCall POSTs the form and decodes the answer as it streams in.
 func (c *Client) seriesCall(ctx context.Context, u *url.URL, form url.Values, visit func([]labelPair)) error {
+	resp, err := c.post(ctx, u, form)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return decodeSeriesResponse(resp, visit)
+}
+
+// post POSTs the form to u, falling back to GET where a proxy refuses POST
+// (403, 405, 501), as Prometheus' own client does. The caller closes the
+// answer's body.
+func (c *Client) post(ctx context.Context, u *url.URL, form url.Values) (*http.Response, error) {
 	body := form.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), strings.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	// Idempotent: the transport may retry it on a broken connection.
 	req.Header["Idempotency-Key"] = nil
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch resp.StatusCode {
 	case http.StatusForbidden, http.StatusMethodNotAllowed, http.StatusNotImplemented:
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		resp.Body.Close()
-		u.RawQuery = body
-		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil); err != nil {
-			return err
+		get := *u
+		get.RawQuery = body
+		if req, err = http.NewRequestWithContext(ctx, http.MethodGet, get.String(), nil); err != nil {
+			return nil, err
 		}
-		if resp, err = c.hc.Do(req); err != nil {
-			return err
-		}
+		return c.hc.Do(req)
 	}
-	defer resp.Body.Close()
-	return decodeSeriesResponse(resp, visit)
+	return resp, nil
 }
 
 func formatTime(t time.Time) string {
