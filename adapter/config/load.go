@@ -699,20 +699,8 @@ func checkQueryTemplate(text string, external bool) error {
 	// and the request, so a lookup of a label the samples lack is not an
 	// error here; fields that do not exist still are.
 	t.Option("missingkey=zero")
-	args := QueryArgs{
-		Series:            "sample_metric",
-		LabelMatchers:     `namespace="default",pod=~"a|b"`,
-		LabelValuesByName: map[string]string{"namespace": "default", "pod": "a|b"},
-		GroupBy:           "pod",
-		GroupBySlice:      []string{"pod"},
-	}
-	if external {
-		args.LabelMatchers = `namespace="default"`
-		args.LabelValuesByName = map[string]string{"namespace": "default"}
-		args.GroupBy, args.GroupBySlice = "", nil
-	}
 	var b strings.Builder
-	if err := t.Execute(&b, args); err != nil {
+	if err := t.Execute(&b, sampleArgs(external)); err != nil {
 		return fmt.Errorf("template does not render: %s", templateError(err))
 	}
 	if strings.TrimSpace(b.String()) == "" {
@@ -722,6 +710,25 @@ func checkQueryTemplate(text string, external bool) error {
 		return fmt.Errorf("rendered query does not parse: %v (rendered: %s)", firstLine(err.Error()), b.String())
 	}
 	return nil
+}
+
+// sampleArgs are the template values a query template is checked with: a
+// request for two pods in a namespace, or an external one.
+func sampleArgs(external bool) QueryArgs {
+	if external {
+		return QueryArgs{
+			Series:            "sample_metric",
+			LabelMatchers:     `namespace="default"`,
+			LabelValuesByName: map[string]string{"namespace": "default"},
+		}
+	}
+	return QueryArgs{
+		Series:            "sample_metric",
+		LabelMatchers:     `namespace="default",pod=~"a|b"`,
+		LabelValuesByName: map[string]string{"namespace": "default", "pod": "a|b"},
+		GroupBy:           "pod",
+		GroupBySlice:      []string{"pod"},
+	}
 }
 
 // CheckLogQLTemplate renders a logqlQuery template with sample arguments and
@@ -734,20 +741,8 @@ func CheckLogQLTemplate(text string, external bool) error {
 		return err
 	}
 	t.Option("missingkey=zero")
-	args := QueryArgs{
-		Series:            "sample_metric",
-		LabelMatchers:     `namespace="default",pod=~"a|b"`,
-		LabelValuesByName: map[string]string{"namespace": "default", "pod": "a|b"},
-		GroupBy:           "pod",
-		GroupBySlice:      []string{"pod"},
-	}
-	if external {
-		args.LabelMatchers = `namespace="default"`
-		args.LabelValuesByName = map[string]string{"namespace": "default"}
-		args.GroupBy, args.GroupBySlice = "", nil
-	}
 	var b strings.Builder
-	if err := t.Execute(&b, args); err != nil {
+	if err := t.Execute(&b, sampleArgs(external)); err != nil {
 		return fmt.Errorf("template does not render: %s", templateError(err))
 	}
 	return CheckLogQL(b.String())
