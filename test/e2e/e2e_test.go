@@ -23,7 +23,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 
@@ -415,27 +414,7 @@ func (e *env) rpsApp(t *testing.T, name string, replicas, min, max int32, perPod
 // feedPods keeps calling set for every pod of the Deployment as pods come
 // and go, until the returned stop is called.
 func (e *env) feedPods(name string, set func(pod string)) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			pods, err := e.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.Set{"app": name}.String()})
-			if err == nil {
-				for _, p := range pods.Items {
-					set(p.Name)
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { cancel(); <-done }
+	return e.feedNamespacePods(ns, name, set)
 }
 
 func (e *env) getHPA(ctx context.Context, t *testing.T, name string) *autoscalingv2.HorizontalPodAutoscaler {

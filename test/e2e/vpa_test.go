@@ -272,7 +272,8 @@ func (e *env) vpaDeployment(t *testing.T, ns, name string, replicas int32) {
 	}
 }
 
-// feedNamespacePods is feedPods for a Deployment in namespace ns.
+// feedNamespacePods keeps calling set for every pod of the Deployment in
+// namespace ns as pods come and go, until the returned stop is called.
 func (e *env) feedNamespacePods(ns, name string, set func(pod string)) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
