@@ -240,8 +240,6 @@ func (s *Server) Run(ctx context.Context) error {
 		ValueCacheTTL: s.Options.ValueCacheTTL,
 		Registerer:    reg,
 	})
-	s.WithCustomMetrics(mp)
-	s.WithExternalMetrics(mp)
 
 	// metrics.k8s.io needs OpenAPI models next to the ones custom-metrics-
 	// apiserver generates, and Gantry serves /metrics from its own registry.
@@ -267,6 +265,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	generic := server.GenericAPIServer
+	if err := installMetricAPIs(generic, mp); err != nil {
+		return err
+	}
 	var resourceSrc *resourceSource
 	var kubeletCollector *kubelet.Collector
 	if resourceMode == ResourceMetricsKubelet || s.Options.Kubelet.Cadvisor {
