@@ -3,7 +3,9 @@ package provider
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +37,104 @@ type ObjectCache struct {
 	factory metadatainformer.SharedInformerFactory
 
 	mu        sync.Mutex
-	informers map[schema.GroupVersionResource]cache.SharedIndexInformer
+	informers map[schema.GroupVersionResource]*resourceCache
+}
+
+// resourceCache is one resource's informer and the selector answers
+// computed from it. An answer is kept with the generation of its namespace
+// when it was computed and served again until an object of that namespace
+// is added, deleted or relabelled: an HPA polling every 15 s resolves its
+// selector once, not on every poll, and status updates (the bulk of pod
+// events) do not count as changes.
+type resourceCache struct {
+	inf cache.SharedIndexInformer
+
+	mu      sync.Mutex
+	counter uint64            // counts changes; never goes back
+	gens    map[string]uint64 // namespace → counter at its last change; "" → at any change
+	base    uint64            // the generation of namespaces not in gens
+	answers map[answerKey]answer
+	hits    uint64 // for tests
+}
+
+type answerKey struct{ namespace, selector string }
+
+type answer struct {
+	gen   uint64
+	objs  []*metav1.PartialObjectMetadata
+	names []string
+}
+
+// maxAnswers bounds the kept answers; when it is reached they are dropped
+// together with the generations (see forget).
+const maxAnswers = 4096
+
+func newResourceCache(inf cache.SharedIndexInformer) (*resourceCache, error) {
+	rc := &resourceCache{inf: inf, gens: map[string]uint64{}, answers: map[answerKey]answer{}}
+	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: rc.changed,
+		UpdateFunc: func(old, cur any) {
+			o, ok1 := old.(*metav1.PartialObjectMetadata)
+			c, ok2 := cur.(*metav1.PartialObjectMetadata)
+			if ok1 && ok2 && maps.Equal(o.Labels, c.Labels) {
+				return
+			}
+			rc.changed(cur)
+		},
+		DeleteFunc: rc.changed,
+	})
+	return rc, err
+}
+
+func (rc *resourceCache) changed(obj any) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.counter++
+	rc.gens[""] = rc.counter
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		rc.gens[m.Namespace] = rc.counter
+		return
+	}
+	// A tombstone: its namespace is in its key, but forgetting everything
+	// is as correct and too rare to be worth parsing it.
+	rc.forget()
+}
+
+// forget drops every answer and generation. Namespaces then read as a base
+// generation newer than any handed out before, so an answer computed
+// earlier and stored later can never pass for a current one.
+func (rc *resourceCache) forget() {
+	rc.counter++
+	rc.base = rc.counter
+	clear(rc.answers)
+	clear(rc.gens)
+}
+
+// lookup returns a current answer for key, or the generation a fresh
+// answer must be stored with.
+func (rc *resourceCache) lookup(key answerKey) (answer, uint64, bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	gen, ok := rc.gens[key.namespace]
+	if !ok {
+		gen = rc.base
+	}
+	a, ok := rc.answers[key]
+	if ok && a.gen == gen {
+		rc.hits++
+		return a, gen, true
+	}
+	return answer{}, gen, false
+}
+
+func (rc *resourceCache) store(key answerKey, a answer) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.answers) >= maxAnswers || len(rc.gens) >= 4*maxAnswers {
+		rc.forget()
+		return // a is older than the base now
+	}
+	rc.answers[key] = a
 }
 
 var _ ObjectLister = (*ObjectCache)(nil)
@@ -46,7 +145,7 @@ func NewObjectCache(ctx context.Context, client metadata.Interface, mapper apime
 		ctx:       ctx,
 		mapper:    mapper,
 		factory:   metadatainformer.NewSharedInformerFactoryWithOptions(client, resync, metadatainformer.WithTransform(trimMetadata)),
-		informers: map[schema.GroupVersionResource]cache.SharedIndexInformer{},
+		informers: map[schema.GroupVersionResource]*resourceCache{},
 	}
 }
 
@@ -75,82 +174,80 @@ func (c *ObjectCache) Warm(grs ...schema.GroupResource) {
 	}
 }
 
-func (c *ObjectCache) informer(gr schema.GroupResource) (cache.SharedIndexInformer, schema.GroupVersionResource, error) {
+func (c *ObjectCache) informer(gr schema.GroupResource) (*resourceCache, schema.GroupVersionResource, error) {
 	gvr, err := c.mapper.ResourceFor(gr.WithVersion(""))
 	if err != nil {
 		return nil, gvr, fmt.Errorf("resource %q is not served by the cluster: %w", gr.String(), err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	inf, ok := c.informers[gvr]
+	rc, ok := c.informers[gvr]
 	if !ok {
-		inf = c.factory.ForResource(gvr).Informer()
-		c.informers[gvr] = inf
+		if rc, err = newResourceCache(c.factory.ForResource(gvr).Informer()); err != nil {
+			return nil, gvr, fmt.Errorf("watching %q: %w", gr.String(), err)
+		}
+		c.informers[gvr] = rc
 		c.factory.Start(c.ctx.Done())
 	}
-	return inf, gvr, nil
+	return rc, gvr, nil
 }
 
-// Objects lists cached objects of gr matching sel, waiting (within ctx) for
-// the resource's first sync.
+// Objects lists cached objects of gr matching sel, sorted by namespace and
+// name, waiting (within ctx) for the resource's first sync. The slice may be
+// shared with other callers: it must not be modified.
 func (c *ObjectCache) Objects(ctx context.Context, gr schema.GroupResource, namespace string, sel labels.Selector) ([]*metav1.PartialObjectMetadata, error) {
-	inf, _, err := c.informer(gr)
+	a, err := c.answer(ctx, gr, namespace, sel)
+	return a.objs, err
+}
+
+// Names lists the names of cached objects of gr matching sel, in the order
+// of Objects. The slice may be shared: it must not be modified.
+func (c *ObjectCache) Names(ctx context.Context, gr schema.GroupResource, namespace string, sel labels.Selector) ([]string, error) {
+	a, err := c.answer(ctx, gr, namespace, sel)
+	return a.names, err
+}
+
+func (c *ObjectCache) answer(ctx context.Context, gr schema.GroupResource, namespace string, sel labels.Selector) (answer, error) {
+	rc, _, err := c.informer(gr)
 	if err != nil {
-		return nil, err
+		return answer{}, err
 	}
+	inf := rc.inf
 	if !inf.HasSynced() && !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
-		return nil, fmt.Errorf("the object cache for %q has not synced yet", gr.String())
+		return answer{}, fmt.Errorf("the object cache for %q has not synced yet", gr.String())
 	}
 	if sel == nil {
 		sel = labels.Everything()
 	}
-	var out []*metav1.PartialObjectMetadata
-	add := func(obj any) {
-		m, ok := obj.(*metav1.PartialObjectMetadata)
-		if ok && sel.Matches(labels.Set(m.Labels)) {
-			out = append(out, m)
-		}
+	key := answerKey{namespace: namespace, selector: sel.String()}
+	a, gen, ok := rc.lookup(key)
+	if ok {
+		return a, nil
 	}
+	var objs []any
 	if namespace != "" {
-		objs, err := inf.GetIndexer().ByIndex(cache.NamespaceIndex, namespace)
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range objs {
-			add(o)
+		if objs, err = inf.GetIndexer().ByIndex(cache.NamespaceIndex, namespace); err != nil {
+			return answer{}, err
 		}
 	} else {
-		for _, o := range inf.GetStore().List() {
-			add(o)
+		objs = inf.GetStore().List()
+	}
+	a = answer{gen: gen}
+	for _, o := range objs {
+		if m, ok := o.(*metav1.PartialObjectMetadata); ok && sel.Matches(labels.Set(m.Labels)) {
+			a.objs = append(a.objs, m)
 		}
 	}
-	slices.SortFunc(out, func(a, b *metav1.PartialObjectMetadata) int {
-		if a.Namespace != b.Namespace {
-			if a.Namespace < b.Namespace {
-				return -1
-			}
-			return 1
+	slices.SortFunc(a.objs, func(x, y *metav1.PartialObjectMetadata) int {
+		if c := strings.Compare(x.Namespace, y.Namespace); c != 0 {
+			return c
 		}
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
+		return strings.Compare(x.Name, y.Name)
 	})
-	return out, nil
-}
-
-// Names lists the names of cached objects of gr matching sel.
-func (c *ObjectCache) Names(ctx context.Context, gr schema.GroupResource, namespace string, sel labels.Selector) ([]string, error) {
-	objs, err := c.Objects(ctx, gr, namespace, sel)
-	if err != nil {
-		return nil, err
+	a.names = make([]string, len(a.objs))
+	for i, o := range a.objs {
+		a.names[i] = o.Name
 	}
-	names := make([]string, len(objs))
-	for i, o := range objs {
-		names[i] = o.Name
-	}
-	return names, nil
+	rc.store(key, a)
+	return a, nil
 }

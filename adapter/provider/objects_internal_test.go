@@ -1,10 +1,19 @@
 package provider
 
 import (
+	"context"
+	"slices"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	metadatafake "k8s.io/client-go/metadata/fake"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -30,5 +39,134 @@ func TestTrimMetadata(t *testing.T) {
 	tomb := cache.DeletedFinalStateUnknown{Key: "shop/web-1"}
 	if got, err := trimMetadata(tomb); err != nil || got != tomb {
 		t.Errorf("tombstone: %v, %v; want it unchanged", got, err)
+	}
+}
+
+// TestObjectCacheAnswers: selector answers are kept until an object of
+// their namespace is added, deleted or relabelled, and are right after each.
+func TestObjectCacheAnswers(t *testing.T) {
+	scheme := metadatafake.NewTestScheme()
+	if err := metav1.AddMetaToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	pod := func(ns, name, app string) *metav1.PartialObjectMetadata {
+		return &metav1.PartialObjectMetadata{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{"app": app}},
+		}
+	}
+	client := metadatafake.NewSimpleMetadataClient(scheme, pod("a", "web-1", "web"), pod("a", "web-2", "web"), pod("a", "db-1", "db"), pod("b", "web-9", "web"))
+	mapper := apimeta.NewDefaultRESTMapper(nil)
+	mapper.Add(corev1.SchemeGroupVersion.WithKind("Pod"), apimeta.RESTScopeNamespace)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := NewObjectCache(ctx, client, mapper, 0)
+	gvr := corev1.SchemeGroupVersion.WithResource("pods")
+	tracker := client.Tracker()
+	gr := schema.GroupResource{Resource: "pods"}
+	web := labels.SelectorFromSet(labels.Set{"app": "web"})
+
+	names := func(ns string) []string {
+		t.Helper()
+		n, err := c.Names(ctx, gr, ns, web)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	// eventually waits (bounded) for the informer to deliver a change.
+	eventually := func(ns string, want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := names(ns)
+			if slices.Equal(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("namespace %q app=web: %v, want %v", ns, got, want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	hits := func() uint64 {
+		rc, _, err := c.informer(gr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		return rc.hits
+	}
+
+	eventually("a", "web-1", "web-2")
+	h := hits()
+	if got := names("a"); !slices.Equal(got, []string{"web-1", "web-2"}) || hits() != h+1 {
+		t.Fatalf("repeated request: %v, hits %d → %d; want the kept answer", got, h, hits())
+	}
+	eventually("", "web-1", "web-2", "web-9")
+
+	// An update that keeps the labels (a status change, for a pod) keeps
+	// the answer. Events arrive in order: once a later change in another
+	// namespace shows, the first one has been handled.
+	p := pod("a", "web-1", "web")
+	p.Annotations = map[string]string{"status": "changed"}
+	if err := tracker.Update(gvr, p, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tracker.Update(gvr, pod("b", "web-9", "db"), "b"); err != nil {
+		t.Fatal(err)
+	}
+	eventually("b")
+	h = hits()
+	if got := names("a"); !slices.Equal(got, []string{"web-1", "web-2"}) || hits() != h+1 {
+		t.Errorf("after an update that kept the labels: %v, hits %d → %d; want the kept answer", got, h, hits())
+	}
+	eventually("", "web-1", "web-2")
+
+	// Relabel, delete, add: each shows.
+	if err := tracker.Update(gvr, pod("a", "web-2", "db"), "a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually("a", "web-1")
+	if err := tracker.Delete(gvr, "a", "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually("a")
+	if err := tracker.Create(gvr, pod("a", "web-3", "web"), "a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually("a", "web-3")
+
+	// More distinct selectors than the cache keeps: it forgets and stays right.
+	for i := range maxAnswers + 10 {
+		sel := labels.SelectorFromSet(labels.Set{"app": "web", "n": strconv.Itoa(i)})
+		if n, err := c.Names(ctx, gr, "a", sel); err != nil || len(n) != 0 {
+			t.Fatalf("selector %d: %v, %v", i, n, err)
+		}
+	}
+	if err := tracker.Create(gvr, pod("a", "web-4", "web"), "a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually("a", "web-3", "web-4")
+	eventually("", "web-3", "web-4")
+}
+
+// TestResourceCacheForgetting: an answer computed before the cache forgot
+// its generations, and stored after, is never served.
+func TestResourceCacheForgetting(t *testing.T) {
+	rc := &resourceCache{gens: map[string]uint64{}, answers: map[answerKey]answer{}}
+	key := answerKey{namespace: "a", selector: "app=web"}
+	_, gen, _ := rc.lookup(key) // a request starts computing its answer
+	rc.changed(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "web-1"}})
+	rc.forget()
+	rc.store(key, answer{gen: gen, names: []string{"stale"}})
+	if a, _, ok := rc.lookup(key); ok {
+		t.Errorf("served %v, computed before a change the cache has since forgotten", a.names)
+	}
+	_, gen, _ = rc.lookup(key)
+	rc.store(key, answer{gen: gen, names: []string{"fresh"}})
+	if a, _, ok := rc.lookup(key); !ok || a.names[0] != "fresh" {
+		t.Errorf("an answer computed after forgetting: %v, %v; want it kept", a.names, ok)
 	}
 }
