@@ -22,7 +22,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("# TYPE node_cpu_usage_seconds_total histogram\nnode_cpu_usage_seconds_total_bucket{le=\"1\"} 1\n"), []byte("node_cpu_usage_seconds_total 1\nnode_cpu_usage_seconds_total 2\n"))
 	f.Fuzz(func(t *testing.T, first, second []byte) {
 		st := newStore(15 * time.Second)
-		p := &parser{text: parserPool.New().(*parser).text, index: map[containerKey]int{}}
+		p := newParser()
 		for i, in := range [][]byte{first, second} {
 			res, err := p.parse(bytes.NewReader(in), ms+int64(i)*15_000)
 			if err != nil {

@@ -52,7 +52,7 @@ func TestKeepLinesAgreesWithExpfmt(t *testing.T) {
 
 func TestParseRejectsAnswersWithoutResourceMetrics(t *testing.T) {
 	for _, in := range []string{"", "# HELP x y\n", "scrape_error 1\n", "<html><body>Bad Gateway</body></html>\n"} {
-		p := &parser{text: expfmt.NewTextParser(model.UTF8Validation), index: map[containerKey]int{}}
+		p := newParser()
 		if _, err := p.parse(strings.NewReader(in), 1); err == nil {
 			t.Errorf("parse(%q) succeeded", in)
 		}
