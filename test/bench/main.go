@@ -57,6 +57,7 @@ import (
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/kubernetes"
@@ -95,6 +96,7 @@ type flags struct {
 	relist    time.Duration
 	pprofDir  string
 	verbose   bool
+	gantry    []string // extra Gantry flags
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
@@ -122,6 +124,10 @@ func run(args []string, out io.Writer) int {
 	flag.DurationVar(&f.relist, "relist", 30*time.Second, "Gantry's --metrics-relist-interval")
 	flag.StringVar(&f.pprofDir, "pprof-dir", "", "write a CPU profile of Gantry during each pods scenario's requests into this directory")
 	flag.BoolVar(&f.verbose, "v", false, "log the stack's progress")
+	flag.Func("gantry-flag", "an extra flag for Gantry, e.g. -gantry-flag=--backend-max-in-flight=8; repeatable (Gantry otherwise runs with its defaults but --value-cache-ttl)", func(v string) error {
+		f.gantry = append(f.gantry, v)
+		return nil
+	})
 	var kubeletNodes string
 	var kubeletDur time.Duration
 	flag.StringVar(&kubeletNodes, "kubelet-nodes", "", "kubelet scenario: comma-separated node counts (ascending), 10 pods each, e.g. 10,100,1000; per-node figures are slopes from the first count; Gantry's kubelet collector and metrics-server side by side; empty skips it")
@@ -229,16 +235,17 @@ type latencies struct {
 }
 
 type result struct {
-	Scenario      string  `json:"scenario"`
-	Started       string  `json:"started,omitempty"` // UTC, for matching runs with the machine's load
-	LoadAvg       string  `json:"loadavg,omitempty"` // /proc/loadavg when the scenario started
-	Cores         int     `json:"cores"`
-	ValueCacheTTL string  `json:"value_cache_ttl"`
-	Pods          int     `json:"pods"`
-	HPAs          int     `json:"hpas,omitempty"`
-	Requests      int     `json:"requests"`
-	Errors        int     `json:"errors"`
-	RequestsPerS  float64 `json:"requests_per_second,omitempty"`
+	Scenario      string   `json:"scenario"`
+	Started       string   `json:"started,omitempty"` // UTC, for matching runs with the machine's load
+	LoadAvg       string   `json:"loadavg,omitempty"` // /proc/loadavg when the scenario started
+	Cores         int      `json:"cores"`
+	ValueCacheTTL string   `json:"value_cache_ttl"`
+	GantryFlags   []string `json:"gantry_flags,omitempty"` // -gantry-flag
+	Pods          int      `json:"pods"`
+	HPAs          int      `json:"hpas,omitempty"`
+	Requests      int      `json:"requests"`
+	Errors        int      `json:"errors"`
+	RequestsPerS  float64  `json:"requests_per_second,omitempty"`
 
 	Gantry   latencies  `json:"gantry_ms"`
 	Raw      *latencies `json:"raw_query_ms,omitempty"`
@@ -293,7 +300,7 @@ func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results 
 		RelistInterval: f.relist,
 		Rules:          benchRules,
 		Cluster:        cluster.Options{APIServerFlags: []string{"--max-requests-inflight=2000"}},
-		GantryArgs:     []string{"--value-cache-ttl=" + ttl, "--v=1", "--client-qps=500", "--client-burst=1000"},
+		GantryArgs:     append([]string{"--value-cache-ttl=" + ttl, "--v=1"}, f.gantry...),
 	})
 	if err != nil {
 		return nil, err
@@ -368,6 +375,7 @@ func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results 
 }
 
 func (b *bench) emit(r result) {
+	r.GantryFlags = b.f.gantry
 	data, _ := json.Marshal(r)
 	fmt.Fprintln(b.out, string(data))
 }
@@ -593,6 +601,9 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	}
 	cfg := b.st.Cluster.RESTConfig()
 	cfg.QPS, cfg.Burst = 10000, 20000
+	// kube-controller-manager's clients, the HPA controller's among them,
+	// ask for protobuf (--kube-api-content-type's default).
+	cfg.ContentType = kruntime.ContentTypeProtobuf
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return result{}, err
