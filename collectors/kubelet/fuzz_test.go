@@ -4,13 +4,34 @@ import (
 	"bytes"
 	"cmp"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
 )
 
+// FuzzParseMatchesExpfmt holds the line parser to the expfmt-based one it
+// replaced, by the rule of parse_diff_test.go: on any answer both fail, or
+// both succeed with the same result. Seeds: below, generated answers and
+// testdata/fuzz/FuzzParseMatchesExpfmt.
+func FuzzParseMatchesExpfmt(f *testing.F) {
+	ms := t0.UnixMilli()
+	f.Add([]byte(exposition(100, 2e9, ms, []container{{"a", "p", "c", 1, 1, 1}, {"a", "p", "d", 2, 2, 2}})))
+	f.Add([]byte(exposition(1, 1, 0, []container{{"ns", "pod", "c", 1, 1, 0}})))
+	f.Add([]byte("{\"node_cpu_usage_seconds_total\",a=\"b\"} 1 2\n# TYPE container_cpu_usage_seconds_total summary\n"))
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 20 {
+		f.Add(generated(r))
+	}
+	p := newParser()
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkAgainstOracle(t, p, in, ms)
+	})
+}
+
 // FuzzParse feeds arbitrary kubelet answers through the parser and the
-// store: nothing panics, what is kept is well-formed (labels present,
+// store: the parser agrees with expfmt (FuzzParseMatchesExpfmt), nothing
+// panics, what is kept is well-formed (labels present,
 // finite non-negative values, sorted), and the served usage is finite.
 // Seeds: below and testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
@@ -24,6 +45,7 @@ func FuzzParse(f *testing.F) {
 		st := newStore(15 * time.Second)
 		p := newParser()
 		for i, in := range [][]byte{first, second} {
+			checkAgainstOracle(t, p, in, ms+int64(i)*15_000)
 			res, err := p.parse(bytes.NewReader(in), ms+int64(i)*15_000)
 			if err != nil {
 				continue
