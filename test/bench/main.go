@@ -254,6 +254,11 @@ type result struct {
 	// from memory (its external.metrics.k8s.io discovery document) through
 	// the same path, measured after the CPU figures are taken.
 	Hop *latencies `json:"aggregator_hop_ms,omitempty"`
+	// HandlerMeanMs is the mean time Gantry spent on a request by its own
+	// clock (gantry_request_duration_seconds), QueryMeanMs the mean of its
+	// backend queries (gantry_backend_request_duration_seconds).
+	HandlerMeanMs float64 `json:"gantry_handler_mean_ms,omitempty"`
+	QueryMeanMs   float64 `json:"gantry_query_mean_ms,omitempty"`
 	// OverheadP99 is Gantry p99 / raw query p99, OverheadP50 the same at p50.
 	OverheadP99 float64 `json:"overhead_p99,omitempty"`
 	OverheadP50 float64 `json:"overhead_p50,omitempty"`
@@ -750,6 +755,12 @@ func (after snapshot) fill(r *result, before snapshot, requests int) {
 	r.CacheHits = d(`gantry_value_cache_requests_total{result="hit"}`)
 	r.CacheMisses = d(`gantry_value_cache_requests_total{result="miss"}`)
 	r.BackendQueries = d(`queries`)
+	if n := d("handler_requests"); n > 0 {
+		r.HandlerMeanMs = round(1000*d("handler_seconds")/n, 2)
+	}
+	if n := d("queries"); n > 0 {
+		r.QueryMeanMs = round(1000*d("query_seconds")/n, 2)
+	}
 }
 
 // parseMetrics reads the wanted samples of a text exposition, and sums the
@@ -774,6 +785,12 @@ func parseMetrics(body []byte, want map[string]bool, countName string) map[strin
 			out[name] = v
 		case strings.HasPrefix(name, countName) && strings.Contains(name, `call="query"`):
 			out["queries"] += v
+		case strings.HasPrefix(name, "gantry_backend_request_duration_seconds_sum") && strings.Contains(name, `call="query"`):
+			out["query_seconds"] += v
+		case strings.HasPrefix(name, "gantry_request_duration_seconds_sum"):
+			out["handler_seconds"] += v
+		case strings.HasPrefix(name, "gantry_request_duration_seconds_count"):
+			out["handler_requests"] += v
 		}
 	}
 	return out
