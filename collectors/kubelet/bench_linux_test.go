@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -44,6 +45,32 @@ func nodePayload(i, round int, ms int64) string {
 		}
 	}
 	return exposition(float64(round)*2*15, 3e9, ms, cs)
+}
+
+// BenchmarkParse is one node's answer parsed, without the store: the line
+// scanner against the expfmt-based parser it replaced (oldParser), each
+// reusing its buffers as the pooled parsers do.
+func BenchmarkParse(b *testing.B) {
+	body := []byte(nodePayload(7, 3, t0.UnixMilli()))
+	for _, bc := range []struct {
+		name  string
+		parse func(io.Reader, int64) (*scrapeResult, error)
+	}{
+		{"scanner", newParser().parse},
+		{"expfmt", newOldParser().parse},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			rd := bytes.NewReader(body)
+			for b.Loop() {
+				rd.Reset(body)
+				if _, err := bc.parse(rd, 1); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
 
 // BenchmarkParseStore is one scrape of every node, parsed and stored,

@@ -13,36 +13,62 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// expfmtParse is the parser as it was before the line scanner: the lines of
-// the five series (and their TYPE lines) filtered out of the whole body,
-// then prometheus/common's TextParser. The differential tests hold parse
-// to it.
+// This file is the parser as it was before the line scanner (parse.go at
+// 00f67f8, names prefixed with old): the lines of the five series (and
+// their TYPE lines) filtered out of the whole body, then prometheus/common's
+// TextParser. The differential tests hold parse to it; BenchmarkParse
+// compares the two.
+
+// expfmtParse is what the old parser answers for r, with a parser of its own.
 func expfmtParse(r io.Reader, defaultMs int64) (*scrapeResult, error) {
-	var raw, kept bytes.Buffer
-	if _, err := raw.ReadFrom(r); err != nil {
+	return newOldParser().parse(r, defaultMs)
+}
+
+type containerKey struct{ namespace, pod, container string }
+
+// oldParser turns one /metrics/resource response into a scrapeResult. It keeps
+// its buffers between scrapes; one parser per goroutine (the old parserPool).
+type oldParser struct {
+	text  expfmt.TextParser
+	index map[containerKey]int
+	res   scrapeResult
+	raw   bytes.Buffer // the response
+	kept  bytes.Buffer // its lines that matter
+}
+
+func newOldParser() *oldParser {
+	return &oldParser{text: expfmt.NewTextParser(model.UTF8Validation), index: map[containerKey]int{}}
+}
+
+// parse reads the Prometheus text exposition from r. Samples without an
+// explicit timestamp get defaultMs. The result is valid until the next call.
+//
+// Only the lines of the five series used (and their TYPE lines) reach
+// expfmt's parser: it allocates some 25 objects per sample, and the
+// kubelet's HELP lines, swap and pod series are more than half of the
+// answer. An answer without node or container CPU is an error, so an HTML
+// error page or a truncated body is not taken for a node without pods.
+func (p *oldParser) parse(r io.Reader, defaultMs int64) (*scrapeResult, error) {
+	clear(p.index)
+	p.res = scrapeResult{containers: p.res.containers[:0]}
+	p.raw.Reset()
+	if _, err := p.raw.ReadFrom(r); err != nil {
 		return nil, fmt.Errorf("reading metrics: %w", err)
 	}
-	keepLines(&kept, raw.Bytes())
-	text := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := text.TextToMetricFamilies(&kept)
+	p.kept.Reset()
+	keepLines(&p.kept, p.raw.Bytes())
+	fams, err := p.text.TextToMetricFamilies(&p.kept)
 	if err != nil {
 		return nil, fmt.Errorf("parsing metrics: %w", err)
 	}
-	return fromFamilies(fams, defaultMs)
-}
-
-// fromFamilies is what the old parser made of expfmt's families.
-func fromFamilies(fams map[string]*dto.MetricFamily, defaultMs int64) (*scrapeResult, error) {
-	res := &scrapeResult{}
-	index := map[containerKey]int{}
 	if f := fams[nodeCPU]; f != nil {
 		if v, ms, ok := oldSingle(f, defaultMs); ok && v >= 0 {
-			res.node, res.hasNodeCPU = point{ms: ms, cpu: v}, true
+			p.res.node, p.res.hasNodeCPU = point{ms: ms, cpu: v}, true
 		}
 	}
 	if f := fams[nodeMemory]; f != nil {
 		if v, _, ok := oldSingle(f, defaultMs); ok && v >= 0 {
-			res.nodeMemory, res.hasNodeMemory = v, true
+			p.res.nodeMemory, p.res.hasNodeMemory = v, true
 		}
 	}
 	for _, name := range [...]string{containerCPU, containerMemory, containerStart} {
@@ -55,27 +81,10 @@ func fromFamilies(fams map[string]*dto.MetricFamily, defaultMs int64) (*scrapeRe
 			if !ok || v < 0 {
 				continue
 			}
-			var k containerKey
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "namespace":
-					k.namespace = l.GetValue()
-				case "pod":
-					k.pod = l.GetValue()
-				case "container":
-					k.container = l.GetValue()
-				}
-			}
-			if k.namespace == "" || k.pod == "" || k.container == "" {
+			c := p.container(m)
+			if c == nil {
 				continue
 			}
-			i, ok := index[k]
-			if !ok {
-				i = len(res.containers)
-				index[k] = i
-				res.containers = append(res.containers, containerSample{namespace: k.namespace, pod: k.pod, container: k.container})
-			}
-			c := &res.containers[i]
 			switch name {
 			case containerCPU:
 				c.cpu, c.hasCPU = point{ms: oldTimestamp(m, defaultMs), cpu: v}, true
@@ -88,18 +97,16 @@ func fromFamilies(fams map[string]*dto.MetricFamily, defaultMs int64) (*scrapeRe
 			}
 		}
 	}
-	if !res.hasNodeCPU && len(res.containers) == 0 {
+	if !p.res.hasNodeCPU && len(p.res.containers) == 0 {
 		return nil, fmt.Errorf("parsing metrics: no %s nor %s in the answer", nodeCPU, containerCPU)
 	}
-	slices.SortFunc(res.containers, func(a, b containerSample) int {
+	slices.SortFunc(p.res.containers, func(a, b containerSample) int {
 		return cmp.Or(cmp.Compare(a.namespace, b.namespace), cmp.Compare(a.pod, b.pod), cmp.Compare(a.container, b.container))
 	})
-	return res, nil
+	return &p.res, nil
 }
 
-type containerKey struct{ namespace, pod, container string }
-
-// wanted are the series the old parser kept.
+// wanted are the series parse reads.
 var wanted = [...][]byte{[]byte(containerCPU), []byte(containerMemory), []byte(containerStart), []byte(nodeCPU), []byte(nodeMemory)}
 
 // keepLines appends to dst the sample and TYPE lines of the wanted series
@@ -139,6 +146,31 @@ func isWanted(s []byte) bool {
 	return false
 }
 
+// container finds or adds the sample of m's container; nil when m lacks
+// the namespace, pod or container label.
+func (p *oldParser) container(m *dto.Metric) *containerSample {
+	var k containerKey
+	for _, l := range m.GetLabel() {
+		switch l.GetName() {
+		case "namespace":
+			k.namespace = l.GetValue()
+		case "pod":
+			k.pod = l.GetValue()
+		case "container":
+			k.container = l.GetValue()
+		}
+	}
+	if k.namespace == "" || k.pod == "" || k.container == "" {
+		return nil
+	}
+	if i, ok := p.index[k]; ok {
+		return &p.res.containers[i]
+	}
+	p.index[k] = len(p.res.containers)
+	p.res.containers = append(p.res.containers, containerSample{namespace: k.namespace, pod: k.pod, container: k.container})
+	return &p.res.containers[len(p.res.containers)-1]
+}
+
 // oldSingle is the value of a family holding one unlabelled series.
 func oldSingle(f *dto.MetricFamily, defaultMs int64) (float64, int64, bool) {
 	if len(f.GetMetric()) != 1 {
@@ -168,7 +200,8 @@ func oldValue(m *dto.Metric) (float64, bool) {
 	return v, true
 }
 
-// oldTimestamp is the sample's explicit timestamp, else defaultMs.
+// oldTimestamp is the sample's explicit timestamp, else defaultMs (also for a
+// timestamp at or before the epoch, which no kubelet sends).
 func oldTimestamp(m *dto.Metric, defaultMs int64) int64 {
 	if ms := m.GetTimestampMs(); m.TimestampMs != nil && ms > 0 {
 		return ms

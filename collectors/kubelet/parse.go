@@ -638,8 +638,10 @@ func readLabelValue(dst, line []byte, i int) ([]byte, int, bool) {
 // parseFloat is strconv.ParseFloat without the hexadecimal and '_' forms,
 // as the text format's values are read.
 func parseFloat(b []byte) (float64, error) {
-	if bytes.ContainsAny(b, "pP_") {
-		return 0, errors.New("unsupported character in float")
+	for _, c := range b {
+		if c == 'p' || c == 'P' || c == '_' {
+			return 0, errors.New("unsupported character in float")
+		}
 	}
 	return strconv.ParseFloat(string(b), 64)
 }
