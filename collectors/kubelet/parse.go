@@ -130,16 +130,15 @@ var errEOF = errors.New("unexpected end of input stream")
 // parse reads the Prometheus text exposition from r. Samples without an
 // explicit timestamp get defaultMs. The result is valid until the next call.
 //
-// It reads line by line and parses the lines of the five series it uses
-// (and their TYPE lines) as prometheus/common's expfmt.TextParser would,
-// with the same errors; it skips every other line without looking further
-// than its name, so a malformed line of another series is no error. The
-// answer is never held whole, and no more is allocated than the strings of
-// the containers. A line starting with '{' (a quoted metric name) is read
-// when its first element is one of the five names, as the text format
-// writes such names. An answer without node or container CPU is an error,
-// so an HTML error page or a truncated body is not taken for a node
-// without pods.
+// It reads the answer line by line, never whole, and parses the lines of
+// the five series (and their TYPE lines) as prometheus/common's
+// expfmt.TextParser would, failing where it fails; every other line is
+// skipped once its name is seen, so a malformed line of another series is
+// no error. A line starting with '{' (a quoted metric name) is read when
+// its first element is one of the five names, as the format writes them.
+// Nothing is allocated but the strings of the containers. An answer
+// without node or container CPU is an error, so an HTML error page or a
+// truncated body is not taken for a node without pods.
 func (p *parser) parse(r io.Reader, defaultMs int64) (*scrapeResult, error) {
 	p.reset(r)
 	defer p.release()
