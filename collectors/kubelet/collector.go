@@ -4,8 +4,8 @@
 // from which PodMetrics and NodeMetrics are served without I/O.
 //
 // Flow: Node informer → scrape round (bounded concurrency, a deadline per
-// node) → parse (a line scanner for the five series) → store (last two CPU samples, last memory) →
-// adapter/metricsapi.Source.
+// node) → parse (a line scanner for the five series used) → store (last two
+// CPU samples, last memory) → adapter/metricsapi.Source.
 package kubelet
 
 import (
