@@ -123,7 +123,18 @@ func newParser() *parser {
 const (
 	keepLong  = 64 << 10
 	keepArena = 256 << 10
+	// keepContainers bounds the containers (and index entries) a pooled
+	// parser keeps room for: a kubelet runs at most a few hundred.
+	keepContainers = 4096
 )
+
+// maxLabels bounds the labels of one sample of the series read: the
+// kubelet writes three. The duplicate check is quadratic in them, so a
+// hostile kubelet could otherwise hold a scrape round for minutes with one
+// long line. (expfmt accepts any number; this is where the two differ.)
+const maxLabels = 64
+
+var errTooManyLabels = fmt.Errorf("more than %d labels in one sample", maxLabels)
 
 var errEOF = errors.New("unexpected end of input stream")
 
@@ -180,6 +191,9 @@ func (p *parser) reset(r io.Reader) {
 	p.arena, p.pending = p.arena[:0], p.pending[:0]
 	clear(p.index)
 	clear(p.res.containers) // the last answer's strings
+	if cap(p.res.containers) > keepContainers {
+		p.res.containers = nil
+	}
 	p.res = scrapeResult{containers: p.res.containers[:0]}
 }
 
@@ -191,6 +205,9 @@ func (p *parser) release() {
 	}
 	if cap(p.arena) > keepArena {
 		p.arena, p.pending = nil, nil
+	}
+	if len(p.index) > keepContainers {
+		p.index = map[uint64]int32{}
 	}
 }
 
@@ -354,6 +371,9 @@ func (p *parser) sample(s series, line []byte, i int, labels bool, defaultMs int
 		if special {
 			p.names = p.names[:start]
 		} else {
+			if len(p.nameEnds) == maxLabels {
+				return errTooManyLabels
+			}
 			prev := 0
 			for _, end := range p.nameEnds {
 				if bytes.Equal(p.names[prev:end], name) {

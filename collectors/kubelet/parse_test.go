@@ -2,6 +2,8 @@ package kubelet
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -56,5 +58,48 @@ func TestParseRejectsAnswersWithoutResourceMetrics(t *testing.T) {
 		if _, err := p.parse(strings.NewReader(in), 1); err == nil {
 			t.Errorf("parse(%q) succeeded", in)
 		}
+	}
+}
+
+// A sample may carry up to maxLabels labels; more is an error, so a hostile
+// kubelet cannot make the quadratic duplicate check hold a scrape round.
+func TestParseBoundsLabels(t *testing.T) {
+	line := func(extra int) string {
+		var b strings.Builder
+		b.WriteString(`container_cpu_usage_seconds_total{container="c",namespace="n",pod="p"`)
+		for i := range extra {
+			fmt.Fprintf(&b, `,x%d=""`, i)
+		}
+		b.WriteString("} 1 2\n")
+		return b.String()
+	}
+	p := newParser()
+	res, err := p.parse(strings.NewReader(line(maxLabels-3)), 1)
+	if err != nil || len(res.containers) != 1 {
+		t.Fatalf("%d labels: %v, %+v", maxLabels, err, res)
+	}
+	if _, err := p.parse(strings.NewReader(line(100_000)), 1); !errors.Is(err, errTooManyLabels) {
+		t.Fatalf("100,003 labels: %v, want %v", err, errTooManyLabels)
+	}
+}
+
+// One huge answer does not leave its room in the pooled parser.
+func TestParserDropsRoomOfHugeAnswer(t *testing.T) {
+	var cs []container
+	for i := range 3 * keepContainers {
+		cs = append(cs, container{"ns", fmt.Sprintf("pod-%d", i), "c", 1, 1, 0})
+	}
+	p := newParser()
+	if res, err := p.parse(strings.NewReader(exposition(1, 1, 0, cs)), 1); err != nil || len(res.containers) != len(cs) {
+		t.Fatalf("huge answer: %v, %d containers", err, len(res.containers))
+	}
+	if len(p.index) > keepContainers {
+		t.Errorf("index kept %d entries after the answer", len(p.index))
+	}
+	if res, err := p.parse(strings.NewReader(exposition(1, 1, 0, cs[:2])), 1); err != nil || len(res.containers) != 2 {
+		t.Fatalf("small answer: %v", err)
+	}
+	if c := cap(p.res.containers); c > keepContainers {
+		t.Errorf("result kept room for %d containers", c)
 	}
 }
