@@ -140,8 +140,6 @@ type encoder struct {
 	// Items of one answer nearly always share a timestamp: format it once.
 	lastTime time.Time
 	lastTS   []byte
-
-	scratch [64]byte
 }
 
 // listHead writes everything up to the first item, listTail the rest. The
@@ -236,13 +234,15 @@ func (e *encoder) tail(ts metav1.Time, window *int64, windowKey string, q *resou
 		e.b = append(e.b, "\":"...)
 		e.b = strconv.AppendInt(e.b, *window, 10)
 	}
-	// As Quantity.MarshalJSON: its cached string, when it has one, is the
-	// canonical form written here.
-	e.b = append(e.b, `,"value":"`...)
-	number, suffix := q.CanonicalizeBytes(e.scratch[:0])
-	e.b = append(e.b, number...)
-	e.b = append(e.b, suffix...)
-	e.b = append(e.b, '"')
+	// Quantity.MarshalJSON itself: a parsed quantity may keep the string it
+	// was parsed from ("1.500", "+5") and write that, not its canonical form.
+	e.b = append(e.b, `,"value":`...)
+	v, err := q.MarshalJSON()
+	if err != nil {
+		e.failed = true
+		return
+	}
+	e.b = append(e.b, v...)
 }
 
 // describedObject writes a core/v1 ObjectReference: every field omitempty.

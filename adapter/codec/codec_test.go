@@ -62,7 +62,7 @@ func (g gen) quantity() resource.Quantity {
 	case 2:
 		return *resource.NewScaledQuantity(g.r.Int64N(1e6), resource.Scale(g.r.IntN(19)-9))
 	case 3:
-		s := []string{"1", "0", "1.5", "100m", "2Ki", "1e3", "12345678901234567890", "0.000001", "-3", "1.0000001"}
+		s := []string{"1", "0", "1.5", "100m", "2Ki", "1e3", "12345678901234567890", "0.000001", "-3", "1.0000001", "+5", "1.500", "1E3", "0.5Gi"}
 		return resource.MustParse(s[g.r.IntN(len(s))])
 	case 4:
 		q := resource.MustParse("1.25")

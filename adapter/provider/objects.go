@@ -67,7 +67,7 @@ type answer struct {
 
 // maxAnswers bounds the kept answers; when it is reached they are dropped
 // together with the generations (see forget).
-const maxAnswers = 4096
+const maxAnswers = 16384
 
 func newResourceCache(inf cache.SharedIndexInformer) (*resourceCache, error) {
 	rc := &resourceCache{inf: inf, gens: map[string]uint64{}, answers: map[answerKey]answer{}}
@@ -218,6 +218,9 @@ func (c *ObjectCache) answer(ctx context.Context, gr schema.GroupResource, names
 	}
 	if sel == nil {
 		sel = labels.Everything()
+	}
+	if _, selectable := sel.Requirements(); !selectable {
+		return answer{}, nil // labels.Nothing(), whose String() is Everything's
 	}
 	key := answerKey{namespace: namespace, selector: sel.String()}
 	a, gen, ok := rc.lookup(key)

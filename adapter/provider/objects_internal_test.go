@@ -105,6 +105,12 @@ func TestObjectCacheAnswers(t *testing.T) {
 		t.Fatalf("repeated request: %v, hits %d → %d; want the kept answer", got, h, hits())
 	}
 	eventually("", "web-1", "web-2", "web-9")
+	if n, err := c.Names(ctx, gr, "a", labels.Nothing()); err != nil || len(n) != 0 {
+		t.Errorf("labels.Nothing(): %v, %v; want no objects", n, err)
+	}
+	if n, err := c.Names(ctx, gr, "a", labels.Everything()); err != nil || len(n) != 3 {
+		t.Errorf("labels.Everything() after labels.Nothing(): %v, %v; want all three pods", n, err)
+	}
 
 	// An update that keeps the labels (a status change, for a pod) keeps
 	// the answer. Events arrive in order: once a later change in another
