@@ -1,6 +1,7 @@
-// Package codec writes the metric value lists Gantry serves — the answer to
-// every HPA poll — as JSON without reflection, and leaves every other object
-// and media type to the API machinery's own serializers.
+// Package codec writes the metric value lists Gantry serves to JSON clients
+// (kubectl, dashboards, pollers; kube-controller-manager's HPA controller
+// asks for protobuf) without reflection, and leaves every other object and
+// media type to the API machinery's own serializers.
 //
 // The output is byte for byte what the API machinery's JSON serializer writes
 // (the tests compare the two on generated lists), so clients cannot tell the
@@ -87,44 +88,36 @@ func (s *serializer) Encode(obj runtime.Object, w io.Writer) error {
 // type it does not write: the caller encodes those the usual way.
 func Append(b []byte, obj runtime.Object) ([]byte, bool) {
 	e := encoder{b: b}
+	var ok bool
 	switch l := obj.(type) {
 	case *cmv1beta2.MetricValueList:
-		if !plainList(l.ListMeta) {
-			return b, false
-		}
-		e.listHead(l.TypeMeta, l.Items == nil)
-		for i := range l.Items {
-			e.comma(i)
-			e.v1beta2(&l.Items[i])
-		}
-		e.listTail(l.Items == nil)
+		ok = list(&e, l.TypeMeta, l.ListMeta, l.Items, e.v1beta2)
 	case *cmv1beta1.MetricValueList:
-		if !plainList(l.ListMeta) {
-			return b, false
-		}
-		e.listHead(l.TypeMeta, l.Items == nil)
-		for i := range l.Items {
-			e.comma(i)
-			e.v1beta1(&l.Items[i])
-		}
-		e.listTail(l.Items == nil)
+		ok = list(&e, l.TypeMeta, l.ListMeta, l.Items, e.v1beta1)
 	case *emv1beta1.ExternalMetricValueList:
-		if !plainList(l.ListMeta) {
-			return b, false
-		}
-		e.listHead(l.TypeMeta, l.Items == nil)
-		for i := range l.Items {
-			e.comma(i)
-			e.external(&l.Items[i])
-		}
-		e.listTail(l.Items == nil)
-	default:
-		return b, false
+		ok = list(&e, l.TypeMeta, l.ListMeta, l.Items, e.external)
 	}
-	if e.failed {
+	if !ok || e.failed {
 		return b, false
 	}
 	return e.b, true
+}
+
+// list writes a list whose items item writes. It reports false for list
+// metadata it leaves to the reflective encoder.
+func list[T any](e *encoder, t metav1.TypeMeta, m metav1.ListMeta, items []T, item func(*T)) bool {
+	if !plainList(m) {
+		return false
+	}
+	e.listHead(t, items == nil)
+	for i := range items {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		item(&items[i])
+	}
+	e.listTail(items == nil)
+	return true
 }
 
 // plainList: list metadata as the metric APIs send it (none). Anything else
@@ -160,12 +153,6 @@ func (e *encoder) listTail(nilItems bool) {
 		e.b = append(e.b, ']')
 	}
 	e.b = append(e.b, "}\n"...)
-}
-
-func (e *encoder) comma(i int) {
-	if i > 0 {
-		e.b = append(e.b, ',')
-	}
 }
 
 // typeMeta writes kind and apiVersion, each omitted when empty, with their
