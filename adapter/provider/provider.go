@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -132,6 +133,9 @@ func (p *MetricsProvider) GetMetricByName(ctx context.Context, name types.Namesp
 		return nil, err
 	}
 	namespace := name.Namespace
+	if namespace != "" && !p.inNamespace(info.GroupResource, namespace, name.Name) {
+		return nil, cmprovider.NewMetricNotFoundForError(info.GroupResource, info.Metric, name.Name)
+	}
 	if info.GroupResource == rules.Namespaces {
 		namespace = ""
 	}
@@ -162,9 +166,21 @@ func (p *MetricsProvider) GetMetricBySelector(ctx context.Context, namespace str
 	}
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
-	names, err := p.opts.Objects.Names(ctx, info.GroupResource, namespace, selector)
+	if namespace != "" && !p.inNamespace(info.GroupResource, namespace, "") {
+		return nil, cmprovider.NewMetricNotFoundError(info.GroupResource, info.Metric)
+	}
+	listNamespace := namespace
+	if info.GroupResource == rules.Namespaces {
+		listNamespace = ""
+	}
+	names, err := p.opts.Objects.Names(ctx, info.GroupResource, listNamespace, selector)
 	if err != nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("listing %s matching %q: %v", info.GroupResource.String(), selector.String(), err))
+		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("listing %s matching %q: %v", info.GroupResource.String(), truncate(selector.String()), err))
+	}
+	if info.GroupResource == rules.Namespaces && namespace != "" {
+		// Of all namespaces, a request in one may only see that one.
+		names = slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n != namespace })
+		namespace = ""
 	}
 	if len(names) == 0 {
 		return &custom_metrics.MetricValueList{}, nil
@@ -174,13 +190,27 @@ func (p *MetricsProvider) GetMetricBySelector(ctx context.Context, namespace str
 		return nil, err
 	}
 	if len(values) == 0 {
-		target := fmt.Sprintf("%s matching %q", info.GroupResource.String(), selector.String())
+		target := fmt.Sprintf("%s matching %q", info.GroupResource.String(), truncate(selector.String()))
 		if namespace != "" {
 			target += fmt.Sprintf(" in namespace %q", namespace)
 		}
 		return nil, noData(info.Metric, target, entry.Rule.ID, samples, info.GroupResource)
 	}
 	return &custom_metrics.MetricValueList{Items: values}, nil
+}
+
+// inNamespace reports whether a request made in namespace may be answered
+// about objects of gr (about the one called name, if name is not empty).
+// RBAC authorized the request in that namespace, so it must never be
+// answered about anything outside it: a cluster-scoped resource has no
+// objects in a namespace, except that the namespace itself is the one
+// Namespace object a request in it may describe (the same one
+// /namespaces/<ns>/metrics/<metric> describes).
+func (p *MetricsProvider) inNamespace(gr schema.GroupResource, namespace, name string) bool {
+	if gr == rules.Namespaces {
+		return name == "" || name == namespace
+	}
+	return rules.Namespaced(p.opts.Mapper, gr)
 }
 
 func (p *MetricsProvider) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -306,7 +336,7 @@ func (p *MetricsProvider) GetExternalMetric(ctx context.Context, namespace strin
 			target += fmt.Sprintf(" in namespace %q", namespace)
 		}
 		if metricSelector != nil && !metricSelector.Empty() {
-			target += fmt.Sprintf(" with selector %q", metricSelector.String())
+			target += fmt.Sprintf(" with selector %q", truncate(metricSelector.String()))
 		}
 		return nil, noData(info.Metric, target, entry.Rule.ID, &objectSamples{query: q.Text}, schema.GroupResource{})
 	}
@@ -351,6 +381,24 @@ func Quantity(v float64) resource.Quantity {
 	return q
 }
 
+// maxEcho is how much of a request's selector, or of a query built from it,
+// an error message repeats: enough to recognise it, never the 100 KB a
+// selector with thousands of values can be.
+const maxEcho = 512
+
+// truncate shortens s to maxEcho bytes (on a UTF-8 boundary) and says how
+// many were left out.
+func truncate(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	i := maxEcho
+	for i > 0 && s[i]&0xC0 == 0x80 {
+		i--
+	}
+	return fmt.Sprintf("%s… (%d more bytes)", s[:i], len(s)-i)
+}
+
 func describeTarget(gr schema.GroupResource, namespace, name string) string {
 	s := fmt.Sprintf("%s %q", gr.String(), name)
 	if namespace != "" {
@@ -364,7 +412,7 @@ func describeTarget(gr schema.GroupResource, namespace, name string) string {
 // other objects the query did find, which is what someone debugging an HPA
 // needs.
 func noData(metric, target, ruleID string, samples *objectSamples, gr schema.GroupResource) error {
-	msg := fmt.Sprintf("no data for metric %q on %s: %s query %s returned no samples", metric, target, ruleID, samples.query)
+	msg := fmt.Sprintf("no data for metric %q on %s: %s query %s returned no samples", metric, target, ruleID, truncate(samples.query))
 	if n := len(samples.byName); n > 0 {
 		msg += fmt.Sprintf(" for them (only for %d other %s)", n, gr.String())
 	}
