@@ -18,8 +18,8 @@ import (
 	"github.com/gantry-dev/gantry/adapter"
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
-	"github.com/gantry-dev/gantry/adapter/rules"
 	"github.com/gantry-dev/gantry/adapter/provider"
+	"github.com/gantry-dev/gantry/adapter/rules"
 )
 
 // everyNamespaceQuerier is a backend that ignores the query's matchers and
@@ -89,8 +89,8 @@ func TestNamespacedRequestsStayInTheirNamespace(t *testing.T) {
 	}
 	q := &everyNamespaceQuerier{}
 	objs := &objectList{items: map[schema.GroupResource][]*metav1.PartialObjectMetadata{
-		rules.Namespaces: {object("", "a"), object("", "b")},
-		rules.Nodes:      {object("", "node-1")},
+		rules.Namespaces:   {object("", "a"), object("", "b")},
+		rules.Nodes:        {object("", "node-1")},
 		{Resource: "pods"}: {object("a", "web"), object("b", "web")},
 	}}
 	p := provider.New(provider.Options{
