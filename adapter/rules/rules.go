@@ -61,6 +61,9 @@ type Rule struct {
 	// readsNames is true when the query template uses LabelValuesByName,
 	// whose values are the requested objects' names.
 	readsNames bool
+	// notNamespaceQueryable says why NamespaceQuery cannot answer for the
+	// rule; "" when it can (see namespacequery.go).
+	notNamespaceQueryable string
 }
 
 type seriesFilter struct {
@@ -100,6 +103,7 @@ func Compile(id string, r config.DiscoveryRule, external bool, mapper apimeta.RE
 		return nil, fmt.Errorf("%s: %w", id, err)
 	}
 	out.readsNames = readsLabelValues(out.query)
+	out.notNamespaceQueryable = namespaceQueryBlocker(out)
 	out.Window = time.Duration(r.Window)
 	if out.Window == 0 {
 		if out.LogQL {
@@ -317,24 +321,28 @@ func (r *Rule) ObjectQuery(series string, gr schema.GroupResource, namespace str
 // namespace: instead of a list of names, the resource label only has to be
 // set (label!=""). One such query answers requests about any objects of the
 // namespace, and its text does not grow with their number. It needs a
-// namespace and a namespaced resource, and a rule whose template does not
-// read the objects' names (see NamespaceQueryable).
+// namespace and a namespaced resource, and a rule for which it gives each
+// object the value ObjectQuery would (see NamespaceQueryable).
 func (r *Rule) NamespaceQuery(series string, gr schema.GroupResource, namespace string, metricSelector k8slabels.Selector) (Query, error) {
 	if namespace == "" || gr == Namespaces {
 		return Query{}, fmt.Errorf("%s: a namespace query needs a namespace and a namespaced resource", r.ID)
 	}
-	if r.readsNames {
-		return Query{}, fmt.Errorf("%s: metricsQuery uses LabelValuesByName, which needs the objects' names", r.ID)
+	if r.notNamespaceQueryable != "" {
+		return Query{}, fmt.Errorf("%s: %s", r.ID, r.notNamespaceQueryable)
 	}
 	return r.objectQuery(series, gr, namespace, func(l model.LabelName) Matcher {
 		return Matcher{Label: l, Type: labels.MatchNotEqual, Values: []string{""}}
 	}, metricSelector, nil)
 }
 
-// NamespaceQueryable reports whether NamespaceQuery can serve the rule: its
-// template must not use LabelValuesByName, whose value for the resource
-// label would be the empty string of label!="" rather than the names.
-func (r *Rule) NamespaceQueryable() bool { return !r.readsNames }
+// NamespaceQueryable reports whether NamespaceQuery can serve the rule: it
+// must give every requested object the value ObjectQuery gives it, for any
+// resource the rule may be asked about. That is decided from the parsed
+// template (namespacequery.go): each object's value must depend only on
+// series of that object, so a template that aggregates across the requested
+// objects (a pod's share of them, through scalar(sum(...))) is answered by
+// ObjectQuery, as are templates that use LabelValuesByName and LogQL rules.
+func (r *Rule) NamespaceQueryable() bool { return r.notNamespaceQueryable == "" }
 
 func (r *Rule) objectQuery(series string, gr schema.GroupResource, namespace string, objects func(model.LabelName) Matcher, metricSelector k8slabels.Selector, extraGroupBy []model.LabelName) (Query, error) {
 	// Matchers come in prometheus-adapter's order: the metric selector's,
