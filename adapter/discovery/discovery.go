@@ -144,7 +144,7 @@ func New(opts Options) *Registry {
 			}, []string{"api"}),
 			conflicts: prometheus.NewGauge(prometheus.GaugeOpts{
 				Name: "gantry_discovery_conflicts",
-				Help: "Metric names produced by more than one rule or series in the last relist; the first rule in file order wins.",
+				Help: "Metrics yielded by more than one rule or series in the last relist; as in prometheus-adapter, the last rule in file order answers for each.",
 			}),
 			lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 				Name: "gantry_discovery_last_success_timestamp_seconds",
@@ -266,7 +266,7 @@ func (r *Registry) Relist(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 
-	custom, external, conflicts := r.build(customRules, extRules, byQuery)
+	custom, external, conflicts := build(customRules, extRules, r.opts.Mapper, func(rule *rules.Rule) []seriesShape { return byQuery[queryKey(rule)] })
 	err := errors.Join(failed...)
 
 	r.mu.Lock()
@@ -295,9 +295,13 @@ func (r *Registry) Relist(ctx context.Context) error {
 	r.metrics.duration.Observe(r.opts.Clock.Since(start).Seconds())
 	r.metrics.metrics.WithLabelValues("custom").Set(float64(len(custom)))
 	r.metrics.metrics.WithLabelValues("external").Set(float64(len(external)))
-	r.metrics.conflicts.Set(float64(contested(conflicts)))
+	r.metrics.conflicts.Set(float64(len(conflicts)))
 	for _, c := range conflicts {
-		klog.InfoS("metric name produced twice; keeping the first", "metric", c.metric, "kept", c.kept, "ignored", c.ignored)
+		ignored := make([]string, 0, len(c.Entries)-1)
+		for _, e := range c.Entries[:len(c.Entries)-1] {
+			ignored = append(ignored, e.String())
+		}
+		klog.InfoS("metric yielded by more than one rule or series; the last answers for it, as in prometheus-adapter", "metric", c.Metric, "resource", c.Resource.String(), "external", c.External, "servedBy", c.Winner().String(), "ignored", ignored)
 	}
 	klog.V(2).InfoS("relisted series", "queries", len(order), "customMetrics", len(custom), "externalMetrics", len(external), "failedQueries", countErrs(failed), "duration", r.opts.Clock.Since(start))
 	return err
@@ -350,73 +354,112 @@ func countErrs(errs []error) int {
 	return n
 }
 
-type conflict struct {
-	metric, kept, ignored string
+// Conflict is a metric that more than one rule, or more than one series of
+// one rule, yields. Entries are in the order discovery reads them: rules in
+// file order (custom, then external), the series of a rule by name. As in
+// prometheus-adapter, whose series registries overwrite their entry for a
+// metric with each rule that yields it (SetSeries in
+// pkg/custom-provider/series_registry.go, filterAndStoreMetrics in
+// pkg/external-provider/external_series_registry.go), the last one answers
+// for the metric.
+type Conflict struct {
+	Metric string
+	// Resource is what a custom metric is about; empty for an external one.
+	Resource schema.GroupResource
+	External bool
+	Entries  []Entry
 }
 
-// contested counts the distinct metrics that more than one rule or series
-// produced.
-func contested(cs []conflict) int {
-	metrics := map[string]bool{}
-	for _, c := range cs {
-		metrics[c.metric] = true
+// Winner is the entry that answers for the metric: the last one.
+func (c Conflict) Winner() Entry { return c.Entries[len(c.Entries)-1] }
+
+// String names the rule and the series: "rules[3] (requests) series http_requests_total".
+func (e Entry) String() string { return e.Rule.ID + " series " + e.Series }
+
+// Conflicts runs the series each rule listed through the rules as a relist
+// does, and returns the metrics that more than one rule or series yields,
+// ordered by API, metric and resource. series holds the series of each
+// rule's seriesQuery (a rule missing from it found none); check-config
+// uses it to say which rule would answer.
+func Conflicts(customRules, extRules []*rules.Rule, mapper apimeta.RESTMapper, series map[*rules.Rule][]model.LabelSet) []Conflict {
+	shapes := make(map[*rules.Rule][]seriesShape, len(series))
+	for rule, sets := range series {
+		shapes[rule] = distinctSeries(sets)
 	}
-	return len(metrics)
+	_, _, conflicts := build(customRules, extRules, mapper, func(rule *rules.Rule) []seriesShape { return shapes[rule] })
+	return conflicts
 }
 
-// build runs the series of each query through the rules that share it.
-// Rules are processed in file order; the first to claim a metric keeps it.
-func (r *Registry) build(customRules, extRules []*rules.Rule, byQuery map[string][]seriesShape) (map[provider.CustomMetricInfo]Entry, map[string]Entry, []conflict) {
+// build runs the series of each rule through it. Rules are read in file
+// order and a rule's series by name, and a metric that is yielded again by
+// another rule or series is taken over: the last one answers for it, as in
+// prometheus-adapter (see Conflict).
+func build(customRules, extRules []*rules.Rule, mapper apimeta.RESTMapper, seriesOf func(*rules.Rule) []seriesShape) (map[provider.CustomMetricInfo]Entry, map[string]Entry, []Conflict) {
 	custom := map[provider.CustomMetricInfo]Entry{}
 	external := map[string]Entry{}
-	var conflicts []conflict
-	// A rule finds the same series under several label sets, so a contested
-	// metric comes up once per label set: report each loser once.
-	seen := map[conflict]bool{}
-	describe := func(e Entry) string { return e.Rule.ID + " series " + e.Series }
-	contest := func(metric string, kept, ignored Entry) {
-		c := conflict{metric: metric, kept: describe(kept), ignored: describe(ignored)}
-		if !seen[c] {
-			seen[c] = true
-			conflicts = append(conflicts, c)
-		}
-	}
+	// Every entry that yielded a contested metric, in order. A rule finds
+	// the same series under several label sets, so an entry repeats
+	// itself: it is listed once per run.
+	contestedCustom := map[provider.CustomMetricInfo][]Entry{}
+	contestedExternal := map[string][]Entry{}
 
 	for _, rule := range customRules {
-		for _, s := range byQuery[queryKey(rule)] {
+		for _, s := range seriesOf(rule) {
 			name, ok := rule.MetricName(s.name)
 			if !ok {
 				continue
 			}
 			entry := Entry{Rule: rule, Series: s.name}
 			for _, gr := range rule.Labels.ResourcesFor(s.labels) {
-				info := provider.CustomMetricInfo{GroupResource: gr, Metric: name, Namespaced: rules.Namespaced(r.opts.Mapper, gr)}
-				if prev, ok := custom[info]; ok {
-					if prev != entry {
-						contest(info.String(), prev, entry)
+				info := provider.CustomMetricInfo{GroupResource: gr, Metric: name, Namespaced: rules.Namespaced(mapper, gr)}
+				prev, ok := custom[info]
+				if ok && prev != entry {
+					if contestedCustom[info] == nil {
+						contestedCustom[info] = []Entry{prev}
 					}
-					continue
+					contestedCustom[info] = append(contestedCustom[info], entry)
 				}
 				custom[info] = entry
 			}
 		}
 	}
 	for _, rule := range extRules {
-		for _, s := range byQuery[queryKey(rule)] {
+		for _, s := range seriesOf(rule) {
 			name, ok := rule.MetricName(s.name)
 			if !ok {
 				continue
 			}
 			entry := Entry{Rule: rule, Series: s.name}
-			if prev, ok := external[name]; ok {
-				if prev != entry {
-					contest(name, prev, entry)
+			prev, ok := external[name]
+			if ok && prev != entry {
+				if contestedExternal[name] == nil {
+					contestedExternal[name] = []Entry{prev}
 				}
-				continue
+				contestedExternal[name] = append(contestedExternal[name], entry)
 			}
 			external[name] = entry
 		}
 	}
+
+	conflicts := make([]Conflict, 0, len(contestedCustom)+len(contestedExternal))
+	for info, entries := range contestedCustom {
+		conflicts = append(conflicts, Conflict{Metric: info.Metric, Resource: info.GroupResource, Entries: entries})
+	}
+	for name, entries := range contestedExternal {
+		conflicts = append(conflicts, Conflict{Metric: name, External: true, Entries: entries})
+	}
+	slices.SortFunc(conflicts, func(a, b Conflict) int {
+		if a.External != b.External {
+			if a.External {
+				return 1
+			}
+			return -1
+		}
+		if c := strings.Compare(a.Metric, b.Metric); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Resource.String(), b.Resource.String())
+	})
 	return custom, external, conflicts
 }
 

@@ -254,7 +254,7 @@ func TestRelistAgainstPrometheus(t *testing.T) {
 # TYPE gantry_discovery_metrics gauge
 gantry_discovery_metrics{api="custom"} 5
 gantry_discovery_metrics{api="external"} 2
-# HELP gantry_discovery_conflicts Metric names produced by more than one rule or series in the last relist; the first rule in file order wins.
+# HELP gantry_discovery_conflicts Metrics yielded by more than one rule or series in the last relist; as in prometheus-adapter, the last rule in file order answers for each.
 # TYPE gantry_discovery_conflicts gauge
 gantry_discovery_conflicts 0
 `), "gantry_discovery_metrics", "gantry_discovery_conflicts"); err != nil {
@@ -286,8 +286,10 @@ gantry_discovery_conflicts 0
 }
 
 // TestConflictsAgainstPrometheus checks that when two rules (or two series
-// of one rule) produce the same metric, the first rule in file order keeps
-// it and gantry_discovery_conflicts counts the contested metrics.
+// of one rule) produce the same metric, the last rule in file order (and of
+// a rule's series, the last by name) answers for it, as in
+// prometheus-adapter, and gantry_discovery_conflicts counts the contested
+// metrics.
 func TestConflictsAgainstPrometheus(t *testing.T) {
 	_, client := startPrometheus(t, []map[string]string{
 		series("__name__", "http_requests_total", "namespace", "shop", "pod", "web-1"),
@@ -334,17 +336,17 @@ func TestConflictsAgainstPrometheus(t *testing.T) {
 		wantLag       string // rule and series answering external "lag"
 		wantConflicts int
 	}{{
-		name:          "custom: the first rule in the file keeps both resources of the metric",
+		name:          "custom: the last rule in the file answers for both resources of the metric",
 		yaml:          "rules:" + http + grpc,
-		wantPod:       "rules[0] (requests_per_second) http_requests_total",
-		wantNamespace: "rules[0] (requests_per_second) http_requests_total",
+		wantPod:       "rules[1] (requests_per_second) grpc_requests_total",
+		wantNamespace: "rules[1] (requests_per_second) grpc_requests_total",
 		wantLag:       "<none>",
 		wantConflicts: 2,
 	}, {
 		name:          "custom: with the rules swapped the other rule wins",
 		yaml:          "rules:" + grpc + http,
-		wantPod:       "rules[0] (requests_per_second) grpc_requests_total",
-		wantNamespace: "rules[0] (requests_per_second) grpc_requests_total",
+		wantPod:       "rules[1] (requests_per_second) http_requests_total",
+		wantNamespace: "rules[1] (requests_per_second) http_requests_total",
 		wantLag:       "<none>",
 		wantConflicts: 2,
 	}, {
@@ -355,20 +357,21 @@ func TestConflictsAgainstPrometheus(t *testing.T) {
 		wantLag:       "<none>",
 		wantConflicts: 0,
 	}, {
-		name: "one rule naming two series alike: the series listed first is kept, each metric counted once",
+		name: "one rule naming two series alike: the series last by name answers, each metric counted once",
 		yaml: "rules:" + both,
 		// Whatever order the backend lists them in (Prometheus lists its head
-		// in creation order), the series first by name wins.
-		wantPod:       "rules[0] (requests_per_second) grpc_requests_total",
-		wantNamespace: "rules[0] (requests_per_second) grpc_requests_total",
+		// in creation order), the series last by name wins, as in
+		// prometheus-adapter when Prometheus answers sorted.
+		wantPod:       "rules[0] (requests_per_second) http_requests_total",
+		wantNamespace: "rules[0] (requests_per_second) http_requests_total",
 		wantLag:       "<none>",
 		wantConflicts: 2,
 	}, {
-		name:          "external: the first rule in the file keeps the metric",
+		name:          "external: the last rule in the file answers for the metric",
 		yaml:          "externalRules:" + lagRule(`sqs_lag{topic!=""}`) + lagRule(`kafka_lag{topic!=""}`),
 		wantPod:       "<none>",
 		wantNamespace: "<none>",
-		wantLag:       "externalRules[0] (lag) sqs_lag",
+		wantLag:       "externalRules[1] (lag) kafka_lag",
 		wantConflicts: 1,
 	}, {
 		name:          "custom and external rules of the same name do not conflict",
@@ -401,7 +404,7 @@ func TestConflictsAgainstPrometheus(t *testing.T) {
 				t.Errorf("owners of pods, namespaces and external metric (-want +got):\n%s", diff)
 			}
 			if err := testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(`
-# HELP gantry_discovery_conflicts Metric names produced by more than one rule or series in the last relist; the first rule in file order wins.
+# HELP gantry_discovery_conflicts Metrics yielded by more than one rule or series in the last relist; as in prometheus-adapter, the last rule in file order answers for each.
 # TYPE gantry_discovery_conflicts gauge
 gantry_discovery_conflicts %d
 `, tc.wantConflicts)), "gantry_discovery_conflicts"); err != nil {
