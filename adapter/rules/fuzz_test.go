@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/gantry-dev/gantry/adapter/config"
 )
 
 // FuzzMatcher builds matchers from arbitrary name lists (names separated by
@@ -14,7 +16,10 @@ import (
 // exactly the names given: every one of them, and no other string the fuzzer
 // came up with (probe, and variations of the names). The same holds for the
 // LabelValuesByName form pasted into double- or single-quoted literals, alone
-// and as part of a larger regexp.
+// and as part of a larger regexp. Rendered through a template, a
+// LabelValuesByName value inside an = or != matcher is the names joined
+// with "|" (one name: the name), matched literally, and one inside =~ the
+// regexp; neither can change the query's shape.
 //
 //	go test ./adapter/rules -run '^$' -fuzz FuzzMatcher -fuzztime 60s
 func FuzzMatcher(f *testing.F) {
@@ -30,6 +35,8 @@ func FuzzMatcher(f *testing.F) {
 		{".*\x1fa|b\x1f(?i)A\x1f[z]\x1f^$", "a"},
 		{"é1\x1fè2\x1fé", "\xc3"},
 		{"ip-10-0-1-17.ec2.internal\x1fip-10-0-1-18.ec2.internal", "ip-10-0-1-17xec2xinternal"},
+		{"node-1.example.com", `node-1\.example\.com`},
+		{"\x01 0\x02", "\x01"},
 		{"line\nbreak\x1f\x00\x1f\x7f", "line"},
 		{strings.Repeat("a", 40) + "\x1f" + strings.Repeat("a", 41), strings.Repeat("a", 39)},
 	} {
@@ -116,5 +123,63 @@ func FuzzMatcher(f *testing.F) {
 		check(`"LabelValuesByName-z"`, `{l=~"`+body+`-z",__name__="x"}`, func(m *labels.Matcher, s string) bool {
 			return m.Matches(s + "-z")
 		})
+
+		// LabelValuesByName rendered by a template into matchers of each
+		// kind, on one label or on several in one query.
+		ms := []Matcher{{Label: "l", Type: labels.MatchRegexp, Values: names}}
+		literal := strings.Join(names, "|")
+		for _, text := range []string{
+			`{l="<<.LabelValuesByName.l>>",__name__="x"}`,
+			`{l!='<<.LabelValuesByName.l>>',__name__="x"}`,
+			`{l=~"<<.LabelValuesByName.l>>",__name__="x"}`,
+			`{l=~'<<.LabelValuesByName.l>>',__name__="x"} or {l="<<.LabelValuesByName.l>>",__name__="x"} or {l!~"<<.LabelValuesByName.l>>",__name__="x"}`,
+		} {
+			tmpl, err := config.ParseQueryTemplate(text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := Render(tmpl, "rules[0] (x)", "x", ms, []string{"l"})
+			if err != nil {
+				if !valid {
+					continue // label values must be UTF-8: Prometheus refuses the query
+				}
+				t.Fatalf("%s: %v", text, err)
+			}
+			expr, err := promql.ParseExpr(q)
+			if err != nil {
+				t.Fatalf("%s: rendered %s does not parse: %v", text, q, err)
+			}
+			vs := vectorSelectors(expr)
+			if len(vs) != strings.Count(text, "{") {
+				t.Fatalf("%s: rendered %s has changed shape: %s", text, q, expr)
+			}
+			for _, v := range vs {
+				if len(v.LabelMatchers) != 2 || v.LabelMatchers[0].Name != "l" || v.LabelMatchers[1].String() != `__name__="x"` {
+					t.Fatalf("%s: rendered %s has changed shape: %s", text, q, expr)
+				}
+				m := v.LabelMatchers[0]
+				switch m.Type {
+				case labels.MatchEqual, labels.MatchNotEqual:
+					if m.Value != literal {
+						t.Errorf("%s: rendered %s: %s, want the value %q", text, q, m, literal)
+					}
+				case labels.MatchRegexp, labels.MatchNotRegexp:
+					matches := m.Matches
+					if m.Type == labels.MatchNotRegexp {
+						matches = func(s string) bool { return !m.Matches(s) }
+					}
+					for _, n := range names {
+						if !matches(n) {
+							t.Errorf("%s: rendered %s: %s does not match %q", text, q, m, n)
+						}
+					}
+					for _, p := range probes {
+						if !want(p) && matches(p) {
+							t.Errorf("%s: rendered %s: %s matches %q, not in %q", text, q, m, p, names)
+						}
+					}
+				}
+			}
+		}
 	})
 }

@@ -485,11 +485,10 @@ func queryArgs(series string, ms []Matcher, groupBy []string) config.QueryArgs {
 // renderLogQL executes a logqlQuery template and checks the result's
 // structure (Gantry has no LogQL parser; Loki judges the rest).
 func renderLogQL(t *template.Template, id, series string, ms []Matcher, groupBy []string) (string, error) {
-	var b strings.Builder
-	if err := t.Execute(&b, queryArgs(series, ms, groupBy)); err != nil {
+	q, err := execute(t, series, ms, groupBy, logqlLiteralStrings)
+	if err != nil {
 		return "", fmt.Errorf("%s: logqlQuery: rendering: %v", id, err)
 	}
-	q := b.String()
 	if err := config.CheckLogQL(q); err != nil {
 		return "", fmt.Errorf("%s: logqlQuery: %v", id, err)
 	}
@@ -518,11 +517,10 @@ func logqlWindow(t *template.Template) time.Duration {
 // Render executes a query template with the given matchers and group-by
 // labels, and requires the result to parse as PromQL.
 func Render(t *template.Template, id, series string, ms []Matcher, groupBy []string) (string, error) {
-	var b strings.Builder
-	if err := t.Execute(&b, queryArgs(series, ms, groupBy)); err != nil {
+	q, err := execute(t, series, ms, groupBy, promqlLiteralStrings)
+	if err != nil {
 		return "", fmt.Errorf("%s: metricsQuery: rendering: %v", id, err)
 	}
-	q := b.String()
 	if strings.TrimSpace(q) == "" {
 		return "", fmt.Errorf("%s: metricsQuery: renders an empty query", id)
 	}
