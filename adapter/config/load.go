@@ -62,7 +62,7 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte, file string) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, syntaxError(file, err)
+		return nil, syntaxError(file, data, err)
 	}
 	cfg := &Config{}
 	doc := &root
@@ -134,13 +134,79 @@ func Parse(data []byte, file string) (*Config, error) {
 
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): `)
 
-// syntaxError formats a YAML syntax error as "file:line: what".
-func syntaxError(file string, err error) error {
+// syntaxError formats a YAML syntax error of data as "file:line: what",
+// with the line at fault. The YAML parser's own line is often another:
+// for an error of its parser (rather than its scanner) it names where the
+// enclosing mapping or list starts, counted from 0, not the line it could
+// not read (go-yaml/yaml#1066), so a double-quoted query holding double
+// quotes is reported at the top of its rule, or of the file. The line at
+// fault is where the error appears: the parser reads the file from the
+// start, so the shortest prefix of whole lines that fails with the same
+// error ends on it. A bisection finds one such boundary in a few parses.
+func syntaxError(file string, data []byte, err error) error {
 	msg := err.Error()
-	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("%s:%s: %s", file, m[1], msg[len(m[0]):])
+	m := yamlLine.FindStringSubmatch(msg)
+	if m == nil {
+		return fmt.Errorf("%s: %s", file, strings.TrimPrefix(msg, "yaml: "))
 	}
-	return fmt.Errorf("%s: %s", file, strings.TrimPrefix(msg, "yaml: "))
+	what := msg[len(m[0]):]
+	ends := lineEnds(data)
+	fails := func(lines int) bool {
+		var n yaml.Node
+		err := yaml.Unmarshal(data[:ends[lines-1]], &n)
+		return err != nil && err.Error() == msg
+	}
+	// fails(len(ends)) holds: that prefix is data. An empty prefix parses.
+	lo, hi := 0, len(ends)
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	line := data[0:ends[hi-1]]
+	if hi > 1 {
+		line = line[ends[hi-2]:]
+	}
+	return fmt.Errorf("%s:%d: %s%s", file, hi, what, quoteHint(what, string(line)))
+}
+
+// lineEnds are the offsets just past each line of data, the last one
+// len(data) (with or without a final newline).
+func lineEnds(data []byte) []int {
+	var ends []int
+	for i, c := range data {
+		if c == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(ends) == 0 || ends[len(ends)-1] != len(data) {
+		ends = append(ends, len(data))
+	}
+	return ends
+}
+
+// strayQuote finds a quoted value that goes on after its closing quote,
+// such as metricsQuery: "sum(x{a!="b"}[2m])", which YAML reads as the value
+// "sum(x{a!=" followed by text it cannot place.
+var strayQuote = regexp.MustCompile(`:\s+("[^"\\]*"|'[^']*')[^\s#,}\]'"]`)
+
+// quoteHint explains the most common cause of a key YAML does not find, a
+// query quoted with the quotes it holds, when the line at fault looks so.
+func quoteHint(what, line string) string {
+	if what != "did not find expected key" {
+		return ""
+	}
+	m := strayQuote.FindStringSubmatch(line)
+	if m == nil {
+		return ""
+	}
+	if m[1][0] == '"' {
+		return ` (a double-quoted value ends at the next "; single-quote a value that holds ", writing each ' in it as '')`
+	}
+	return ` (a single-quoted value ends at the next '; write each ' in it as '')`
 }
 
 func (c *Config) applyDefaults() {
