@@ -35,6 +35,8 @@ type ObjectCache struct {
 	ctx     context.Context
 	mapper  apimeta.RESTMapper
 	factory metadatainformer.SharedInformerFactory
+	// maxBytes bounds each resource's kept selector answers.
+	maxBytes int64
 
 	mu        sync.Mutex
 	informers map[schema.GroupVersionResource]*resourceCache
@@ -49,12 +51,14 @@ type ObjectCache struct {
 type resourceCache struct {
 	inf cache.SharedIndexInformer
 
-	mu      sync.Mutex
-	counter uint64            // counts changes; never goes back
-	gens    map[string]uint64 // namespace → counter at its last change; "" → at any change
-	base    uint64            // the generation of namespaces not in gens
-	answers map[answerKey]answer
-	hits    uint64 // for tests
+	mu       sync.Mutex
+	counter  uint64            // counts changes; never goes back
+	gens     map[string]uint64 // namespace → counter at its last change; "" → at any change
+	base     uint64            // the generation of namespaces not in gens
+	answers  map[answerKey]answer
+	bytes    int64 // the answers' size, as answer.size counts it
+	maxBytes int64
+	hits     uint64 // for tests
 }
 
 type answerKey struct{ namespace, selector string }
@@ -65,12 +69,26 @@ type answer struct {
 	names []string
 }
 
+// size is the memory an answer kept under key holds beyond the objects
+// themselves (which the informer holds anyway): the two slices, the key's
+// strings and the map entry. A selector matching 5,000 pods costs 120 KB.
+func (a answer) size(key answerKey) int64 {
+	return int64(cap(a.objs))*8 + int64(cap(a.names))*16 + int64(len(key.namespace)+len(key.selector)) + 160
+}
+
 // maxAnswers bounds the kept answers; when it is reached they are dropped
 // together with the generations (see forget).
 const maxAnswers = 16384
 
-func newResourceCache(inf cache.SharedIndexInformer) (*resourceCache, error) {
-	rc := &resourceCache{inf: inf, gens: map[string]uint64{}, answers: map[answerKey]answer{}}
+// DefaultSelectorCacheBytes is the default bound of one resource's kept
+// selector answers. Requests with ever new label selectors (each answer
+// about a large namespace holds a slice of its objects) cannot make the
+// cache hold more; the answers of the few selectors HPAs poll fit many
+// times over.
+const DefaultSelectorCacheBytes = 16 << 20
+
+func newResourceCache(inf cache.SharedIndexInformer, maxBytes int64) (*resourceCache, error) {
+	rc := &resourceCache{inf: inf, gens: map[string]uint64{}, answers: map[answerKey]answer{}, maxBytes: maxBytes}
 	_, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: rc.changed,
 		UpdateFunc: func(old, cur any) {
@@ -108,6 +126,7 @@ func (rc *resourceCache) forget() {
 	rc.base = rc.counter
 	clear(rc.answers)
 	clear(rc.gens)
+	rc.bytes = 0
 }
 
 // lookup returns a current answer for key, or the generation a fresh
@@ -127,6 +146,9 @@ func (rc *resourceCache) lookup(key answerKey) (answer, uint64, bool) {
 	return answer{}, gen, false
 }
 
+// store keeps a, within the cache's byte bound: answers of an older
+// generation of their namespace go first, then others at random (a map's
+// order), and an answer larger than the whole bound is not kept.
 func (rc *resourceCache) store(key answerKey, a answer) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
@@ -134,15 +156,49 @@ func (rc *resourceCache) store(key answerKey, a answer) {
 		rc.forget()
 		return // a is older than the base now
 	}
+	size := a.size(key)
+	if size > rc.maxBytes {
+		return
+	}
+	if old, ok := rc.answers[key]; ok {
+		rc.bytes -= old.size(key)
+		delete(rc.answers, key)
+	}
+	if rc.bytes+size > rc.maxBytes {
+		for k, old := range rc.answers {
+			gen, ok := rc.gens[k.namespace]
+			if !ok {
+				gen = rc.base
+			}
+			if old.gen != gen {
+				rc.bytes -= old.size(k)
+				delete(rc.answers, k)
+			}
+		}
+		for k, old := range rc.answers {
+			if rc.bytes+size <= rc.maxBytes {
+				break
+			}
+			rc.bytes -= old.size(k)
+			delete(rc.answers, k)
+		}
+	}
 	rc.answers[key] = a
+	rc.bytes += size
 }
 
 var _ ObjectLister = (*ObjectCache)(nil)
 
-// NewObjectCache returns a cache whose informers stop when ctx ends.
-func NewObjectCache(ctx context.Context, client metadata.Interface, mapper apimeta.RESTMapper, resync time.Duration) *ObjectCache {
+// NewObjectCache returns a cache whose informers stop when ctx ends. Each
+// resource keeps at most maxAnswerBytes of selector answers (0: the
+// default, DefaultSelectorCacheBytes).
+func NewObjectCache(ctx context.Context, client metadata.Interface, mapper apimeta.RESTMapper, resync time.Duration, maxAnswerBytes int64) *ObjectCache {
+	if maxAnswerBytes <= 0 {
+		maxAnswerBytes = DefaultSelectorCacheBytes
+	}
 	return &ObjectCache{
 		ctx:       ctx,
+		maxBytes:  maxAnswerBytes,
 		mapper:    mapper,
 		factory:   metadatainformer.NewSharedInformerFactoryWithOptions(client, resync, metadatainformer.WithTransform(trimMetadata)),
 		informers: map[schema.GroupVersionResource]*resourceCache{},
@@ -183,7 +239,7 @@ func (c *ObjectCache) informer(gr schema.GroupResource) (*resourceCache, schema.
 	defer c.mu.Unlock()
 	rc, ok := c.informers[gvr]
 	if !ok {
-		if rc, err = newResourceCache(c.factory.ForResource(gvr).Informer()); err != nil {
+		if rc, err = newResourceCache(c.factory.ForResource(gvr).Informer(), c.maxBytes); err != nil {
 			return nil, gvr, fmt.Errorf("watching %q: %w", gr.String(), err)
 		}
 		c.informers[gvr] = rc

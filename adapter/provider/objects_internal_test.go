@@ -60,7 +60,7 @@ func TestObjectCacheAnswers(t *testing.T) {
 	mapper.Add(corev1.SchemeGroupVersion.WithKind("Pod"), apimeta.RESTScopeNamespace)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := NewObjectCache(ctx, client, mapper, 0)
+	c := NewObjectCache(ctx, client, mapper, 0, 0)
 	gvr := corev1.SchemeGroupVersion.WithResource("pods")
 	tracker := client.Tracker()
 	gr := schema.GroupResource{Resource: "pods"}
@@ -161,7 +161,7 @@ func TestObjectCacheAnswers(t *testing.T) {
 // TestResourceCacheForgetting: an answer computed before the cache forgot
 // its generations, and stored after, is never served.
 func TestResourceCacheForgetting(t *testing.T) {
-	rc := &resourceCache{gens: map[string]uint64{}, answers: map[answerKey]answer{}}
+	rc := &resourceCache{gens: map[string]uint64{}, answers: map[answerKey]answer{}, maxBytes: DefaultSelectorCacheBytes}
 	key := answerKey{namespace: "a", selector: "app=web"}
 	_, gen, _ := rc.lookup(key) // a request starts computing its answer
 	rc.changed(&metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "web-1"}})
@@ -174,5 +174,70 @@ func TestResourceCacheForgetting(t *testing.T) {
 	rc.store(key, answer{gen: gen, names: []string{"fresh"}})
 	if a, _, ok := rc.lookup(key); !ok || a.names[0] != "fresh" {
 		t.Errorf("an answer computed after forgetting: %v, %v; want it kept", a.names, ok)
+	}
+}
+
+// TestResourceCacheTombstone: a deletion the informer saw only as a
+// tombstone (DeletedFinalStateUnknown) invalidates the answers of the
+// namespace it was in.
+func TestResourceCacheTombstone(t *testing.T) {
+	rc := &resourceCache{gens: map[string]uint64{}, answers: map[answerKey]answer{}, maxBytes: DefaultSelectorCacheBytes}
+	key := answerKey{namespace: "a", selector: "app=web"}
+	_, gen, _ := rc.lookup(key)
+	rc.store(key, answer{gen: gen, names: []string{"web-1", "web-2"}})
+	if _, _, ok := rc.lookup(key); !ok {
+		t.Fatal("a fresh answer is not served")
+	}
+	rc.changed(cache.DeletedFinalStateUnknown{Key: "a/web-1", Obj: nil})
+	if a, _, ok := rc.lookup(key); ok {
+		t.Errorf("served %v after web-1 of namespace a was deleted (seen as a tombstone)", a.names)
+	}
+}
+
+// TestResourceCacheBytes: answers to ever new selectors about a large
+// namespace stay within the byte bound, and the answer a poller keeps
+// asking for is still served from the cache between the others.
+func TestResourceCacheBytes(t *testing.T) {
+	const maxBytes = 1 << 20
+	rc := &resourceCache{gens: map[string]uint64{}, answers: map[answerKey]answer{}, maxBytes: maxBytes}
+	objs := make([]*metav1.PartialObjectMetadata, 5000)
+	names := make([]string, len(objs))
+	for i := range objs {
+		names[i] = "web-" + strconv.Itoa(i)
+		objs[i] = &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: names[i]}}
+	}
+	store := func(sel string) {
+		key := answerKey{namespace: "a", selector: sel}
+		_, gen, _ := rc.lookup(key)
+		rc.store(key, answer{gen: gen, objs: slices.Clone(objs), names: slices.Clone(names)})
+	}
+	poller := "app=web"
+	hits := 0
+	for i := range 2000 {
+		store("!rtk" + strconv.Itoa(i))
+		if _, _, ok := rc.lookup(answerKey{namespace: "a", selector: poller}); ok {
+			hits++
+		} else {
+			store(poller)
+		}
+		if rc.bytes > maxBytes {
+			t.Fatalf("after %d selectors the answers hold %d bytes, over the bound of %d", i+1, rc.bytes, maxBytes)
+		}
+	}
+	var sum int64
+	for k, a := range rc.answers {
+		sum += a.size(k)
+	}
+	if sum != rc.bytes {
+		t.Errorf("the answers hold %d bytes, the cache counts %d", sum, rc.bytes)
+	}
+	if len(rc.answers) == 0 || hits == 0 {
+		t.Errorf("%d answers kept, %d poller hits: the bound keeps nothing", len(rc.answers), hits)
+	}
+	// An answer bigger than the whole bound is not kept.
+	big := answer{names: make([]string, maxBytes/16+1)}
+	rc.store(answerKey{namespace: "a", selector: "huge"}, big)
+	if _, ok := rc.answers[answerKey{namespace: "a", selector: "huge"}]; ok || rc.bytes > maxBytes {
+		t.Errorf("an answer over the bound was kept (%d bytes held)", rc.bytes)
 	}
 }

@@ -71,6 +71,9 @@ type Options struct {
 	// reused for later requests with the same rule, namespace and metric
 	// selector; 0 disables the cache.
 	ValueCacheTTL time.Duration
+	// ValueCacheMaxBytes bounds the memory of the values kept; default
+	// DefaultValueCacheBytes.
+	ValueCacheMaxBytes int64
 	// Clock measures the value cache's TTL; default the real clock.
 	Clock clock.PassiveClock
 	// Registerer takes the provider's metrics; nil registers none.
@@ -96,7 +99,7 @@ func New(opts Options) *MetricsProvider {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	return &MetricsProvider{opts: opts, values: newValueCache(opts.ValueCacheTTL, opts.Clock, opts.Registerer)}
+	return &MetricsProvider{opts: opts, values: newValueCache(opts.ValueCacheTTL, opts.ValueCacheMaxBytes, opts.Clock, opts.Registerer)}
 }
 
 // ListAllMetrics lists the discovered custom metrics, from memory.

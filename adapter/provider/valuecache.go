@@ -38,13 +38,20 @@ type valueKey struct {
 // served are at most TTL (plus the query's own duration) older than the
 // evaluation time of their query; their timestamps are the backend's, so
 // clients see how old they are. Errors are not kept.
+//
+// The kept values are bounded by bytes (as valueEntry.size counts them):
+// expired entries are swept at most once per TTL on any request, and values
+// that would not fit even after a sweep answer their waiting requests but
+// are not kept, so ever new metric selectors cannot grow the cache.
 type valueCache struct {
 	ttl      time.Duration
+	maxBytes int64
 	clock    clock.PassiveClock
 	requests *prometheus.CounterVec
 
 	mu        sync.Mutex
 	entries   map[valueKey]*valueEntry
+	bytes     int64 // of the completed entries in entries
 	lastSweep time.Time
 }
 
@@ -53,13 +60,35 @@ type valueEntry struct {
 	done chan struct{} // closed when values or err is set
 	vals *objectSamples
 	err  error
+	size int64 // counted in valueCache.bytes once done
 }
 
-func newValueCache(ttl time.Duration, clk clock.PassiveClock, reg prometheus.Registerer) *valueCache {
+// DefaultValueCacheBytes is the default bound of the value cache.
+const DefaultValueCacheBytes = 64 << 20
+
+// size estimates the memory that key and vals hold: the strings, and a map
+// entry per object (a string header, a sample pair and the map's own
+// overhead).
+func entrySize(key valueKey, vals *objectSamples) int64 {
+	n := int64(len(key.rule)+len(key.series)+len(key.gr.Group)+len(key.gr.Resource)+len(key.namespace)+len(key.selector)+len(key.names)) + 256
+	if vals != nil {
+		n += int64(len(vals.query))
+		for name := range vals.byName {
+			n += int64(len(name)) + 64
+		}
+	}
+	return n
+}
+
+func newValueCache(ttl time.Duration, maxBytes int64, clk clock.PassiveClock, reg prometheus.Registerer) *valueCache {
+	if maxBytes <= 0 {
+		maxBytes = DefaultValueCacheBytes
+	}
 	c := &valueCache{
-		ttl:     ttl,
-		clock:   clk,
-		entries: map[valueKey]*valueEntry{},
+		ttl:      ttl,
+		maxBytes: maxBytes,
+		clock:    clk,
+		entries:  map[valueKey]*valueEntry{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gantry_value_cache_requests_total",
 			Help: "Custom metrics requests by whether their values came from the value cache (hit, including joining an identical query in flight) or needed a backend query (miss).",
@@ -90,14 +119,17 @@ func (c *valueCache) get(ctx context.Context, key valueKey, fetch func(context.C
 	}
 	now := c.clock.Now()
 	c.mu.Lock()
+	c.sweep(now)
 	e, ok := c.entries[key]
 	if ok && (!closed(e.done) || now.Sub(e.sent) < c.ttl) {
 		c.mu.Unlock()
 		c.requests.WithLabelValues("hit").Inc()
 	} else {
+		if ok {
+			c.drop(key, e)
+		}
 		e = &valueEntry{sent: now, done: make(chan struct{})}
 		c.entries[key] = e
-		c.sweep(now)
 		c.mu.Unlock()
 		c.requests.WithLabelValues("miss").Inc()
 		// The query must not die with this caller's context, but keeps its
@@ -109,10 +141,20 @@ func (c *valueCache) get(ctx context.Context, key valueKey, fetch func(context.C
 		go func() {
 			defer cancel()
 			vals, err := fetch(fctx)
+			size := entrySize(key, vals)
 			c.mu.Lock()
 			e.vals, e.err = vals, err
-			if err != nil && c.entries[key] == e {
-				delete(c.entries, key)
+			if c.entries[key] == e {
+				if err == nil && c.bytes+size > c.maxBytes {
+					c.lastSweep = time.Time{}
+					c.sweep(c.clock.Now())
+				}
+				if err != nil || c.bytes+size > c.maxBytes {
+					delete(c.entries, key)
+				} else {
+					e.size = size
+					c.bytes += size
+				}
 			}
 			close(e.done)
 			c.mu.Unlock()
@@ -135,9 +177,15 @@ func (c *valueCache) sweep(now time.Time) {
 	c.lastSweep = now
 	for k, e := range c.entries {
 		if closed(e.done) && now.Sub(e.sent) >= c.ttl {
-			delete(c.entries, k)
+			c.drop(k, e)
 		}
 	}
+}
+
+// drop removes a completed entry. c.mu is held.
+func (c *valueCache) drop(k valueKey, e *valueEntry) {
+	c.bytes -= e.size
+	delete(c.entries, k)
 }
 
 func closed(ch chan struct{}) bool {
