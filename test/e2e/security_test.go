@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -41,6 +43,8 @@ import (
 
 const (
 	secNS = "sec"
+	// otherNS has data that secNS's identities may not read.
+	otherNS = "sec-other"
 	// The secrets Gantry is given for Prometheus (which does not check
 	// them): recognisable, so that a search of every output finds them.
 	promToken = "s3cr3t-token-XYZ"
@@ -120,6 +124,12 @@ func TestSecurity(t *testing.T) {
 	t.Cleanup(func() { stopFeed(); feedWG.Wait() })
 	feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": secNS, "pod": "web-0"}, 5)
 	feed.SetGauge(map[string]string{"__name__": "queue_depth", "namespace": secNS, "queue": "orders"}, 7)
+	// Another namespace's data, which an identity of secNS must never read.
+	if err := st.EnsureNamespace(ctx, otherNS); err != nil {
+		t.Fatal(err)
+	}
+	feed.SetRate(map[string]string{"__name__": "http_requests_total", "namespace": otherNS, "pod": "web-0"}, 50)
+	feed.SetGauge(map[string]string{"__name__": "queue_depth", "namespace": otherNS, "queue": "orders"}, 777)
 	for _, q := range []string{"a", "b"} {
 		feed.SetGauge(map[string]string{"__name__": "sec_failing", "namespace": secNS, "queue": q}, 1)
 	}
@@ -136,6 +146,7 @@ func TestSecurity(t *testing.T) {
 
 	t.Run("hostile requests get a 4xx with a reason", s.testHostileRequests)
 	t.Run("authn and authz through the kube-apiserver", func(t *testing.T) { s.testAuth(ctx, t, podMetric) })
+	t.Run("a namespace's identity reads only that namespace", func(t *testing.T) { s.testNamespaceIsolation(ctx, t) })
 	t.Run("TLS only, at least 1.2", s.testTLS)
 	t.Run("no panic and no 5xx from request input", s.testNoPanic)
 	t.Run("secrets stay out of logs, metrics and errors", func(t *testing.T) {
@@ -374,6 +385,105 @@ func (s *secEnv) testAuth(ctx context.Context, t *testing.T, podMetric string) {
 		}
 	})
 }
+
+// testNamespaceIsolation: an identity whose only binding is a RoleBinding
+// in secNS (the shape of the shipped gantry-metrics-reader role, on all
+// three metrics APIs) tries every path that could answer about otherNS
+// while RBAC checks secNS. Each must answer about secNS alone, or not at
+// all; otherNS's data is there (the admin reads it) to be leaked.
+func (s *secEnv) testNamespaceIsolation(ctx context.Context, t *testing.T) {
+	client := s.st.Cluster.Client()
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: "sec-namespace-metrics-reader"},
+		Rules: []rbacv1.PolicyRule{{
+			APIGroups: []string{"custom.metrics.k8s.io", "external.metrics.k8s.io", "metrics.k8s.io"},
+			Resources: []string{"*"}, Verbs: []string{"get", "list"},
+		}},
+	}
+	if _, err := client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "namespace-reader", Namespace: secNS}}
+	if _, err := client.CoreV1().ServiceAccounts(secNS).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "sec-namespace-metrics-reader", Namespace: secNS},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: secNS, Name: sa.Name}},
+	}
+	if _, err := client.RbacV1().RoleBindings(secNS).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expiry := int64(3600)
+	tr, err := client.CoreV1().ServiceAccounts(secNS).CreateToken(ctx, sa.Name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tokens = append(s.tokens, secret{"a namespace reader's ServiceAccount token", tr.Status.Token})
+	user := s.kubeClient(t, tr.Status.Token)
+	api := s.st.Cluster.URL() + "/apis/"
+	cm2 := api + "custom.metrics.k8s.io/v1beta2/namespaces/"
+	cm1 := api + "custom.metrics.k8s.io/v1beta1/namespaces/"
+
+	// The data to leak is there: the admin reads otherNS's rate (50/s), and
+	// the reader reads its own namespace's.
+	r := s.waitCode(ctx, t, s.admin, cm2+otherNS+"/metrics/http_requests_per_second", http.StatusOK, otherNS+"'s rate to be served to the admin")
+	if !bytes.Contains(r.body, []byte(`"name":"`+otherNS+`"`)) {
+		t.Fatalf("the admin's answer about namespace %s does not describe it: %.500s", otherNS, r.body)
+	}
+	s.waitCode(ctx, t, user, cm2+secNS+"/metrics/http_requests_per_second", http.StatusOK, "the RoleBinding to take effect")
+	s.waitCode(ctx, t, user, api+"external.metrics.k8s.io/v1beta1/namespaces/"+secNS+"/queue_depth", http.StatusOK, "the reader to get its own external metric")
+
+	for _, tc := range []struct {
+		name, url string
+		// code is the status wanted; 0 accepts any answer that leaks
+		// nothing of otherNS.
+		code int
+	}{
+		{"v1beta2: another namespace as the described object", cm2 + secNS + "/namespaces/" + otherNS + "/http_requests_per_second", http.StatusNotFound},
+		{"v1beta1: another namespace as the described object", cm1 + secNS + "/namespace/" + otherNS + "/http_requests_per_second", http.StatusNotFound},
+		{"v1beta2: every namespace as described objects", cm2 + secNS + "/namespaces/*/http_requests_per_second", 0},
+		{"v1beta1: every namespace as described objects", cm1 + secNS + "/namespaces/*/http_requests_per_second", 0},
+		{"v1beta2: a metric selector naming another namespace", cm2 + secNS + "/pods/web-0/http_requests_per_second?metricLabelSelector=namespace%3D" + otherNS, 0},
+		{"v1beta1: pods with a metric selector naming another namespace", cm1 + secNS + "/pods/*/http_requests_per_second?metricLabelSelector=namespace%3D" + otherNS, 0},
+		{"v1beta2: a cluster-scoped resource inside the namespace", cm2 + secNS + "/nodes/*/http_requests_per_second", http.StatusNotFound},
+		{"external: a selector naming another namespace", api + "external.metrics.k8s.io/v1beta1/namespaces/" + secNS + "/queue_depth?labelSelector=namespace%3D" + otherNS, 0},
+		{"metrics.k8s.io: a field selector naming another namespace", api + "metrics.k8s.io/v1beta1/namespaces/" + secNS + "/pods?fieldSelector=metadata.namespace%3D" + otherNS, 0},
+		{"the other namespace itself is refused by RBAC", cm2 + otherNS + "/metrics/http_requests_per_second", http.StatusForbidden},
+		{"the other namespace's pods are refused by RBAC", cm2 + otherNS + "/pods/*/http_requests_per_second", http.StatusForbidden},
+		{"the other namespace's external metric is refused by RBAC", api + "external.metrics.k8s.io/v1beta1/namespaces/" + otherNS + "/queue_depth", http.StatusForbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := s.do(t, user, http.MethodGet, tc.url)
+			if tc.code != 0 && r.code != tc.code {
+				t.Errorf("GET %s as %s/%s: %d %.500s, want %d", tc.url, secNS, sa.Name, r.code, r.body, tc.code)
+			}
+			if r.code == http.StatusOK && (bytes.Contains(r.body, []byte(otherNS)) || otherNSValue(r.body)) {
+				t.Errorf("GET %s as %s/%s answered with %s's data: %.500s", tc.url, secNS, sa.Name, otherNS, r.body)
+			}
+			if r.code >= 500 {
+				t.Errorf("GET %s: %d %.500s, want no server error", tc.url, r.code, r.body)
+			}
+		})
+	}
+}
+
+// otherNSValue reports whether a metric value list holds a value of
+// otherNS's series (a rate of 50/s, a queue of 777) rather than secNS's (5/s,
+// 7), whichever object it claims to describe.
+func otherNSValue(body []byte) bool {
+	for _, m := range metricValueRE.FindAllSubmatch(body, -1) {
+		q, err := resource.ParseQuantity(string(m[1]))
+		if err != nil || q.AsApproximateFloat64() > 20 {
+			return true
+		}
+	}
+	return false
+}
+
+var metricValueRE = regexp.MustCompile(`"value":"([^"]*)"`)
 
 // testTLS checks that Gantry's one listening port speaks TLS 1.2 or newer
 // only.
