@@ -29,20 +29,20 @@ type backends struct {
 func newBackends(o *Options, reg prometheus.Registerer) (*backends, error) {
 	b := &backends{}
 	if o.PrometheusURL != "" {
-		httpCfg, err := o.PrometheusHTTP.HTTPConfig()
+		httpCfg, redirects, err := o.PrometheusHTTP.HTTPConfig()
 		if err != nil {
 			return nil, err
 		}
-		if b.prom, err = promcollector.New(promcollector.Options{URL: o.PrometheusURL, HTTP: httpCfg, Timeout: o.BackendTimeout, MaxInFlight: o.BackendMaxInFlight}, reg); err != nil {
+		if b.prom, err = promcollector.New(promcollector.Options{URL: o.PrometheusURL, HTTP: httpCfg, Redirects: redirects, Limits: o.BackendLimits, Timeout: o.BackendTimeout, MaxInFlight: o.BackendMaxInFlight}, reg); err != nil {
 			return nil, err
 		}
 	}
 	if o.LokiURL != "" {
-		httpCfg, err := o.LokiHTTP.HTTPConfig()
+		httpCfg, redirects, err := o.LokiHTTP.HTTPConfig()
 		if err != nil {
 			return nil, fmt.Errorf("loki: %w", err)
 		}
-		if b.loki, err = lokicollector.New(lokicollector.Options{URL: o.LokiURL, HTTP: httpCfg, Tenant: o.LokiTenant, Timeout: o.BackendTimeout, MaxInFlight: o.BackendMaxInFlight}, reg); err != nil {
+		if b.loki, err = lokicollector.New(lokicollector.Options{URL: o.LokiURL, HTTP: httpCfg, Redirects: redirects, Limits: o.BackendLimits, Tenant: o.LokiTenant, Timeout: o.BackendTimeout, MaxInFlight: o.BackendMaxInFlight}, reg); err != nil {
 			return nil, err
 		}
 	}

@@ -55,12 +55,10 @@ type Options struct {
 	BackendTimeout time.Duration
 	// BackendMaxInFlight bounds the queries sent to each backend at once.
 	BackendMaxInFlight int
-	ObjectResync       time.Duration
-	ValueCacheTTL      time.Duration
-	// ValueCacheMaxBytes and SelectorCacheMaxBytes bound the memory of the
-	// kept query values and of each resource's kept selector answers.
-	ValueCacheMaxBytes    int64
-	SelectorCacheMaxBytes int64
+	// BackendLimits bound what one answer of a query backend may hold.
+	BackendLimits promcollector.Limits
+	ObjectResync  time.Duration
+	ValueCacheTTL time.Duration
 	// ConfigReloadInterval is how often the config file is checked for
 	// changes; 0 turns reloading off.
 	ConfigReloadInterval time.Duration
@@ -105,6 +103,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.MaxAge, "metrics-max-age", 0, "How far back series are looked for when listing; 0 means --metrics-relist-interval.")
 	fs.DurationVar(&o.BackendTimeout, "backend-timeout", 10*time.Second, "Upper bound of one backend query when the API request has no earlier deadline.")
 	fs.IntVar(&o.BackendMaxInFlight, "backend-max-in-flight", 32, "Most queries sent to each backend (Prometheus, Loki) at once (identical ones share one); more wait for a slot within their deadline, so a slow backend cannot pile up queries and connections.")
+	fs.Int64Var(&o.BackendLimits.MaxResponseBytes, "backend-max-response-bytes", promcollector.DefaultMaxResponseBytes, "Most bytes of one Prometheus or Loki answer that are held: a longer query answer is refused (not read further); of a series listing decoded as it streams, one series' labels and all labels kept. Refused answers count in gantry_backend_answers_rejected_total.")
+	fs.IntVar(&o.BackendLimits.MaxSamples, "backend-max-samples", promcollector.DefaultMaxSamples, "Most samples of one Prometheus or Loki query answer; a query answers with one per object of a namespace (or of a request), so more means a rule is broader than meant.")
+	fs.IntVar(&o.BackendLimits.MaxSeries, "backend-max-series", promcollector.DefaultMaxSeries, "Most series one series listing keeps: Loki's streams, the series check-config lists, and the distinct (metric name, label names) shapes discovery keeps of Prometheus' series, however many series there are.")
 	fs.DurationVar(&o.ObjectResync, "object-resync-period", 10*time.Minute, "Resync period of the metadata caches used to resolve label selectors.")
 	fs.DurationVar(&o.ConfigReloadInterval, "config-reload-interval", 5*time.Second, "How often the --config file is checked for changes. A valid change is applied without a restart; a broken one is logged and counted (gantry_config_reloads_total{result=\"failure\"}) and the last good config stays in use. 0 turns reloading off.")
 	fs.StringVar(&o.LokiURL, "loki-url", o.LokiURL, "Base URL of Loki's HTTP API, e.g. http://loki-gateway.monitoring.svc; required when a rule has a logqlQuery.")
@@ -118,8 +119,6 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KubeStateMetricsURL, "kube-state-metrics-url", "", "URL of a kube-state-metrics /metrics endpoint, e.g. http://kube-state-metrics.kube-system.svc:8080/metrics, scraped into the local store that rules with 'source: local' query (no Prometheus needed).")
 	fs.DurationVar(&o.KubeStateMetricsInterval, "kube-state-metrics-scrape-interval", 15*time.Second, "How often --kube-state-metrics-url is scraped.")
 	fs.StringVar(&o.ResourceMetrics, "resource-metrics", ResourceMetricsAuto, "Where metrics.k8s.io (kubectl top, VPA, HPA Resource metrics) comes from: 'rules' (the config's resourceRules, over Prometheus), 'kubelet' (Gantry scrapes every kubelet's /metrics/resource itself, no Prometheus needed), 'none' (not served), or 'auto': rules when the config has resourceRules, else kubelet.")
-	fs.Int64Var(&o.ValueCacheMaxBytes, "value-cache-max-bytes", provider.DefaultValueCacheBytes, "Most bytes of query values the value cache keeps; values that do not fit answer their requests and are not kept, so requests with ever new metric selectors cannot grow Gantry's memory.")
-	fs.Int64Var(&o.SelectorCacheMaxBytes, "selector-cache-max-bytes", provider.DefaultSelectorCacheBytes, "Most bytes of label selector answers kept per resource (pods, nodes, ...); beyond it older answers are dropped, so requests with ever new label selectors cannot grow Gantry's memory.")
 	fs.DurationVar(&o.ValueCacheTTL, "value-cache-ttl", 5*time.Second, "How long the values of a custom metrics query are reused for requests with the same rule, namespace and metric selector (values served are at most this much older than their timestamp says); 0 disables the cache.")
 }
 
@@ -149,11 +148,11 @@ func (o *Options) Validate() error {
 	if o.BackendMaxInFlight < 0 {
 		errs = append(errs, errors.New("--backend-max-in-flight must not be negative (0 means the default, 32)"))
 	}
+	if o.BackendLimits.MaxResponseBytes <= 0 || o.BackendLimits.MaxSamples <= 0 || o.BackendLimits.MaxSeries <= 0 {
+		errs = append(errs, errors.New("--backend-max-response-bytes, --backend-max-samples and --backend-max-series must be positive"))
+	}
 	if o.ValueCacheTTL < 0 {
 		errs = append(errs, errors.New("--value-cache-ttl must not be negative"))
-	}
-	if o.ValueCacheMaxBytes <= 0 || o.SelectorCacheMaxBytes <= 0 {
-		errs = append(errs, errors.New("--value-cache-max-bytes and --selector-cache-max-bytes must be positive"))
 	}
 	if o.ConfigReloadInterval < 0 {
 		errs = append(errs, errors.New("--config-reload-interval must not be negative"))
@@ -237,7 +236,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("metadata client: %w", err)
 	}
-	objects := provider.NewObjectCache(ctx, metaClient, mapper, s.Options.ObjectResync, s.Options.SelectorCacheMaxBytes)
+	objects := provider.NewObjectCache(ctx, metaClient, mapper, s.Options.ObjectResync)
 
 	mp := provider.New(provider.Options{
 		Registry: registry,
@@ -246,9 +245,8 @@ func (s *Server) Run(ctx context.Context) error {
 		Mapper:   mapper,
 		Timeout:  s.Options.BackendTimeout,
 
-		ValueCacheTTL:      s.Options.ValueCacheTTL,
-		ValueCacheMaxBytes: s.Options.ValueCacheMaxBytes,
-		Registerer:         reg,
+		ValueCacheTTL: s.Options.ValueCacheTTL,
+		Registerer:    reg,
 	})
 
 	// metrics.k8s.io needs OpenAPI models next to the ones custom-metrics-

@@ -265,8 +265,10 @@ func (p *MetricsProvider) objectValues(ctx context.Context, entry discovery.Entr
 // the rule's namespace query, which covers every object of the resource
 // there: HPAs asking about different pods of one namespace share it, and it
 // names no object, however many there are. Cluster-scoped objects, requests
-// across all namespaces, and rules whose template reads the names
-// (LabelValuesByName) use a query that names the objects. Names never
+// across all namespaces, and rules where the namespace query could change
+// a requested object's value (rules.Rule.NamespaceQueryable: templates that
+// aggregate across objects, read the names, or are LogQL) use a query that
+// names the objects. Names never
 // become query text but escaped label matchers, and answers are picked by
 // the resource label.
 func (p *MetricsProvider) samples(ctx context.Context, entry discovery.Entry, info cmprovider.CustomMetricInfo, namespace string, names []string, metricSelector labels.Selector) (*objectSamples, error) {

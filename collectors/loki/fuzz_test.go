@@ -106,7 +106,7 @@ func FuzzResponse(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	reasons := map[string]bool{"timeout": true, "unreachable": true, "bad_query": true, "backend_error": true, "bad_response": true}
+	reasons := map[string]bool{"timeout": true, "unreachable": true, "bad_query": true, "backend_error": true, "bad_response": true, "redirected": true, "too_large": true}
 
 	f.Fuzz(func(t *testing.T, code uint16, contentType string, raw []byte, series bool) {
 		if len(raw) > 1<<20 {

@@ -11,11 +11,11 @@
 package loki
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net"
 	"net/http"
@@ -38,18 +38,23 @@ const backend = "loki"
 // multi-tenant Loki.
 const tenantHeader = "X-Scope-OrgID"
 
-// maxBody bounds how much of a response is read: a metric query's answer is
-// a vector of at most Loki's max_query_series (500 by default) samples.
-const maxBody = 32 << 20
-
 // Options configure the connection to Loki.
 type Options struct {
 	// URL is Loki's base URL (the query frontend or the single binary),
 	// e.g. http://loki-gateway.monitoring:80; the API paths go under it.
 	URL string
 	// HTTP is the HTTP client configuration (auth, TLS, headers), the same
-	// format as Prometheus'.
+	// format as Prometheus'. Its FollowRedirects is not read: Redirects
+	// decides.
 	HTTP commoncfg.HTTPClientConfig
+	// Redirects says which redirects are followed; by default those within
+	// the URL's scheme, host and port only. Requests that leave it carry
+	// neither the tenant nor credentials.
+	Redirects promcollector.Redirects
+	// Limits bound what one answer may hold; zero values are the defaults.
+	// A metric query's answer is a vector of at most Loki's
+	// max_query_series (500 by default) samples.
+	Limits promcollector.Limits
 	// Tenant, when set, is sent as X-Scope-OrgID on every request.
 	Tenant string
 	// Timeout bounds every call that has no earlier deadline. Default 10s.
@@ -97,7 +102,7 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	hc, err := commoncfg.NewClientFromConfig(opts.HTTP, "gantry")
+	hc, err := promcollector.NewHTTPClient(backend, u, opts.HTTP, opts.Redirects)
 	if err != nil {
 		return nil, fmt.Errorf("loki HTTP client: %w", err)
 	}
@@ -107,7 +112,7 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
-	calls := promcollector.NewCalls(promcollector.CallsOptions{Backend: backend, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight}, m)
+	calls := promcollector.NewCalls(promcollector.CallsOptions{Backend: backend, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, Limits: opts.Limits}, m)
 	return &Client{http: hc, base: u, tenant: opts.Tenant, calls: calls}, nil
 }
 
@@ -131,7 +136,7 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 	if err != nil {
 		return nil, c.fail("query", start, err)
 	}
-	vec, err := decodeQueryData(data)
+	vec, err := decodeQueryData(data, c.calls.Limits())
 	if err != nil {
 		return nil, c.fail("query", start, err)
 	}
@@ -139,9 +144,9 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 }
 
 // Series lists the label sets of the streams matching any of matchers (LogQL
-// stream selectors such as {app="web"}) in [start, end]. Loki 3 adds labels
-// of its own to streams it ingests (service_name, and detected_level when
-// level detection is on).
+// stream selectors such as {app="web"}) in [start, end], at most
+// Limits.MaxSeries of them. Loki 3 adds labels of its own to streams it
+// ingests (service_name, and detected_level when level detection is on).
 func (c *Client) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.calls.Deadline(ctx))
 	defer cancel()
@@ -151,8 +156,12 @@ func (c *Client) Series(ctx context.Context, matchers []string, start, end time.
 	if err != nil {
 		return nil, c.fail("series", t0, err)
 	}
-	var sets []model.LabelSet
-	if err := json.Unmarshal(data, &sets); err != nil {
+	limits := c.calls.Limits()
+	sets, err := decodeList[model.LabelSet](data, limits.MaxSeries)
+	if errors.Is(err, errTooMany) {
+		return nil, c.fail("series", t0, limits.TooManySeries())
+	}
+	if err != nil {
 		return nil, c.fail("series", t0, badResponse("series data: %v", err))
 	}
 	c.calls.Succeed("series", t0)
@@ -184,12 +193,9 @@ func (c *Client) call(ctx context.Context, path string, form url.Values) (json.R
 		return nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	body, err := c.calls.Limits().ReadAnswer(nil, resp)
 	if err != nil {
 		return nil, err
-	}
-	if len(body) > maxBody {
-		return nil, badResponse("answer larger than %d bytes", maxBody)
 	}
 	return decodeBody(resp.StatusCode, resp.Header.Get("Content-Type"), body)
 }
@@ -276,8 +282,9 @@ func apiError(errorType, msg string) error {
 
 // decodeQueryData turns an instant query's data into a vector: a vector as
 // it is, a scalar as one sample without labels. Streams mean the query was a
-// log query, which has no value to serve.
-func decodeQueryData(data json.RawMessage) (model.Vector, error) {
+// log query, which has no value to serve. A vector of more than
+// limits.MaxSamples samples is refused before it is decoded whole.
+func decodeQueryData(data json.RawMessage, limits promcollector.Limits) (model.Vector, error) {
 	var d struct {
 		ResultType string          `json:"resultType"`
 		Result     json.RawMessage `json:"result"`
@@ -287,8 +294,11 @@ func decodeQueryData(data json.RawMessage) (model.Vector, error) {
 	}
 	switch d.ResultType {
 	case "vector":
-		var vec model.Vector
-		if err := json.Unmarshal(d.Result, &vec); err != nil {
+		vec, err := decodeList[*model.Sample](d.Result, limits.MaxSamples)
+		if errors.Is(err, errTooMany) {
+			return nil, limits.TooManySamples()
+		}
+		if err != nil {
 			return nil, badResponse("vector: %v", err)
 		}
 		for _, s := range vec {
@@ -318,6 +328,42 @@ func decodeQueryData(data json.RawMessage) (model.Vector, error) {
 	}
 }
 
+// errTooMany is a list longer than decodeList may decode.
+var errTooMany = errors.New("too many elements")
+
+// decodeList decodes a JSON array (or null) of T one element at a time, and
+// fails with errTooMany on the element after the first max: a sample or a
+// label set decodes to several times its bytes, so a list is not decoded
+// whole before it is counted.
+func decodeList[T any](raw json.RawMessage, max int) ([]T, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, err
+	}
+	if tok == nil {
+		return nil, nil
+	}
+	if tok != json.Delim('[') {
+		return nil, fmt.Errorf("expected an array, found %v", tok)
+	}
+	var list []T
+	for dec.More() {
+		if len(list) == max {
+			return nil, errTooMany
+		}
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		list = append(list, v)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, err
+	}
+	return list, nil
+}
+
 func badResponse(format string, args ...any) error {
 	return &promcollector.BackendError{Backend: backend, Reason: "bad_response", Err: errors.New(oneLine(fmt.Sprintf(format, args...)))}
 }
@@ -333,6 +379,10 @@ func classify(err error, host string) *promcollector.BackendError {
 	var be *promcollector.BackendError
 	if errors.As(err, &be) {
 		return be
+	}
+	var le *promcollector.LimitError
+	if errors.As(err, &le) {
+		return &promcollector.BackendError{Backend: backend, Reason: "too_large", Err: le}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}

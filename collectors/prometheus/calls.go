@@ -22,6 +22,7 @@ type Calls struct {
 	backend   string
 	timeout   time.Duration
 	precision time.Duration
+	limits    Limits
 	metrics   *Metrics
 	flight    singleflight.Group
 	slots     chan struct{} // one per call in flight
@@ -38,6 +39,9 @@ type CallsOptions struct {
 	// TimePrecision is the finest evaluation time the backend reads:
 	// queries whose times differ by less are the same query. Default 1ns.
 	TimePrecision time.Duration
+	// Limits bound what the backend's answers may hold; zero values are
+	// the defaults.
+	Limits Limits
 }
 
 // NewCalls returns the call bookkeeping of a backend, counting in m.
@@ -51,7 +55,7 @@ func NewCalls(opts CallsOptions, m *Metrics) *Calls {
 	if opts.TimePrecision <= 0 {
 		opts.TimePrecision = time.Nanosecond
 	}
-	return &Calls{backend: opts.Backend, timeout: opts.Timeout, precision: opts.TimePrecision, metrics: m, slots: make(chan struct{}, opts.MaxInFlight)}
+	return &Calls{backend: opts.Backend, timeout: opts.Timeout, precision: opts.TimePrecision, limits: opts.Limits.WithDefaults(), metrics: m, slots: make(chan struct{}, opts.MaxInFlight)}
 }
 
 // Deadline is how long a call may take: the caller's remaining time, capped
@@ -68,6 +72,9 @@ func (c *Calls) Deadline(ctx context.Context) time.Duration {
 
 // Timeout is the configured bound of one call.
 func (c *Calls) Timeout() time.Duration { return c.timeout }
+
+// Limits are the bounds of the backend's answers, defaults filled in.
+func (c *Calls) Limits() Limits { return c.limits }
 
 // Query runs query at ts through run, once for all identical queries in
 // flight (same text, same evaluation time), waiting for a slot first, within
@@ -124,10 +131,15 @@ func (c *Calls) Succeed(call string, start time.Time) {
 	c.metrics.duration.WithLabelValues(c.backend, call, "success").Observe(time.Since(start).Seconds())
 }
 
-// Fail counts a failed call that began at start and returns its error.
+// Fail counts a failed call that began at start and returns its error;
+// an answer refused for a limit counts as rejected too.
 func (c *Calls) Fail(call string, start time.Time, be *BackendError) error {
 	c.metrics.duration.WithLabelValues(c.backend, call, "error").Observe(time.Since(start).Seconds())
 	c.metrics.errors.WithLabelValues(c.backend, call, be.Reason).Inc()
+	var le *LimitError
+	if errors.As(be.Err, &le) {
+		c.metrics.rejected.WithLabelValues(c.backend, call, le.Limit).Inc()
+	}
 	return be
 }
 
@@ -150,6 +162,7 @@ type Metrics struct {
 	errors   *promclient.CounterVec
 	shared   *promclient.CounterVec
 	inFlight *promclient.GaugeVec
+	rejected *promclient.CounterVec
 }
 
 // NewMetrics registers the backend metrics on reg (nil registers nothing),
@@ -173,6 +186,10 @@ func NewMetrics(reg promclient.Registerer) (*Metrics, error) {
 			Name: "gantry_backend_queries_in_flight",
 			Help: "Queries sent to a metrics backend and not yet answered (at most --backend-max-in-flight).",
 		}, []string{"backend"}),
+		rejected: promclient.NewCounterVec(promclient.CounterOpts{
+			Name: "gantry_backend_answers_rejected_total",
+			Help: "Backend answers refused for exceeding a limit (max_response_bytes, max_samples, max_series), by backend, call and limit.",
+		}, []string{"backend", "call", "limit"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -188,6 +205,9 @@ func NewMetrics(reg promclient.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.inFlight, err = register(reg, m.inFlight); err != nil {
+		return nil, err
+	}
+	if m.rejected, err = register(reg, m.rejected); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -86,7 +86,7 @@ func FuzzResponse(f *testing.F) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		f.Fatal(err)
 	}
-	httpCfg, err := promcollector.HTTPFlags{TokenFile: tokenFile}.HTTPConfig()
+	httpCfg, _, err := promcollector.HTTPFlags{TokenFile: tokenFile}.HTTPConfig()
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func FuzzResponse(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	reasons := map[string]bool{"timeout": true, "unreachable": true, "bad_query": true, "backend_error": true, "bad_response": true}
+	reasons := map[string]bool{"timeout": true, "unreachable": true, "bad_query": true, "backend_error": true, "bad_response": true, "redirected": true, "too_large": true}
 
 	f.Fuzz(func(t *testing.T, code uint16, raw []byte, series bool) {
 		if len(raw) > 1<<20 {

@@ -31,8 +31,14 @@ import (
 type Options struct {
 	// URL is Prometheus' base URL, e.g. http://prometheus.monitoring:9090.
 	URL string
-	// HTTP is the HTTP client configuration (auth, TLS, headers).
+	// HTTP is the HTTP client configuration (auth, TLS, headers). Its
+	// FollowRedirects is not read: Redirects decides.
 	HTTP commoncfg.HTTPClientConfig
+	// Redirects says which redirects are followed; by default those
+	// within the URL's scheme, host and port only.
+	Redirects Redirects
+	// Limits bound what one answer may hold; zero values are the defaults.
+	Limits Limits
 	// Timeout bounds every call that has no earlier deadline. Default 10s.
 	Timeout time.Duration
 	// Name is the backend's name in metrics and logs. Default "prometheus".
@@ -72,7 +78,7 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 32
 	}
-	hc, err := commoncfg.NewClientFromConfig(opts.HTTP, "gantry")
+	hc, err := NewHTTPClient(opts.Name, u, opts.HTTP, opts.Redirects)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus HTTP client: %w", err)
 	}
@@ -80,7 +86,7 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	calls := NewCalls(CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, TimePrecision: time.Millisecond}, m)
+	calls := NewCalls(CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, TimePrecision: time.Millisecond, Limits: opts.Limits}, m)
 	return &Client{hc: hc, base: u, name: opts.Name, calls: calls}, nil
 }
 
@@ -157,7 +163,9 @@ func (c *Client) fail(call string, start time.Time, err error) error {
 // the reason, never the backend's URL or credentials.
 type BackendError struct {
 	Backend string
-	// Reason is one of timeout, unreachable, bad_query, backend_error, bad_response.
+	// Reason is one of timeout, unreachable, bad_query, backend_error,
+	// bad_response, redirected (a redirect that is not followed) and
+	// too_large (an answer over one of the Limits, a *LimitError).
 	Reason string
 	Err    error
 }
@@ -176,6 +184,10 @@ func classify(backend string, err error) *BackendError {
 	var be *BackendError
 	if errors.As(err, &be) {
 		return be
+	}
+	var le *LimitError
+	if errors.As(err, &le) {
+		return &BackendError{Backend: backend, Reason: "too_large", Err: le}
 	}
 	var apiErr *v1.Error
 	if errors.As(err, &apiErr) {
@@ -262,25 +274,41 @@ type HTTPFlags struct {
 	Headers        []string // --prometheus-header Name=Value
 }
 
-// HTTPConfig builds the HTTP client configuration from the flags.
-func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, error) {
+// HTTPConfig builds the HTTP client configuration from the flags, and
+// says which redirects to follow: the auth config's follow_redirects: true
+// follows them to other hosts too (without credentials), false follows
+// none; unset (and with a kubeconfig) those within the backend's scheme,
+// host and port only — not prometheus/common's default, which follows any.
+func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, Redirects, error) {
 	cfg := commoncfg.DefaultHTTPClientConfig
+	redirects := SameOrigin
 	if f.AuthConfigFile != "" {
 		data, err := os.ReadFile(f.AuthConfigFile)
 		if err != nil {
-			return cfg, fmt.Errorf("--prometheus-auth-config: %w", err)
+			return cfg, redirects, fmt.Errorf("--prometheus-auth-config: %w", err)
 		}
 		if isKubeconfig(data) {
 			kc, err := fromKubeconfig(data)
 			if err != nil {
-				return cfg, fmt.Errorf("--prometheus-auth-config %s: %w", f.AuthConfigFile, err)
+				return cfg, redirects, fmt.Errorf("--prometheus-auth-config %s: %w", f.AuthConfigFile, err)
 			}
 			cfg = kc
 		} else {
 			dec := yaml.NewDecoder(strings.NewReader(string(data)))
 			dec.KnownFields(true)
 			if err := dec.Decode(&cfg); err != nil {
-				return cfg, fmt.Errorf("--prometheus-auth-config %s: expected a Prometheus HTTP client config (authorization, basic_auth, tls_config, http_headers, ...) or a kubeconfig: %v", f.AuthConfigFile, err)
+				return cfg, redirects, fmt.Errorf("--prometheus-auth-config %s: expected a Prometheus HTTP client config (authorization, basic_auth, tls_config, http_headers, ...) or a kubeconfig: %v", f.AuthConfigFile, err)
+			}
+			// The decoded config cannot tell an unset follow_redirects
+			// from its default, true.
+			var set struct {
+				FollowRedirects *bool `yaml:"follow_redirects"`
+			}
+			if yaml.Unmarshal(data, &set) == nil && set.FollowRedirects != nil {
+				redirects = NoRedirects
+				if *set.FollowRedirects {
+					redirects = AnyOrigin
+				}
 			}
 		}
 	}
@@ -292,7 +320,7 @@ func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, error) {
 	}
 	if f.ClientCertFile != "" || f.ClientKeyFile != "" {
 		if f.ClientCertFile == "" || f.ClientKeyFile == "" {
-			return cfg, errors.New("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be set together")
+			return cfg, redirects, errors.New("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be set together")
 		}
 		cfg.TLSConfig.Cert, cfg.TLSConfig.CertRef, cfg.TLSConfig.Key, cfg.TLSConfig.KeyRef = "", "", "", ""
 		cfg.TLSConfig.CertFile, cfg.TLSConfig.KeyFile = f.ClientCertFile, f.ClientKeyFile
@@ -303,7 +331,7 @@ func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, error) {
 	for _, h := range f.Headers {
 		name, value, ok := strings.Cut(h, "=")
 		if !ok || !isToken(name) {
-			return cfg, fmt.Errorf("--prometheus-header %q: expected Name=Value", h)
+			return cfg, redirects, fmt.Errorf("--prometheus-header %q: expected Name=Value", h)
 		}
 		if cfg.HTTPHeaders == nil {
 			cfg.HTTPHeaders = &commoncfg.Headers{Headers: map[string]commoncfg.Header{}}
@@ -312,7 +340,7 @@ func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, error) {
 		hd.Values = append(hd.Values, value)
 		cfg.HTTPHeaders.Headers[http.CanonicalHeaderKey(name)] = hd
 	}
-	return cfg, cfg.Validate()
+	return cfg, redirects, cfg.Validate()
 }
 
 // isToken reports whether s is a valid header name (an RFC 9110 token);

@@ -292,7 +292,7 @@ users: [{name: u, user: {token: kube-token}}]
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeAPI(t, vectorOK)
 			flags := tc.flags(t)
-			httpCfg, err := flags.HTTPConfig()
+			httpCfg, _, err := flags.HTTPConfig()
 			if err != nil {
 				t.Fatalf("HTTPConfig: %v", err)
 			}
@@ -556,7 +556,7 @@ func TestBackendErrors(t *testing.T) {
 				u = newFakeAPI(t, tc.respond).URL
 			}
 			tokenFile := writeFile(t, "token", token)
-			httpCfg, err := promcollector.HTTPFlags{TokenFile: tokenFile}.HTTPConfig()
+			httpCfg, _, err := promcollector.HTTPFlags{TokenFile: tokenFile}.HTTPConfig()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -805,11 +805,12 @@ func TestHTTPConfig(t *testing.T) {
 		Insecure                   bool
 		ServerName                 string
 		Headers                    map[string][]string
+		Redirects                  promcollector.Redirects
 	}
-	summarize := func(c commoncfg.HTTPClientConfig) summary {
+	summarize := func(c commoncfg.HTTPClientConfig, r promcollector.Redirects) summary {
 		s := summary{
 			CAFile: c.TLSConfig.CAFile, CA: c.TLSConfig.CA, CertFile: c.TLSConfig.CertFile, KeyFile: c.TLSConfig.KeyFile,
-			Insecure: c.TLSConfig.InsecureSkipVerify, ServerName: c.TLSConfig.ServerName,
+			Insecure: c.TLSConfig.InsecureSkipVerify, ServerName: c.TLSConfig.ServerName, Redirects: r,
 		}
 		if a := c.Authorization; a != nil {
 			s.AuthType, s.Token, s.TokenFile = a.Type, string(a.Credentials), a.CredentialsFile
@@ -873,6 +874,12 @@ bearer_tokn: abc
 `)
 	basicAndToken := file("basic.yaml", `
 basic_auth: {username: u, password: p}
+`)
+	followAll := file("follow.yaml", `
+follow_redirects: true
+`)
+	followNone := file("nofollow.yaml", `
+follow_redirects: false
 `)
 
 	cases := []struct {
@@ -947,6 +954,14 @@ basic_auth: {username: u, password: p}
 			"authorization",
 		},
 	}, {
+		name:  "follow_redirects: true follows redirects to other hosts too",
+		flags: promcollector.HTTPFlags{AuthConfigFile: followAll},
+		want:  summary{Redirects: promcollector.AnyOrigin},
+	}, {
+		name:  "follow_redirects: false follows none",
+		flags: promcollector.HTTPFlags{AuthConfigFile: followNone},
+		want:  summary{Redirects: promcollector.NoRedirects},
+	}, {
 		name:  "unknown field",
 		flags: promcollector.HTTPFlags{AuthConfigFile: unknownField},
 		wantErr: []string{
@@ -961,10 +976,10 @@ basic_auth: {username: u, password: p}
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := tc.flags.HTTPConfig()
+			cfg, redirects, err := tc.flags.HTTPConfig()
 			if len(tc.wantErr) > 0 {
 				if err == nil {
-					t.Fatalf("want an error containing %q, got config %+v", tc.wantErr, summarize(cfg))
+					t.Fatalf("want an error containing %q, got config %+v", tc.wantErr, summarize(cfg, redirects))
 				}
 				for _, s := range tc.wantErr {
 					if !strings.Contains(err.Error(), s) {
@@ -976,7 +991,7 @@ basic_auth: {username: u, password: p}
 			if err != nil {
 				t.Fatalf("unexpected error: %v", err)
 			}
-			if diff := cmp.Diff(tc.want, summarize(cfg)); diff != "" {
+			if diff := cmp.Diff(tc.want, summarize(cfg, redirects)); diff != "" {
 				t.Errorf("config (-want +got):\n%s", diff)
 			}
 		})
@@ -1122,7 +1137,7 @@ users:
 			srv.StartTLS()
 			t.Cleanup(srv.Close)
 
-			httpCfg, err := tc.flags.HTTPConfig()
+			httpCfg, _, err := tc.flags.HTTPConfig()
 			if err != nil {
 				t.Fatalf("HTTPConfig: %v", err)
 			}

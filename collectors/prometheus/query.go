@@ -20,7 +20,8 @@ import (
 // queryCall POSTs an instant query's form to /api/v1/query, falling back to
 // GET where a proxy refuses POST (403, 405, 501), as Prometheus' own client
 // does, and decodes the answer. Errors are what the client library reports
-// (*v1.Error, *url.Error, the context's), so classify reads them as before.
+// (*v1.Error, *url.Error, the context's), so classify reads them as before,
+// or a *LimitError for an answer over the limits.
 func (c *Client) queryCall(ctx context.Context, form url.Values) (model.Value, []string, error) {
 	u := *c.base
 	u.Path = path.Join(u.Path, "/api/v1/query")
@@ -32,24 +33,24 @@ func (c *Client) queryCall(ctx context.Context, form url.Values) (model.Value, [
 	if resp.StatusCode/100 != 2 {
 		// Error answers read the same for every API call: the series
 		// call's reading of them is the client library's.
-		return nil, nil, decodeSeriesResponse(resp, nil)
+		return nil, nil, decodeSeriesResponse(resp, nil, 0)
 	}
-	buf := bodyBuffers.Get().(*bytes.Buffer)
-	buf.Reset()
+	limits := c.calls.Limits()
+	buf := bodyBuffers.Get().(*[]byte)
 	defer func() {
-		if buf.Cap() <= maxPooledBody {
+		if cap(*buf) <= maxPooledBody {
 			bodyBuffers.Put(buf)
 		}
 	}()
-	if _, err := buf.ReadFrom(resp.Body); err != nil {
+	if *buf, err = limits.ReadAnswer(*buf, resp); err != nil {
 		return nil, nil, err
 	}
-	return decodeQueryResponse(buf.String())
+	return decodeQueryResponse(string(*buf), limits)
 }
 
 // bodyBuffers hold query answers while they are read; the decoded vector
 // keeps one string copy of the answer, whose substrings its labels are.
-var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+var bodyBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxPooledBody is the largest buffer kept for the next answer.
 const maxPooledBody = 4 << 20
@@ -60,21 +61,26 @@ const maxPooledBody = 4 << 20
 // strings, histograms, error envelopes, bodies that are not JSON) go
 // through decodeQueryGeneric, which reads them as the client library does.
 // Both return the same for every body the fast pass accepts
-// (FuzzQueryDecoding).
-func decodeQueryResponse(body string) (model.Value, []string, error) {
-	d := queryDecoder{s: body}
+// (FuzzQueryDecoding), and both refuse a result of more than
+// limits.MaxSamples samples (or series, for a matrix) with a *LimitError
+// before they build it.
+func decodeQueryResponse(body string, limits Limits) (model.Value, []string, error) {
+	d := queryDecoder{s: body, maxSamples: limits.MaxSamples}
 	if v, warnings, ok := d.envelope(); ok {
 		return v, warnings, nil
 	}
-	return decodeQueryGeneric([]byte(body))
+	if d.tooMany {
+		return nil, nil, limits.tooManySamples()
+	}
+	return decodeQueryGeneric([]byte(body), limits)
 }
 
 // decodeQueryGeneric decodes an answer with encoding/json and the model's
 // types, as the Prometheus client library does: a body that is not its
 // JSON is a bad_response, a status of "error" the API error it names, and
 // a success without data a nil value.
-func decodeQueryGeneric(body []byte) (model.Value, []string, error) {
-	var res genericResult
+func decodeQueryGeneric(body []byte, limits Limits) (model.Value, []string, error) {
+	res := genericResult{maxSamples: limits.MaxSamples}
 	env := struct {
 		Status    string       `json:"status"`
 		Data      any          `json:"data"`
@@ -84,6 +90,9 @@ func decodeQueryGeneric(body []byte) (model.Value, []string, error) {
 		Infos     []string     `json:"infos"`
 	}{Data: &res}
 	if err := json.Unmarshal(body, &env); err != nil {
+		if res.tooMany {
+			return nil, nil, limits.tooManySamples()
+		}
 		return nil, nil, &v1.Error{Type: v1.ErrBadResponse, Msg: err.Error()}
 	}
 	if env.Status == "error" {
@@ -102,7 +111,13 @@ func decodeQueryGeneric(body []byte) (model.Value, []string, error) {
 }
 
 // genericResult is the data of a query answer, decoded by type.
-type genericResult struct{ v model.Value }
+type genericResult struct {
+	v model.Value
+	// maxSamples bounds the elements of a vector or matrix (<= 0: none);
+	// tooMany says that a result had more, and was not decoded.
+	maxSamples int
+	tooMany    bool
+}
 
 func (r *genericResult) UnmarshalJSON(b []byte) error {
 	var data struct {
@@ -111,6 +126,11 @@ func (r *genericResult) UnmarshalJSON(b []byte) error {
 	}
 	if err := json.Unmarshal(b, &data); err != nil {
 		return err
+	}
+	if (data.Type == model.ValVector || data.Type == model.ValMatrix) && r.maxSamples > 0 && arrayLen(data.Result) > r.maxSamples {
+		// A sample decodes to several times its bytes: count first.
+		r.tooMany = true
+		return errTooMany
 	}
 	var err error
 	switch data.Type {
@@ -147,6 +167,10 @@ type queryDecoder struct {
 	s      string
 	i      int
 	labels []string // a sample's names and values, alternating
+	// maxSamples bounds a vector's samples (<= 0: no bound); tooMany
+	// says the decoder gave up on a vector with more.
+	maxSamples int
+	tooMany    bool
 }
 
 func (d *queryDecoder) ws() {
@@ -391,11 +415,18 @@ func (d *queryDecoder) vector() (model.Vector, bool) {
 	// Every sample in Prometheus' shape names its metric once: the count
 	// sizes both allocations the vector needs.
 	n := strings.Count(d.s[d.i:], `"metric"`)
+	if d.maxSamples > 0 {
+		n = min(n, d.maxSamples)
+	}
 	samples := make([]model.Sample, 0, n)
 	if !d.eat(']') {
 		for {
 			var s model.Sample
 			if !d.sample(&s) {
+				return nil, false
+			}
+			if d.maxSamples > 0 && len(samples) == d.maxSamples {
+				d.tooMany = true
 				return nil, false
 			}
 			samples = append(samples, s)
@@ -474,3 +505,41 @@ func (d *queryDecoder) metric() (model.Metric, bool) {
 
 // errNoResult is a success without data.
 var errNoResult = errors.New("query returned no result")
+
+// errTooMany stops a decoding that would hold more samples than the limit.
+var errTooMany = errors.New("too many samples")
+
+// arrayLen is the number of elements of raw if it is an array, and 0 if it
+// is another value; raw is valid JSON (what encoding/json hands an
+// Unmarshaler), so the elements are what the commas outside nested values
+// and strings separate.
+func arrayLen(raw []byte) int {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '[' {
+		return 0
+	}
+	inner := bytes.TrimSpace(raw[1 : len(raw)-1])
+	if len(inner) == 0 {
+		return 0
+	}
+	n, depth := 1, 0
+	inString, escaped := false, false
+	for _, c := range inner {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			escaped = c == '\\'
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			depth--
+		case c == ',' && depth == 0:
+			n++
+		}
+	}
+	return n
+}

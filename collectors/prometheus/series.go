@@ -23,15 +23,28 @@ import (
 )
 
 // Series lists the label sets of the series matching any of matchers in
-// [start, end].
+// [start, end]: at most Limits.MaxSeries of them, of at most
+// Limits.MaxResponseBytes of labels in all.
 func (c *Client) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
+	limits := c.calls.Limits()
 	var sets []model.LabelSet
-	err := c.series(ctx, matchers, start, end, func(pairs []labelPair) {
+	var size int64
+	err := c.series(ctx, matchers, start, end, func(pairs []labelPair) error {
+		if len(sets) == limits.MaxSeries {
+			return limits.tooManySeries("series")
+		}
+		for _, p := range pairs {
+			size += int64(len(p.name) + len(p.value))
+		}
+		if size > limits.MaxResponseBytes {
+			return limits.tooManyBytes()
+		}
 		ls := make(model.LabelSet, len(pairs))
 		for _, p := range pairs {
 			ls[model.LabelName(p.name)] = model.LabelValue(p.value)
 		}
 		sets = append(sets, ls)
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -43,18 +56,22 @@ func (c *Client) Series(ctx context.Context, matchers []string, start, end time.
 // matching any of matchers in [start, end]: a metric name and the sorted
 // names of the series' other labels. Label values are read and dropped as
 // the answer streams in, so memory grows with the number of shapes, not of
-// series; discovery needs no more. fn may keep labels.
+// series; discovery needs no more. At most Limits.MaxSeries shapes are
+// kept, of at most Limits.MaxResponseBytes of names in all. fn may keep
+// labels.
 func (c *Client) SeriesShapes(ctx context.Context, matchers []string, start, end time.Time, fn func(name string, labels []model.LabelName)) error {
 	type shape struct {
 		name   string
 		labels []model.LabelName
 	}
+	limits := c.calls.Limits()
 	seen := map[string]struct{}{}
 	names := map[string]model.LabelName{} // interned: every shape shares them
 	var shapes []shape
+	var size int64 // bytes of the names kept
 	var key []byte
 	var others [][]byte
-	err := c.series(ctx, matchers, start, end, func(pairs []labelPair) {
+	err := c.series(ctx, matchers, start, end, func(pairs []labelPair) error {
 		var name []byte
 		others = others[:0]
 		for _, p := range pairs {
@@ -70,7 +87,20 @@ func (c *Client) SeriesShapes(ctx context.Context, matchers []string, start, end
 			key = append(append(key, 0), l...)
 		}
 		if _, ok := seen[string(key)]; ok {
-			return
+			return nil
+		}
+		if len(shapes) == limits.MaxSeries {
+			return limits.tooManySeries("distinct sets of a metric name and label names")
+		}
+		// The key and the name are kept; so are label names not seen yet.
+		size += int64(len(key) + len(name))
+		for _, l := range others {
+			if _, ok := names[string(l)]; !ok {
+				size += int64(len(l))
+			}
+		}
+		if size > limits.MaxResponseBytes {
+			return limits.tooManyBytes()
 		}
 		seen[string(key)] = struct{}{}
 		s := shape{name: string(name), labels: make([]model.LabelName, len(others))}
@@ -83,6 +113,7 @@ func (c *Client) SeriesShapes(ctx context.Context, matchers []string, start, end
 			s.labels[i] = ln
 		}
 		shapes = append(shapes, s)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -95,8 +126,9 @@ func (c *Client) SeriesShapes(ctx context.Context, matchers []string, start, end
 
 // series calls /api/v1/series and hands each series' labels to visit as
 // the answer is decoded; pairs and their bytes are valid only during the
-// call. On an error the series already visited are to be dropped.
-func (c *Client) series(ctx context.Context, matchers []string, start, end time.Time, visit func([]labelPair)) error {
+// call. An error from visit ends the call with it. On an error the series
+// already visited are to be dropped.
+func (c *Client) series(ctx context.Context, matchers []string, start, end time.Time, visit func([]labelPair) error) error {
 	// Listing a large Prometheus takes longer than a query: the caller's
 	// deadline (discovery's relist timeout) bounds it, the client's
 	// timeout only when there is none.
@@ -130,13 +162,13 @@ func (c *Client) series(ctx context.Context, matchers []string, start, end time.
 }
 
 // seriesCall POSTs the form and decodes the answer as it streams in.
-func (c *Client) seriesCall(ctx context.Context, u *url.URL, form url.Values, visit func([]labelPair)) error {
+func (c *Client) seriesCall(ctx context.Context, u *url.URL, form url.Values, visit func([]labelPair) error) error {
 	resp, err := c.post(ctx, u, form)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	return decodeSeriesResponse(resp, visit)
+	return decodeSeriesResponse(resp, visit, c.calls.Limits().MaxResponseBytes)
 }
 
 // post POSTs the form to u, falling back to GET where a proxy refuses POST
@@ -177,10 +209,12 @@ func formatTime(t time.Time) string {
 const maxErrorBody = 1 << 20
 
 // decodeSeriesResponse reads an answer of the series API. Success bodies
-// are decoded as they stream in; errors are reported as the Prometheus
-// client library reports them (*v1.Error), so that classify reads them
-// the same way for every call.
-func decodeSeriesResponse(resp *http.Response, visit func([]labelPair)) error {
+// are decoded as they stream in, holding at most maxBytes of one series'
+// labels (or of any other string or number in the answer) before giving up
+// with a *LimitError; errors are reported as the Prometheus client library
+// reports them (*v1.Error), so that classify reads them the same way for
+// every call.
+func decodeSeriesResponse(resp *http.Response, visit func([]labelPair) error, maxBytes int64) error {
 	code := resp.StatusCode
 	if code/100 != 2 {
 		body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
@@ -221,7 +255,7 @@ func decodeSeriesResponse(resp *http.Response, visit func([]labelPair)) error {
 		}
 		return &v1.Error{Type: env.ErrorType, Msg: env.Error}
 	}
-	d := &seriesDecoder{r: bufio.NewReaderSize(resp.Body, 64<<10), visit: visit}
+	d := &seriesDecoder{r: bufio.NewReaderSize(resp.Body, 64<<10), visit: visit, maxBytes: maxBytes}
 	env, err := d.envelope()
 	if err != nil {
 		var se *syntaxError
@@ -253,11 +287,14 @@ func (e *syntaxError) Error() string { return "decoding series response: " + e.m
 // is never held, nor is a map built per series.
 type seriesDecoder struct {
 	r     *bufio.Reader
-	visit func([]labelPair)
-	buf   []byte // the current series' names and values
-	offs  []int  // start, end of each name and value in buf
-	pairs []labelPair
-	depth int
+	visit func([]labelPair) error
+	// maxBytes bounds buf: a series' labels, or any one string or
+	// number, longer than this is a *LimitError (<= 0: no bound).
+	maxBytes int64
+	buf      []byte // the current series' names and values
+	offs     []int  // start, end of each name and value in buf
+	pairs    []labelPair
+	depth    int
 }
 
 type envelope struct {
@@ -443,7 +480,14 @@ func (d *seriesDecoder) oneSeries() error {
 	for i := 0; i < len(d.offs); i += 4 {
 		d.pairs = append(d.pairs, labelPair{name: d.buf[d.offs[i]:d.offs[i+1]], value: d.buf[d.offs[i+2]:d.offs[i+3]]})
 	}
-	d.visit(d.pairs)
+	return d.visit(d.pairs)
+}
+
+// bound fails once buf holds more than maxBytes.
+func (d *seriesDecoder) bound(buf []byte) error {
+	if d.maxBytes > 0 && int64(len(buf)) > d.maxBytes {
+		return &LimitError{Limit: "max_response_bytes", What: "bytes", Max: d.maxBytes}
+	}
 	return nil
 }
 
@@ -509,6 +553,9 @@ func (d *seriesDecoder) str(dst []byte) ([]byte, error) {
 			}
 			dst = append(dst, buf[:i]...)
 			_, _ = d.r.Discard(i)
+			if err := d.bound(dst); err != nil {
+				return dst, err
+			}
 			if i == len(buf) {
 				continue
 			}
@@ -675,6 +722,9 @@ func (d *seriesDecoder) skip(c byte) error {
 			}
 			_, _ = d.r.ReadByte()
 			num = append(num, b[0])
+			if err := d.bound(num); err != nil {
+				return err
+			}
 		}
 		if !json.Valid(num) {
 			return &syntaxError{fmt.Sprintf("%q is not a number", num)}
