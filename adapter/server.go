@@ -59,6 +59,10 @@ type Options struct {
 	BackendLimits promcollector.Limits
 	ObjectResync  time.Duration
 	ValueCacheTTL time.Duration
+	// ValueCacheMaxBytes and SelectorCacheMaxBytes bound the memory of the
+	// kept query values and of each resource's kept selector answers.
+	ValueCacheMaxBytes    int64
+	SelectorCacheMaxBytes int64
 	// ConfigReloadInterval is how often the config file is checked for
 	// changes; 0 turns reloading off.
 	ConfigReloadInterval time.Duration
@@ -119,6 +123,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.KubeStateMetricsURL, "kube-state-metrics-url", "", "URL of a kube-state-metrics /metrics endpoint, e.g. http://kube-state-metrics.kube-system.svc:8080/metrics, scraped into the local store that rules with 'source: local' query (no Prometheus needed).")
 	fs.DurationVar(&o.KubeStateMetricsInterval, "kube-state-metrics-scrape-interval", 15*time.Second, "How often --kube-state-metrics-url is scraped.")
 	fs.StringVar(&o.ResourceMetrics, "resource-metrics", ResourceMetricsAuto, "Where metrics.k8s.io (kubectl top, VPA, HPA Resource metrics) comes from: 'rules' (the config's resourceRules, over Prometheus), 'kubelet' (Gantry scrapes every kubelet's /metrics/resource itself, no Prometheus needed), 'none' (not served), or 'auto': rules when the config has resourceRules, else kubelet.")
+	fs.Int64Var(&o.ValueCacheMaxBytes, "value-cache-max-bytes", provider.DefaultValueCacheBytes, "Most bytes of query values the value cache keeps; values that do not fit answer their requests and are not kept, so requests with ever new metric selectors cannot grow Gantry's memory.")
+	fs.Int64Var(&o.SelectorCacheMaxBytes, "selector-cache-max-bytes", provider.DefaultSelectorCacheBytes, "Most bytes of label selector answers kept per resource (pods, nodes, ...); beyond it older answers are dropped, so requests with ever new label selectors cannot grow Gantry's memory.")
 	fs.DurationVar(&o.ValueCacheTTL, "value-cache-ttl", 5*time.Second, "How long the values of a custom metrics query are reused for requests with the same rule, namespace and metric selector (values served are at most this much older than their timestamp says); 0 disables the cache.")
 }
 
@@ -153,6 +159,9 @@ func (o *Options) Validate() error {
 	}
 	if o.ValueCacheTTL < 0 {
 		errs = append(errs, errors.New("--value-cache-ttl must not be negative"))
+	}
+	if o.ValueCacheMaxBytes <= 0 || o.SelectorCacheMaxBytes <= 0 {
+		errs = append(errs, errors.New("--value-cache-max-bytes and --selector-cache-max-bytes must be positive"))
 	}
 	if o.ConfigReloadInterval < 0 {
 		errs = append(errs, errors.New("--config-reload-interval must not be negative"))
@@ -236,7 +245,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("metadata client: %w", err)
 	}
-	objects := provider.NewObjectCache(ctx, metaClient, mapper, s.Options.ObjectResync)
+	objects := provider.NewObjectCache(ctx, metaClient, mapper, s.Options.ObjectResync, s.Options.SelectorCacheMaxBytes)
 
 	mp := provider.New(provider.Options{
 		Registry: registry,
@@ -245,8 +254,9 @@ func (s *Server) Run(ctx context.Context) error {
 		Mapper:   mapper,
 		Timeout:  s.Options.BackendTimeout,
 
-		ValueCacheTTL: s.Options.ValueCacheTTL,
-		Registerer:    reg,
+		ValueCacheTTL:      s.Options.ValueCacheTTL,
+		ValueCacheMaxBytes: s.Options.ValueCacheMaxBytes,
+		Registerer:         reg,
 	})
 
 	// metrics.k8s.io needs OpenAPI models next to the ones custom-metrics-
