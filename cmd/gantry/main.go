@@ -2,7 +2,7 @@
 // serving custom.metrics.k8s.io, external.metrics.k8s.io and metrics.k8s.io.
 //
 //	gantry --config rules.yaml --prometheus-url http://prometheus:9090 [API server flags]
-//	gantry check-config --config rules.yaml [--prometheus-url URL]
+//	gantry check-config --config rules.yaml [--prometheus-url URL] [--kubeconfig FILE]
 package main
 
 import (
@@ -72,6 +72,8 @@ func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.SetOutput(stderr)
 	var opts adapter.Options
 	opts.AddFlags(fs)
+	var kubeconfig string
+	fs.StringVar(&kubeconfig, "kubeconfig", "", "Check the resources rules name against the API discovery of this kubeconfig's cluster, CRDs included. Without it only the built-in kinds are known, and a resource of another API group is taken as written, with a warning.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -92,7 +94,17 @@ func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if maxAge == 0 {
 		maxAge = 10 * time.Minute
 	}
-	res, err := adapter.CheckConfig(ctx, opts.ConfigFile, listers, maxAge)
+	check := adapter.ConfigCheck{Listers: listers, MaxAge: maxAge}
+	if kubeconfig != "" {
+		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		check.Mapper, err = adapter.ClusterMapper(mctx, kubeconfig)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(stderr, "gantry check-config:", err)
+			return 1
+		}
+	}
+	res, err := check.Run(ctx, opts.ConfigFile)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -11,8 +11,12 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/gantry-dev/gantry/adapter"
+	"github.com/gantry-dev/gantry/test/cluster"
 	"github.com/gantry-dev/gantry/test/prom"
+	"github.com/gantry-dev/gantry/test/vpa"
 )
 
 // noCluster makes sure nothing can reach a Kubernetes API server: no
@@ -60,12 +64,42 @@ func TestCheckConfig(t *testing.T) {
 			`testdata/broken.yaml:14: rules[1] (queue_length): unknown field "metricQuery", did you mean "metricsQuery"?`,
 		},
 	}, {
-		name:     "resource unknown to Kubernetes: named with its rule and field",
+		name:     "resource a built-in API group lacks: named with its rule and field",
 		args:     []string{"check-config", "--config", "testdata/unknown-resource.yaml"},
 		wantCode: 1,
 		wantStderr: []string{
-			`testdata/unknown-resource.yaml: rules[0] (widget_spins_total): resources: overrides.widget: resource "widgets"`,
+			`testdata/unknown-resource.yaml: rules[0] (widget_spins_total): resources: overrides.deployment: resource "deploymnets"`,
 		},
+	}, {
+		// prometheus-adapter's docs/sample-config.yaml names brands.cheese.io.
+		name:     "resource of another API group (a CRD): a warning, not a failure",
+		args:     []string{"check-config", "--config", "testdata/crd-resource.yaml"},
+		wantCode: 0,
+		wantStdout: `testdata/crd-resource.yaml: ok: 1 rules, 0 external rules, resource rules: false
+testdata/crd-resource.yaml: warning: rules[0] (widget_spins_total): resources.overrides.widget: resource "widget" of group "example.com" is not built into Kubernetes (a custom resource?) and was not checked; pass --kubeconfig to check it against a cluster
+`,
+	}, {
+		name:       "a resource served in several versions (apps deployments) resolves as in a cluster",
+		args:       []string{"check-config", "--config", "testdata/sources.yaml"},
+		wantCode:   0,
+		wantStdout: "testdata/sources.yaml: ok: 1 rules, 1 external rules, resource rules: false\n",
+	}, {
+		name:       "--kubeconfig that cannot be read",
+		args:       []string{"check-config", "--config", "testdata/crd-resource.yaml", "--kubeconfig", "testdata/no-such-kubeconfig"},
+		wantCode:   1,
+		wantStderr: []string{"gantry check-config: kubeconfig testdata/no-such-kubeconfig: "},
+	}, {
+		name:     "rules that name the same metric: a warning naming them and which answers",
+		args:     []string{"check-config", "--config", "testdata/conflicts.yaml"},
+		wantCode: 0,
+		wantStdout: `testdata/conflicts.yaml: ok: 2 rules, 2 external rules, resource rules: false
+testdata/conflicts.yaml: warning: conflict: external metric "backlog" is named by externalRules[0] (backlog), then externalRules[1] (backlog): whenever they find series, the last answers for it, as in prometheus-adapter
+`,
+	}, {
+		name:       "double quotes in a double-quoted query: the line of the query, not of its rule",
+		args:       []string{"check-config", "--config", "testdata/quotes.yaml"},
+		wantCode:   1,
+		wantStderr: []string{`testdata/quotes.yaml:12: did not find expected key (a double-quoted value ends at the next "`},
 	}, {
 		name:       "missing file",
 		args:       []string{"check-config", "--config", "testdata/nope.yaml"},
@@ -179,6 +213,27 @@ testdata/good.yaml: warning: these rules match no series now: rules[1] (jobs_que
 testdata/good.yaml: warning: these rules match no series now: rules[0] (http_requests_total), rules[1] (jobs_queued), externalRules[0] (queue_depth)
 `,
 	}, {
+		name:     "rules yielding the same metric from the series listed: each rule and series, and which answers",
+		args:     []string{"check-config", "--config", "testdata/conflicts.yaml", "--prometheus-url", srv.URL()},
+		wantCode: 0,
+		wantStdout: `testdata/conflicts.yaml: ok: 2 rules, 2 external rules, resource rules: false
+  externalRules[0] (backlog): 1 metrics
+  externalRules[1] (backlog): 1 metrics
+  rules[0] (http_requests_total): 1 metrics
+  rules[1] (^(.*)_total$): 1 metrics
+testdata/conflicts.yaml: warning: conflict: custom metric "http_requests" of pods is yielded by rules[0] (http_requests_total) series http_requests_total, then rules[1] (^(.*)_total$) series http_requests_total: the last answers for it, as in prometheus-adapter
+testdata/conflicts.yaml: warning: conflict: external metric "backlog" is yielded by externalRules[0] (backlog) series queue_depth, then externalRules[1] (backlog) series jobs_queued: the last answers for it, as in prometheus-adapter
+`,
+	}, {
+		name:     "a rule whose series cannot be listed: the file tells of its conflict",
+		args:     []string{"check-config", "--config", "testdata/conflicts-local.yaml", "--prometheus-url", srv.URL()},
+		wantCode: 0,
+		wantStdout: `testdata/conflicts-local.yaml: ok: 2 rules, 0 external rules, resource rules: false
+  rules[1] (unavailable_replicas): 1 metrics
+testdata/conflicts-local.yaml: note: not checked against a backend: rules[0] (unavailable_replicas): the local store exists only inside a running Gantry
+testdata/conflicts-local.yaml: warning: conflict: custom metric "unavailable_replicas" of namespaces is named by rules[0] (unavailable_replicas), then rules[1] (unavailable_replicas): whenever they find series, the last answers for it, as in prometheus-adapter
+`,
+	}, {
 		name:       "Prometheus unreachable: the rule whose listing failed, not the address",
 		args:       []string{"check-config", "--config", "testdata/good.yaml", "--prometheus-url", closed},
 		wantCode:   1,
@@ -203,6 +258,76 @@ testdata/good.yaml: warning: these rules match no series now: rules[0] (http_req
 			}
 			if strings.Contains(stderr, strings.TrimPrefix(closed, "http://")) {
 				t.Errorf("stderr names the backend's address: %q", stderr)
+			}
+		})
+	}
+}
+
+// TestCheckConfigWithKubeconfig resolves resources through a real cluster's
+// discovery: a CRD's resource, which the offline check only warns about, is
+// known, and one no cluster serves is an error, as when Gantry starts.
+func TestCheckConfigWithKubeconfig(t *testing.T) {
+	noCluster(t)
+	c := cluster.StartT(t, cluster.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := vpa.ApplyCRDs(ctx, c.RESTConfig(), "testdata/widgets-crd.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	// Established is not yet served by discovery: wait for that.
+	widgets := schema.GroupVersionResource{Group: "example.com", Resource: "widget"}
+	for {
+		m, err := adapter.ClusterMapper(ctx, c.KubeconfigPath())
+		if err == nil {
+			if _, err = m.ResourceFor(widgets); err == nil {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("widgets.example.com not in the cluster's discovery: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+
+	cases := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr []string
+	}{{
+		name:       "a CRD's resource the cluster serves: no warning",
+		args:       []string{"check-config", "--config", "testdata/crd-resource.yaml", "--kubeconfig", c.KubeconfigPath()},
+		wantCode:   0,
+		wantStdout: "testdata/crd-resource.yaml: ok: 1 rules, 0 external rules, resource rules: false\n",
+	}, {
+		name:       "a resource the cluster does not serve: an error naming rule and field",
+		args:       []string{"check-config", "--config", "testdata/gadget-resource.yaml", "--kubeconfig", c.KubeconfigPath()},
+		wantCode:   1,
+		wantStderr: []string{`testdata/gadget-resource.yaml: rules[0] (gadget_spins_total): resources: overrides.gadget: resource "gadget"`},
+	}, {
+		name:       "built-in resources resolve through the cluster too",
+		args:       []string{"check-config", "--config", "testdata/sources.yaml", "--kubeconfig", c.KubeconfigPath()},
+		wantCode:   0,
+		wantStdout: "testdata/sources.yaml: ok: 1 rules, 1 external rules, resource rules: false\n",
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runGantry(t, tc.args...)
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tc.wantCode, stderr)
+			}
+			if diff := cmp.Diff(tc.wantStdout, stdout); diff != "" {
+				t.Errorf("stdout (-want +got):\n%s", diff)
+			}
+			if len(tc.wantStderr) == 0 && stderr != "" {
+				t.Errorf("stderr = %q, want nothing", stderr)
+			}
+			for _, s := range tc.wantStderr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr %q does not contain %q", stderr, s)
+				}
 			}
 		})
 	}
