@@ -1,6 +1,7 @@
 # Gantry — build, test and run the local demo.
 #
-#   make test   unit, integration (real Prometheus) and e2e (real control plane) tests
+#   make unit   the fast tier: tests that need no built tool, with -race
+#   make test   unit tier, then integration (real Prometheus) and e2e (real control plane) tests
 #   make demo   a local cluster + Prometheus + Gantry with an HPA that scales
 #
 # Real components the tests need are built once into bin/ (ignored) by `make tools`.
@@ -33,10 +34,16 @@ tools:
 	@bash test/tools/install-vpa.sh $(BIN)
 	@bash test/tools/install-loki.sh $(BIN)
 
+# The unit tier: every test that needs no built tool, with the race detector,
+# on a fresh clone (no bin/). Tests that run a real component skip under
+# -short only (toolbin.Require); without -short a missing tool fails them.
 unit:
-	$(GO) test -count=1 ./adapter/... ./collectors/... ./cmd/...
+	$(GO) test -short -race -count=1 ./...
 
+# Everything: the unit tier with -race, then every test against the real
+# components.
 test: lint tools build
+	$(GO) test -short -race -count=1 ./...
 	$(GO) test -count=1 -timeout 60m ./...
 
 lint:

@@ -65,14 +65,7 @@ func TestComponent(t *testing.T) {
 		t.Errorf("kustomization.yaml generates ConfigMaps from %v, the dashboards are %v", listed, want)
 	}
 
-	dir, err := toolbin.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubectl, err := toolbin.Path(dir, "kubectl")
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubectl := filepath.Join(toolbin.Require(t, "kubectl"), "kubectl")
 	base, err := filepath.Abs("../deploy/manifests")
 	if err != nil {
 		t.Fatal(err)

@@ -15,15 +15,7 @@ import (
 // (test/tools/install-dashboard-linter.sh); a missing binary fails the test.
 func linter(t *testing.T) string {
 	t.Helper()
-	dir, err := toolbin.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := toolbin.Path(dir, "dashboard-linter")
-	if err != nil {
-		t.Fatalf("%v (built by test/tools/install-dashboard-linter.sh)", err)
-	}
-	return bin
+	return filepath.Join(toolbin.Require(t, "dashboard-linter"), "dashboard-linter")
 }
 
 // lint runs `dashboard-linter lint --strict` on file with the .lint

@@ -224,6 +224,10 @@ func TestCustomMetricsAgainstPrometheus(t *testing.T) {
 		name   string
 		call   func() (runtime.Object, error)
 		golden string
+		// want is each described object's value, from the series the
+		// fixture wrote: asserted on its own, so that a golden file
+		// refreshed with -update cannot make a wrong answer pass.
+		want   map[string]string
 		code   int32 // expected API error code, 0 for success
 		reason string
 	}{{
@@ -233,6 +237,7 @@ func TestCustomMetricsAgainstPrometheus(t *testing.T) {
 				cmprovider.CustomMetricInfo{GroupResource: pods, Namespaced: true, Metric: "http_requests_per_second"}, labels.Everything())
 		},
 		golden: "pods-by-selector.json",
+		want:   map[string]string{"web-1": "1500m", "web-2": "4"},
 	}, {
 		name: "object metric by name: a service from the template-mapped rule",
 		call: func() (runtime.Object, error) {
@@ -240,6 +245,7 @@ func TestCustomMetricsAgainstPrometheus(t *testing.T) {
 				cmprovider.CustomMetricInfo{GroupResource: schema.GroupResource{Resource: "services"}, Namespaced: true, Metric: "ingress_requests_per_second"}, labels.Everything())
 		},
 		golden: "service-by-name.json",
+		want:   map[string]string{"web": "12"},
 	}, {
 		name: "namespace form: the metric of the namespace object itself",
 		call: func() (runtime.Object, error) {
@@ -247,6 +253,7 @@ func TestCustomMetricsAgainstPrometheus(t *testing.T) {
 				cmprovider.CustomMetricInfo{GroupResource: schema.GroupResource{Resource: "namespaces"}, Metric: "http_requests_per_second"}, labels.Everything())
 		},
 		golden: "namespace-by-name.json",
+		want:   map[string]string{"shop": "12500m"}, // 1.5 + 4 + 7 per second
 	}, {
 		name: "injected object name reaches Prometheus as a literal",
 		call: func() (runtime.Object, error) {
@@ -254,6 +261,7 @@ func TestCustomMetricsAgainstPrometheus(t *testing.T) {
 				cmprovider.CustomMetricInfo{GroupResource: pods, Namespaced: true, Metric: "http_requests_per_second"}, labels.Everything())
 		},
 		golden: "pod-injected-name.json",
+		want:   map[string]string{injected: "7"}, // its own series, not vector(1)
 	}, {
 		name: "pod without series: NotFound naming metric, object, rule and query",
 		call: func() (runtime.Object, error) {
@@ -314,10 +322,15 @@ func TestCustomMetricsAgainstPrometheus(t *testing.T) {
 			if err := cmapiserver.Scheme.Convert(out, v, nil); err != nil {
 				t.Fatal(err)
 			}
+			got := map[string]string{}
 			for _, item := range v.Items {
 				if !item.Timestamp.Time.Equal(f.now) {
 					t.Errorf("%s: timestamp %s, want the evaluation time %s", item.DescribedObject.Name, item.Timestamp.Time, f.now)
 				}
+				got[item.DescribedObject.Name] = item.Value.String()
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("values by described object (-want +got):\n%s", diff)
 			}
 			golden(t, tc.golden, normalizeTimes(t, v, f.now))
 		})

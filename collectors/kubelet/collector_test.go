@@ -349,7 +349,11 @@ func TestHangingNodeDoesNotDelayOthers(t *testing.T) {
 		nodes = append(nodes, node(t, "ok-"+string(rune('a'+i)), k))
 	}
 	opts := directOpts(t, hanging)
-	opts.Timeout = 2 * time.Second
+	// The healthy nodes must all be scraped, through the one other slot,
+	// within the hanging request's deadline: ample for five loopback
+	// scrapes on a loaded 2-core machine, short enough for the round to end
+	// by that deadline soon.
+	opts.Timeout = 8 * time.Second
 	opts.Concurrency = 2 // fewer slots than nodes: the hanging one holds one
 	h := newHarness(t, opts, nil, nil, nodes...)
 
@@ -547,8 +551,14 @@ func TestRunStopsOnCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { h.c.Run(ctx); close(done) }()
-	for h.c.Ready() != nil {
-		time.Sleep(5 * time.Millisecond)
+	ready := time.After(30 * time.Second)
+	for err := h.c.Ready(); err != nil; err = h.c.Ready() {
+		select {
+		case <-ready:
+			cancel()
+			t.Fatalf("not ready 30s after Run started: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
 	}
 	cancel()
 	select {

@@ -54,6 +54,15 @@ func Available() error {
 		if _, err := os.Stat(p); err != nil {
 			return fmt.Errorf("no cgroup v1 %s controller (%s: %v)", c.controller, p, err)
 		}
+		// The files can be there on a read-only mount: make (and remove)
+		// a cgroup, as the tests will.
+		probe := filepath.Join(cgroupRoot, c.controller, fmt.Sprintf("gantry-probe-%d", os.Getpid()))
+		if err := os.Mkdir(probe, 0o755); err != nil {
+			return fmt.Errorf("cannot create a cgroup in the v1 %s hierarchy (%v)", c.controller, err)
+		}
+		if err := os.Remove(probe); err != nil {
+			return fmt.Errorf("cannot remove the probe cgroup %s (%v)", probe, err)
+		}
 	}
 	return nil
 }

@@ -141,6 +141,9 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 // and, if the test failed, prints cAdvisor's log.
 func StartT(t testing.TB, o Options) *Server {
 	t.Helper()
+	if o.BinDir == "" {
+		o.BinDir = toolbin.Require(t, "cadvisor")
+	}
 	if o.WorkDir == "" {
 		o.WorkDir = t.TempDir()
 	}

@@ -202,8 +202,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 // no control plane is started in short mode.
 func StartT(t testing.TB, opts Options) *Cluster {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("cluster: skipping a test that starts a Kubernetes control plane in -short mode")
+	if opts.BinDir == "" {
+		opts.BinDir = toolbin.Require(t, "etcd", "kube-apiserver", "kube-controller-manager", "kwok")
 	}
 	if opts.WorkDir == "" {
 		// TempDir registers its removal first, so it runs after Stop below.

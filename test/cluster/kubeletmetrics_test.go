@@ -391,14 +391,7 @@ func checkUsage(t *testing.T, first, second scrape, p usagePod, ctr, cpu, memory
 // metrics.k8s.io from it directly (it is not registered as an APIService:
 // Gantry owns that group in tests).
 func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usagePod, nodes int) {
-	dir, err := toolbin.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := toolbin.Path(dir, "metrics-server")
-	if err != nil {
-		t.Fatal(err) // `make tools` builds it (test/tools/install-metrics-server.sh)
-	}
+	bin := filepath.Join(toolbin.Require(t, "metrics-server"), "metrics-server")
 	certFile, keyFile, _, err := c.ServingCert("metrics-server.kube-system.svc")
 	if err != nil {
 		t.Fatal(err)

@@ -85,10 +85,7 @@ type Server struct {
 // stops the process and prints its log if the test failed.
 func StartT(t testing.TB, kubeconfig string, opts ...func(*Options)) *Server {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("ksm: skipping a test that runs kube-state-metrics in -short mode")
-	}
-	o := Options{Kubeconfig: kubeconfig, WorkDir: t.TempDir(), Logf: t.Logf}
+	o := Options{Kubeconfig: kubeconfig, BinDir: toolbin.Require(t, "kube-state-metrics"), WorkDir: t.TempDir(), Logf: t.Logf}
 	for _, f := range opts {
 		f(&o)
 	}

@@ -84,6 +84,9 @@ type Server struct {
 // and, if the test failed, prints Loki's log.
 func StartT(t testing.TB, opts Options) *Server {
 	t.Helper()
+	if opts.BinDir == "" {
+		opts.BinDir = toolbin.Require(t, "loki")
+	}
 	if opts.WorkDir == "" {
 		// TempDir registers its removal first, so it runs after Stop.
 		opts.WorkDir = t.TempDir()

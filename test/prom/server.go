@@ -122,10 +122,9 @@ func Start(t testing.TB, opts ...Option) *Server {
 	o := collectOptions(opts)
 	binDir := o.binDir
 	if binDir == "" {
-		var err error
-		if binDir, err = BinDir(); err != nil {
-			t.Fatalf("prom: %v", err)
-		}
+		binDir = toolbin.Require(t, "prometheus")
+	} else if testing.Short() {
+		t.Skip("needs the real prometheus (skipped by -short; `make test` runs it)")
 	}
 	// TempDir registers its removal first, so it runs after Stop below.
 	workDir := t.TempDir()

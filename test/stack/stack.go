@@ -176,8 +176,8 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 // every component if the test fails.
 func StartT(t testing.TB, opts Options) *Stack {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("stack: skipping a test that starts a control plane in -short mode")
+	if opts.BinDir == "" {
+		opts.BinDir = toolbin.Require(t, "gantry", "prometheus", "etcd", "kube-apiserver", "kube-controller-manager", "kwok")
 	}
 	if opts.WorkDir == "" {
 		opts.WorkDir = t.TempDir()

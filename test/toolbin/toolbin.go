@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // Env names the environment variable that overrides the bin directory.
@@ -81,4 +82,26 @@ func declaresModule(path, want string) bool {
 		return name == want
 	}
 	return false
+}
+
+// Require is how a test that runs real components starts: under
+// `go test -short` (`make unit`) it skips the test, saying which
+// components it needs; otherwise each named binary must be in Dir(), and a
+// missing one fails the test naming it and the target that builds it. A
+// real component never silently disappears from `make test`.
+func Require(t testing.TB, names ...string) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs the real %s (skipped by -short; `make test` runs it)", strings.Join(names, ", "))
+	}
+	dir, err := Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if _, err := Path(dir, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

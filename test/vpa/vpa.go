@@ -204,6 +204,9 @@ func Start(ctx context.Context, o Options) (*Recommender, error) {
 // if the test fails. WorkDir defaults to a test temp dir and Logf to t.Logf.
 func StartT(t testing.TB, o Options) *Recommender {
 	t.Helper()
+	if o.BinDir == "" {
+		o.BinDir = toolbin.Require(t, Binary)
+	}
 	if o.WorkDir == "" {
 		o.WorkDir = t.TempDir()
 	}
