@@ -570,7 +570,7 @@ func TestSharedQueries(t *testing.T) {
 					t.Fatal("backend never called")
 				}
 			}
-			time.Sleep(200 * time.Millisecond) // let the duplicates join
+			waitForCallers(t, reg, n) // the duplicates joined
 			close(release)
 			wg.Wait()
 			for i, err := range errs {
@@ -594,6 +594,28 @@ gantry_backend_shared_queries_total{backend="loki"} %d
 	}
 }
 
+// waitForCallers waits, within 10s, until n callers wait for Loki's answers
+// (gantry_backend_queries_waiting).
+func waitForCallers(t *testing.T, reg *promclient.Registry, n int) {
+	t.Helper()
+	want := fmt.Sprintf(`
+# HELP gantry_backend_queries_waiting Callers waiting for a query answer from a metrics backend: those whose query is in flight or waits for a slot, and those that joined an identical one.
+# TYPE gantry_backend_queries_waiting gauge
+gantry_backend_queries_waiting{backend="loki"} %d
+`, n)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gantry_backend_queries_waiting")
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10s: %v", err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestSharedQuerySurvivesFirstCaller checks that when the caller whose
 // query is in flight goes away, the callers that joined it still get the
 // answer.
@@ -608,7 +630,8 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	})
-	c := newClient(t, lokicollector.Options{URL: api.URL, Timeout: 30 * time.Second}, nil)
+	reg := promclient.NewRegistry()
+	c := newClient(t, lokicollector.Options{URL: api.URL, Timeout: 30 * time.Second}, reg)
 	ts := time.Unix(1700000000, 0)
 	q := `sum(rate({app="web"}[1m]))`
 	firstCtx, cancelFirst := context.WithCancel(context.Background())
@@ -617,7 +640,7 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	<-arrived
 	second := make(chan error, 1)
 	go func() { _, err := c.Query(context.Background(), q, ts); second <- err }()
-	time.Sleep(200 * time.Millisecond) // let the second caller join
+	waitForCallers(t, reg, 2) // the second caller joined
 	cancelFirst()
 	var be *promcollector.BackendError
 	if err := <-first; !errors.As(err, &be) || be.Reason != "timeout" {

@@ -82,6 +82,9 @@ func (c *Calls) Limits() Limits { return c.limits }
 // reports its failures with Fail.
 func (c *Calls) Query(ctx context.Context, query string, ts time.Time, run func(ctx context.Context) (model.Vector, error)) (model.Vector, error) {
 	key := strconv.FormatInt(ts.Truncate(c.precision).UnixNano(), 10) + "\x00" + query
+	waiting := c.metrics.waiting.WithLabelValues(c.backend)
+	waiting.Inc()
+	defer waiting.Dec()
 	// leader is set when this caller's function makes the backend call; it
 	// is read only after the result arrives, which happens after the call.
 	leader := false
@@ -162,6 +165,7 @@ type Metrics struct {
 	errors   *promclient.CounterVec
 	shared   *promclient.CounterVec
 	inFlight *promclient.GaugeVec
+	waiting  *promclient.GaugeVec
 	rejected *promclient.CounterVec
 }
 
@@ -186,6 +190,10 @@ func NewMetrics(reg promclient.Registerer) (*Metrics, error) {
 			Name: "gantry_backend_queries_in_flight",
 			Help: "Queries sent to a metrics backend and not yet answered (at most --backend-max-in-flight).",
 		}, []string{"backend"}),
+		waiting: promclient.NewGaugeVec(promclient.GaugeOpts{
+			Name: "gantry_backend_queries_waiting",
+			Help: "Callers waiting for a query answer from a metrics backend: those whose query is in flight or waits for a slot, and those that joined an identical one.",
+		}, []string{"backend"}),
 		rejected: promclient.NewCounterVec(promclient.CounterOpts{
 			Name: "gantry_backend_answers_rejected_total",
 			Help: "Backend answers refused for exceeding a limit (max_response_bytes, max_samples, max_series), by backend, call and limit.",
@@ -205,6 +213,9 @@ func NewMetrics(reg promclient.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.inFlight, err = register(reg, m.inFlight); err != nil {
+		return nil, err
+	}
+	if m.waiting, err = register(reg, m.waiting); err != nil {
 		return nil, err
 	}
 	if m.rejected, err = register(reg, m.rejected); err != nil {

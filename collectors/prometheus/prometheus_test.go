@@ -684,7 +684,7 @@ func TestSharedQueries(t *testing.T) {
 				wg.Go(func() { vals[i], errs[i] = c.Query(context.Background(), tc.queries[i], tc.times[i]) })
 			}
 			// Hold the backend until every distinct query has arrived and
-			// the duplicates have had time to join them.
+			// every caller waits for an answer: the duplicates joined.
 			for range tc.distinct {
 				select {
 				case <-arrived:
@@ -692,7 +692,7 @@ func TestSharedQueries(t *testing.T) {
 					t.Fatal("backend never called")
 				}
 			}
-			time.Sleep(200 * time.Millisecond)
+			waitGauge(t, reg, "gantry_backend_queries_waiting", float64(n))
 			close(release)
 			wg.Wait()
 
@@ -730,7 +730,8 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 		case <-r.Context().Done():
 		}
 	})
-	c := newClient(t, promcollector.Options{URL: api.URL, Timeout: 30 * time.Second}, nil)
+	reg := promclient.NewRegistry()
+	c := newClient(t, promcollector.Options{URL: api.URL, Timeout: 30 * time.Second}, reg)
 	ts := time.Unix(1700000000, 0)
 
 	firstCtx, cancelFirst := context.WithCancel(context.Background())
@@ -739,7 +740,7 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	<-arrived
 	second := make(chan error, 1)
 	go func() { _, err := c.Query(context.Background(), "up", ts); second <- err }()
-	time.Sleep(200 * time.Millisecond) // let the second caller join
+	waitGauge(t, reg, "gantry_backend_queries_waiting", 2) // the second caller joined
 	cancelFirst()
 	var be *promcollector.BackendError
 	if err := <-first; !errors.As(err, &be) || be.Reason != "timeout" {
@@ -757,6 +758,40 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	if calls := len(api.seen()); calls != 1 {
 		t.Errorf("backend calls = %d, want 1", calls)
 	}
+}
+
+// waitGauge waits, within 10s, for the gauge's series in reg to sum to want.
+func waitGauge(t *testing.T, reg *promclient.Registry, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := gaugeValue(t, reg, name)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after 10s, want %v", name, got, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// gaugeValue sums a gauge's series in reg.
+func gaugeValue(t *testing.T, reg *promclient.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetGauge().GetValue()
+			}
+		}
+	}
+	return v
 }
 
 // counterValue sums a counter's series in reg.
