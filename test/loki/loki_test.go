@@ -3,6 +3,7 @@ package loki_test
 import (
 	"context"
 	"errors"
+	"github.com/gantry-dev/gantry/test/toolbin"
 	"io"
 	"net/http"
 	"os"
@@ -18,9 +19,10 @@ import (
 // Loki's build info, a push accepted, and after Stop a process that is
 // really gone and a work dir removed.
 func TestStartPushStop(t *testing.T) {
+	binDir := toolbin.Require(t, "loki")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	s, err := loki.Start(ctx, loki.Options{Logf: t.Logf})
+	s, err := loki.Start(ctx, loki.Options{BinDir: binDir, Logf: t.Logf})
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}

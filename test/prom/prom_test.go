@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gantry-dev/gantry/test/toolbin"
 	"math"
 	"net/http"
 	"net/url"
@@ -126,10 +127,7 @@ func TestWriteRejected(t *testing.T) {
 // TestStartProcess covers the non-testing variant `make demo` uses: its own
 // work dir, removed on Stop, and a process that is really gone afterwards.
 func TestStartProcess(t *testing.T) {
-	binDir, err := prom.BinDir()
-	if err != nil {
-		t.Fatal(err)
-	}
+	binDir := toolbin.Require(t, "prometheus")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	s, err := prom.StartProcess(ctx, binDir, "", t.Logf, prom.WithStopGrace(5*time.Second))
