@@ -121,7 +121,7 @@ func overview() *dashboard.DashboardBuilder {
 			q(fmt.Sprintf("max(time() - %s)", gantrySel(discoverySeries)), "age")).
 			Thresholds(thresholds(at(150, "orange"), at(240, "red")))).
 		WithPanel(single("Metric name conflicts",
-			"Metric names produced by more than one rule or series in the last relist; the first rule in file order wins. Rename or narrow the rules.",
+			"Metric names produced by more than one rule or series in the last relist; the last rule in file order wins, as in prometheus-adapter. Rename or narrow the rules.",
 			unitNone,
 			q(fmt.Sprintf("max(%s)", gantrySel("gantry_discovery_conflicts")), "conflicts")).
 			Thresholds(thresholds(at(1, "orange")))).
