@@ -377,14 +377,7 @@ func runbookHeadings(t *testing.T) map[string]bool {
 // test with that hint.
 func promtool(t *testing.T, args ...string) ([]byte, error) {
 	t.Helper()
-	dir, err := toolbin.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := toolbin.Path(dir, "promtool")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := filepath.Join(toolbin.Require(t, "promtool"), "promtool")
 	ctx, cancel := context.WithTimeout(context.Background(), promtoolTimeout)
 	defer cancel()
 	return exec.CommandContext(ctx, bin, args...).CombinedOutput()
