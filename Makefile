@@ -62,5 +62,11 @@ demo: tools build
 bench: tools build
 	$(GO) run ./test/bench $(BENCH_ARGS)
 
+# Go benchmarks at BASE and in the working tree, compared with benchstat:
+#   make bench-compare BASE=HEAD~1 PKG=./adapter/codec BENCH=Encode
+.PHONY: bench-compare
+bench-compare:
+	@bash test/tools/bench-compare.sh
+
 clean:
 	rm -rf $(BIN)
