@@ -2,6 +2,7 @@ package provider_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -172,4 +173,42 @@ func TestNamespacedRequestsStayInTheirNamespace(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestErrorsDoNotEchoHugeSelectors: a selector with thousands of values is
+// named in an error by its start and a count, not repeated whole.
+func TestErrorsDoNotEchoHugeSelectors(t *testing.T) {
+	cfg, err := config.Parse([]byte(`rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+`), "rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom, _, _, err := adapter.CompileRules(cfg, "rules.yaml", testMapper())
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := &objectList{items: map[schema.GroupResource][]*metav1.PartialObjectMetadata{
+		{Resource: "pods"}: {object("a", "ghost", "app", "v1")}, // no series
+	}}
+	p := provider.New(provider.Options{
+		Registry: staticRegistry{discovery.Entry{Rule: custom[0], Series: "http_requests_total"}},
+		Querier:  &everyNamespaceQuerier{}, Objects: objs, Mapper: testMapper(),
+	})
+	values := make([]string, 7600)
+	for i := range values {
+		values[i] = fmt.Sprintf("v%d", i+1)
+	}
+	sel, err := labels.Parse("app in (" + strings.Join(values, ",") + ")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.GetMetricBySelector(context.Background(), "a", sel, cmprovider.CustomMetricInfo{GroupResource: schema.GroupResource{Resource: "pods"}, Namespaced: true, Metric: "http_requests_per_second"}, sel)
+	expectStatus(t, err, http.StatusNotFound, "more bytes)")
+	if n := len(err.Error()); n > 4096 {
+		t.Errorf("the error is %d bytes long for a selector of %d: %.300s", n, len(sel.String()), err)
+	}
 }
