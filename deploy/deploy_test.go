@@ -3,7 +3,6 @@ package deploy_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"maps"
 	"os"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/gantry-dev/gantry/adapter"
 	"github.com/gantry-dev/gantry/deploy"
+	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 // clusterScoped are the kinds in the manifests that have no namespace.
@@ -463,11 +463,16 @@ func TestRBAC(t *testing.T) {
 			}
 		}
 	}
-	// The kubelet collector scrapes kubelets directly or through the
-	// kube-apiserver's node proxy.
-	for _, sub := range []string{"nodes/metrics", "nodes/proxy"} {
-		if !allows(reader.Rules, "", sub, "get") {
-			t.Errorf("gantry-resource-reader does not allow get %s", sub)
+	// The kubelet collector scrapes kubelets directly (nodes/metrics). Not
+	// through the kube-apiserver's node proxy: get on nodes/proxy reaches
+	// all of a kubelet's API, exec included, and only
+	// components/kubelet-via-apiserver-proxy grants it, with the flag.
+	if !allows(reader.Rules, "", "nodes/metrics", "get") {
+		t.Error("gantry-resource-reader does not allow get nodes/metrics")
+	}
+	for _, o := range m.ofKind("ClusterRole") {
+		if r := typed[rbacv1.ClusterRole](t, o); allows(r.Rules, "", "nodes/proxy", "get") {
+			t.Errorf("ClusterRole %s grants get on nodes/proxy by default", r.Name)
 		}
 	}
 	metricsReader := typed[rbacv1.ClusterRole](t, m.find("ClusterRole", "", "gantry-metrics-reader"))
@@ -630,6 +635,12 @@ func TestDeployment(t *testing.T) {
 		t.Error("container: privileged")
 	}
 
+	// Priority: as metrics-server, with the ResourceQuota that admits it.
+	if pod.PriorityClassName != "system-cluster-critical" {
+		t.Errorf("priorityClassName %q, want system-cluster-critical", pod.PriorityClassName)
+	}
+	checkPriority(t, m, d)
+
 	// Spread: preferred anti-affinity by hostname against its own pods.
 	aa := pod.Affinity
 	if aa == nil || aa.PodAntiAffinity == nil || len(aa.PodAntiAffinity.PreferredDuringSchedulingIgnoredDuringExecution) == 0 {
@@ -672,99 +683,180 @@ func TestDefaultConfig(t *testing.T) {
 	}
 }
 
-// TestKustomize renders the base and the base with each component with
-// kubectl's kustomize, when kubectl is installed: the rendered base must be
-// what Objects returns, and every component must apply and keep the
-// Deployment's args valid.
-func TestKustomize(t *testing.T) {
-	kubectl, err := exec.LookPath("kubectl")
+// kustomize renders the base with the named components (directories of
+// manifests/components) as `kubectl apply -k` on an overlay would, with the
+// kubectl `make tools` builds.
+func kustomize(t *testing.T, components ...string) manifests {
+	t.Helper()
+	kubectl, err := toolbin.Path(toolbin.Require(t, "kubectl"), "kubectl")
 	if err != nil {
-		t.Skip("kubectl not installed")
+		t.Fatal(err)
 	}
 	base, err := filepath.Abs("manifests")
 	if err != nil {
 		t.Fatal(err)
 	}
-	render := func(t *testing.T, dir string) manifests {
-		t.Helper()
-		cmd := exec.Command(kubectl, "kustomize", dir)
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
-			}
-			t.Fatal(err)
-		}
-		var objs []*unstructured.Unstructured
-		for _, doc := range strings.Split(string(out), "\n---\n") {
-			u := &unstructured.Unstructured{}
-			j, err := utilyaml.ToJSON([]byte(doc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := u.UnmarshalJSON(j); err != nil {
-				t.Fatal(err)
-			}
-			objs = append(objs, u)
-		}
-		return manifests{objs}
+	overlay := t.TempDir()
+	// kustomize wants paths relative to the overlay.
+	rel, err := filepath.Rel(overlay, base)
+	if err != nil {
+		t.Fatal(err)
 	}
-	keys := func(m manifests) []string {
-		var out []string
-		for _, o := range m.objs {
-			out = append(out, o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName())
+	rel = filepath.ToSlash(rel)
+	k := "resources: [" + rel + "]\n"
+	if len(components) > 0 {
+		k += "components:\n"
+		for _, c := range components {
+			k += "  - " + rel + "/components/" + c + "\n"
 		}
-		sort.Strings(out)
-		return out
 	}
+	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kubectl, "kustomize", overlay)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl kustomize with components %v: %v\n%s", components, err, stderr.String())
+	}
+	return decodeAll(t, out)
+}
 
-	t.Run("base", func(t *testing.T) {
-		if got, want := keys(render(t, base)), keys(load(t)); !slices.Equal(got, want) {
-			t.Errorf("kustomize renders\n%v\nObjects returns\n%v", got, want)
+// kustomizeCases are the renderings of the base with components, each with
+// what must hold of it beyond what every rendering must (checkRendered).
+var kustomizeCases = []struct {
+	name       string
+	components []string
+	check      func(t *testing.T, m manifests)
+}{
+	{
+		name: "base",
+		check: func(t *testing.T, m manifests) {
+			if got, want := keys(m), keys(load(t)); !slices.Equal(got, want) {
+				t.Errorf("kustomize renders\n%v\nObjects returns\n%v", got, want)
+			}
+		},
+	},
+	{
+		name:       "cert-manager",
+		components: []string{"cert-manager"},
+		check: func(t *testing.T, m manifests) {
+			checkAPIServiceTrust(t, m)
+			for _, o := range m.ofKind("APIService") {
+				if o.GetAnnotations()["cert-manager.io/inject-ca-from"] == "" {
+					t.Errorf("APIService %s: no cainjector annotation", o.GetName())
+				}
+			}
+			d, c := m.deployment(t)
+			fs := parseArgs(t, c.Args)
+			if flagValue(fs, "cert-dir") != "" {
+				t.Error("--cert-dir is still set next to the issued certificate")
+			}
+			secret := servingCertSecret(t, m)
+			for _, flag := range []string{"tls-cert-file", "tls-private-key-file"} {
+				f := flagValue(fs, flag)
+				if got, want := fileSource(t, d, c, f), "secret "+secret+"/"+path.Base(f); got != want {
+					t.Errorf("--%s=%s is %s, want %s", flag, f, got, want)
+				}
+			}
+			for _, vm := range c.VolumeMounts {
+				if vm.MountPath == path.Dir(flagValue(fs, "tls-cert-file")) && !vm.ReadOnly {
+					t.Errorf("the serving certificate is mounted writable at %s", vm.MountPath)
+				}
+			}
+		},
+	},
+	{
+		name:       "insecure-skip-tls-verify",
+		components: []string{"insecure-skip-tls-verify"},
+		check: func(t *testing.T, m manifests) {
+			checkAPIServiceTrust(t, m)
+			for _, o := range m.ofKind("APIService") {
+				if v, _, _ := unstructured.NestedBool(o.Object, "spec", "insecureSkipTLSVerify"); !v {
+					t.Errorf("APIService %s: insecureSkipTLSVerify not set", o.GetName())
+				}
+			}
+		},
+	},
+	{
+		name:       "servicemonitor with cert-manager",
+		components: []string{"cert-manager", "servicemonitor"},
+		check: func(t *testing.T, m manifests) {
+			if n := len(m.ofKind("ServiceMonitor")); n != 1 {
+				t.Errorf("%d ServiceMonitors, want 1", n)
+			}
+		},
+	},
+	{name: "prometheusrule", components: []string{"prometheusrule"}},
+	{name: "grafana-dashboards", components: []string{"grafana-dashboards"}},
+	{
+		name:       "kubelet-via-apiserver-proxy",
+		components: []string{"kubelet-via-apiserver-proxy"},
+		check: func(t *testing.T, m manifests) {
+			_, c := m.deployment(t)
+			if flagValue(parseArgs(t, c.Args), "kubelet-via-apiserver-proxy") != "true" {
+				t.Error("--kubelet-via-apiserver-proxy is not set")
+			}
+			// checkRendered checks the grant comes with the flag.
+		},
+	},
+	{
+		name:       "networkpolicy",
+		components: []string{"networkpolicy"},
+		check: func(t *testing.T, m manifests) {
+			if n := len(m.ofKind("NetworkPolicy")); n != 1 {
+				t.Fatalf("%d NetworkPolicies, want 1", n)
+			}
+			// The kube-apiserver by address, Prometheus by selectors.
+			rules := checkNetworkPolicy(t, m)
+			if len(rules) != 2 {
+				t.Fatalf("%d ingress rules, want 2 (kube-apiserver, Prometheus)", len(rules))
+			}
+			for _, p := range rules[0].From {
+				if p.IPBlock == nil || p.PodSelector != nil || p.NamespaceSelector != nil {
+					t.Errorf("kube-apiserver peer %+v is not an ipBlock", p)
+				}
+			}
+			for _, p := range rules[1].From {
+				if p.IPBlock != nil || p.PodSelector == nil || p.NamespaceSelector == nil {
+					t.Errorf("Prometheus peer %+v does not select pods in a namespace", p)
+				}
+			}
+		},
+	},
+}
+
+// TestKustomize renders the base, and the base with each component, with
+// kubectl's kustomize: every component must apply, keep the Deployment's
+// args valid and hold to what it is for.
+func TestKustomize(t *testing.T) {
+	covered := map[string]bool{}
+	for _, tc := range kustomizeCases {
+		for _, c := range tc.components {
+			covered[c] = true
 		}
-	})
-
+	}
 	comps, err := os.ReadDir("manifests/components")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range comps {
-		t.Run(c.Name(), func(t *testing.T) {
-			overlay := t.TempDir()
-			// kustomize wants paths relative to the overlay.
-			relBase, err := filepath.Rel(overlay, base)
-			if err != nil {
-				t.Fatal(err)
+		if !covered[c.Name()] {
+			t.Errorf("component %s is in no kustomizeCases rendering", c.Name())
+		}
+	}
+
+	baseObjects := len(load(t).objs)
+	for _, tc := range kustomizeCases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := kustomize(t, tc.components...)
+			if len(m.objs) < baseObjects {
+				t.Errorf("the components remove objects")
 			}
-			k := "resources: [" + filepath.ToSlash(relBase) + "]\ncomponents: [" + filepath.ToSlash(filepath.Join(relBase, "components", c.Name())) + "]\n"
-			if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(k), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			m := render(t, overlay)
-			if len(m.objs) < len(load(t).objs) {
-				t.Errorf("the component removes objects")
-			}
-			_, ctr := m.deployment(t)
-			fs := parseArgs(t, ctr.Args)
-			switch c.Name() {
-			case "cert-manager":
-				for _, o := range m.ofKind("APIService") {
-					if o.GetAnnotations()["cert-manager.io/inject-ca-from"] == "" {
-						t.Errorf("APIService %s: no cainjector annotation", o.GetName())
-					}
-				}
-				if flagValue(fs, "tls-cert-file") == "" || flagValue(fs, "tls-private-key-file") == "" {
-					t.Error("the Deployment does not serve the issued certificate")
-				}
-			case "insecure-skip-tls-verify":
-				for _, o := range m.ofKind("APIService") {
-					if v, _, _ := unstructured.NestedBool(o.Object, "spec", "insecureSkipTLSVerify"); !v {
-						t.Errorf("APIService %s: insecureSkipTLSVerify not set", o.GetName())
-					}
-				}
+			checkRendered(t, m)
+			if tc.check != nil {
+				tc.check(t, m)
 			}
 		})
 	}

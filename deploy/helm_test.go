@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -41,14 +42,10 @@ type helm struct {
 }
 
 // newHelm finds bin/helm; a missing binary fails the test with the hint to
-// run `make tools`.
+// run `make tools` (in -short mode, the test is skipped).
 func newHelm(t *testing.T) helm {
 	t.Helper()
-	dir, err := toolbin.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := toolbin.Path(dir, "helm")
+	bin, err := toolbin.Path(toolbin.Require(t, "helm"), "helm")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +205,7 @@ var templateCases = []struct {
 	check   func(t *testing.T, r release, m manifests)
 }{
 	{
-		name:    "defaults are the kustomize base with insecure-skip-tls-verify",
+		name:    "defaults are the kustomize base with cert-manager",
 		release: defaultRelease,
 		check:   checkMatchesBase,
 	},
@@ -231,6 +228,12 @@ apiServices:
 `},
 		check: func(t *testing.T, r release, m manifests) {
 			wantAPIServices(t, m, "v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io")
+			// Nor does Gantry serve metrics.k8s.io (or scrape kubelets for
+			// it) unregistered.
+			_, c := deploymentOf(t, m, "gantry")
+			if got := flagValue(parseArgs(t, c.Args), "resource-metrics"); got != "none" {
+				t.Errorf("--resource-metrics=%q, want none", got)
+			}
 			// kubectl top stays with metrics-server: no aggregation to view.
 			for _, o := range m.ofKind("ClusterRole") {
 				if o.GetLabels()["rbac.authorization.k8s.io/aggregate-to-view"] != "" {
@@ -311,6 +314,132 @@ serviceMonitor:
 			role := typed[rbacv1.ClusterRole](t, m.find("ClusterRole", "", b.RoleRef.Name))
 			if len(role.Rules) != 1 || !slices.Equal(role.Rules[0].NonResourceURLs, []string{"/metrics"}) {
 				t.Errorf("scraper role %s grants %+v, want get on /metrics", role.Name, role.Rules)
+			}
+		},
+	},
+	{
+		name: "trial without cert-manager",
+		release: release{name: "gantry", namespace: "gantry", values: `
+certManager: {enabled: false}
+apiServices: {insecureSkipTLSVerify: true}
+`},
+		check: func(t *testing.T, r release, m manifests) {
+			for _, kind := range []string{"Certificate", "Issuer"} {
+				if n := len(m.ofKind(kind)); n > 0 {
+					t.Errorf("%d %ss rendered without certManager.enabled", n, kind)
+				}
+			}
+			for _, o := range m.ofKind("APIService") {
+				if v, _, _ := unstructured.NestedBool(o.Object, "spec", "insecureSkipTLSVerify"); !v {
+					t.Errorf("APIService %s: insecureSkipTLSVerify not set", o.GetName())
+				}
+			}
+			_, c := deploymentOf(t, m, "gantry")
+			if flagValue(parseArgs(t, c.Args), "cert-dir") == "" {
+				t.Error("no --cert-dir: Gantry has no certificate to serve")
+			}
+		},
+	},
+	{
+		name: "own certificate and CA bundle, with a ServiceMonitor",
+		release: release{name: "gantry", namespace: "observability", values: `
+certManager: {enabled: false}
+tls: {secretName: gantry-tls}
+serviceMonitor: {enabled: true}
+apiServices:
+  caBundle: |
+` + indent(testCAPEM, "    ")},
+		check: func(t *testing.T, r release, m manifests) {
+			d, c := deploymentOf(t, m, "gantry")
+			fs := parseArgs(t, c.Args)
+			for _, flag := range []string{"tls-cert-file", "tls-private-key-file"} {
+				if got, want := fileSource(t, d, c, flagValue(fs, flag)), "secret gantry-tls/"+filepath.Base(flagValue(fs, flag)); got != want {
+					t.Errorf("--%s is %s, want %s", flag, got, want)
+				}
+			}
+			for _, o := range m.ofKind("APIService") {
+				b, _, _ := unstructured.NestedString(o.Object, "spec", "caBundle")
+				if ca, err := parsePEMCert(b, true); err != nil || ca.Subject.CommonName != "gantry test CA" {
+					t.Errorf("APIService %s: caBundle is not apiServices.caBundle (%v)", o.GetName(), err)
+				}
+			}
+			// checkCommon checks the ServiceMonitor verifies with that CA.
+			if n := len(m.ofKind("ServiceMonitor")); n != 1 {
+				t.Errorf("%d ServiceMonitors, want 1", n)
+			}
+		},
+	},
+	{
+		name: "kubelet via the apiserver proxy",
+		release: release{name: "gantry", namespace: "gantry", values: `
+kubelet: {viaAPIServerProxy: true}
+`},
+		check: func(t *testing.T, r release, m manifests) {
+			_, c := deploymentOf(t, m, "gantry")
+			if flagValue(parseArgs(t, c.Args), "kubelet-via-apiserver-proxy") != "true" {
+				t.Error("--kubelet-via-apiserver-proxy is not set")
+			}
+			// checkCommon checks nodes/proxy is granted with it.
+		},
+	},
+	{
+		name: "network policy",
+		release: release{name: "gantry", namespace: "gantry", values: `
+networkPolicy:
+  enabled: true
+  apiServer:
+    - ipBlock: {cidr: 10.20.0.0/24}
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+      podSelector: {matchLabels: {k8s-app: konnectivity-agent}}
+  prometheus:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: observability}}
+      podSelector: {matchLabels: {app.kubernetes.io/name: prometheus}}
+`},
+		check: func(t *testing.T, r release, m manifests) {
+			rules := checkNetworkPolicy(t, m)
+			if len(rules) != 2 {
+				t.Fatalf("%d ingress rules, want 2 (kube-apiserver, Prometheus)", len(rules))
+			}
+			sel := func(k, v string) *metav1.LabelSelector {
+				return &metav1.LabelSelector{MatchLabels: map[string]string{k: v}}
+			}
+			want := [][]networkingv1.NetworkPolicyPeer{
+				{
+					{IPBlock: &networkingv1.IPBlock{CIDR: "10.20.0.0/24"}},
+					{NamespaceSelector: sel("kubernetes.io/metadata.name", "kube-system"), PodSelector: sel("k8s-app", "konnectivity-agent")},
+				},
+				{{NamespaceSelector: sel("kubernetes.io/metadata.name", "observability"), PodSelector: sel("app.kubernetes.io/name", "prometheus")}},
+			}
+			for i, w := range want {
+				if diff := cmp.Diff(w, rules[i].From); diff != "" {
+					t.Errorf("ingress rule %d peers (-values +rendered):\n%s", i, diff)
+				}
+			}
+		},
+	},
+	{
+		name: "network policy without Prometheus",
+		release: release{name: "gantry", namespace: "gantry", values: `
+networkPolicy: {enabled: true, prometheus: []}
+`},
+		check: func(t *testing.T, r release, m manifests) {
+			if rules := checkNetworkPolicy(t, m); len(rules) != 1 {
+				t.Errorf("%d ingress rules, want the kube-apiserver's only", len(rules))
+			}
+		},
+	},
+	{
+		name: "no priority class",
+		release: release{name: "gantry", namespace: "gantry", values: `
+priorityClassName: ""
+`},
+		check: func(t *testing.T, r release, m manifests) {
+			d, _ := deploymentOf(t, m, "gantry")
+			if pc := d.Spec.Template.Spec.PriorityClassName; pc != "" {
+				t.Errorf("priorityClassName %q, want none", pc)
+			}
+			if n := len(m.ofKind("ResourceQuota")); n > 0 {
+				t.Errorf("%d ResourceQuotas without a system priority class", n)
 			}
 		},
 	},
@@ -420,12 +549,9 @@ func checkCommon(t *testing.T, r release, m manifests) {
 			t.Errorf("%s %s: no app.kubernetes.io/instance=%s label", o.GetKind(), o.GetName(), r.name)
 		}
 	}
-	deps := m.ofKind("Deployment")
-	if len(deps) != 1 {
-		t.Fatalf("%d Deployments, want 1", len(deps))
-	}
-	d, c := deploymentOf(t, m, deps[0].GetName())
-	parseArgs(t, c.Args)
+	checkRendered(t, m)
+	checkAPIServiceTrust(t, m)
+	d, _ := deploymentOf(t, m, m.ofKind("Deployment")[0].GetName())
 	if d.Spec.Template.Spec.ServiceAccountName == "" || m.find("ServiceAccount", r.namespace, d.Spec.Template.Spec.ServiceAccountName) == nil {
 		t.Errorf("Deployment runs as ServiceAccount %q, which the chart does not create", d.Spec.Template.Spec.ServiceAccountName)
 	}
@@ -441,6 +567,7 @@ func checkCommon(t *testing.T, r release, m manifests) {
 	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
 		t.Errorf("Service selector %v does not select the pods (%v)", svc.Spec.Selector, d.Spec.Template.Labels)
 	}
+	_, c := deploymentOf(t, m, d.Name)
 	if len(svc.Spec.Ports) != 1 || containerPort(c, svc.Spec.Ports[0].TargetPort) == 0 {
 		t.Errorf("Service ports %+v do not reach a container port", svc.Spec.Ports)
 	}
@@ -462,21 +589,46 @@ func checkCommon(t *testing.T, r release, m manifests) {
 }
 
 // checkMatchesBase compares the default rendering with the kustomize base
-// (plus the insecure-skip-tls-verify component, the chart's default): the
-// same objects, rules, RBAC grants and Deployment settings.
+// plus the cert-manager component, the chart's default: the same objects,
+// rules, RBAC grants and Deployment settings.
 func checkMatchesBase(t *testing.T, r release, m manifests) {
 	t.Helper()
-	base := load(t)
+	base := kustomize(t, "cert-manager")
 	if diff := cmp.Diff(keys(base), keys(m)); diff != "" {
-		t.Errorf("objects differ from deploy/manifests (-base +chart):\n%s", diff)
+		t.Errorf("objects differ from deploy/manifests with components/cert-manager (-base +chart):\n%s", diff)
 	}
 	wantAPIServices(t, m, deploy.APIServices...)
 	for _, o := range m.ofKind("APIService") {
-		if v, _, _ := unstructured.NestedBool(o.Object, "spec", "insecureSkipTLSVerify"); !v {
-			t.Errorf("APIService %s: insecureSkipTLSVerify not set by default", o.GetName())
+		if _, ok, _ := unstructured.NestedFieldNoCopy(o.Object, "spec", "insecureSkipTLSVerify"); ok {
+			t.Errorf("APIService %s: insecureSkipTLSVerify set by default", o.GetName())
 		}
-		if _, ok := o.GetAnnotations()["cert-manager.io/inject-ca-from"]; ok {
-			t.Errorf("APIService %s: cert-manager annotation without certManager.enabled", o.GetName())
+		want := base.find("APIService", "", o.GetName()).GetAnnotations()["cert-manager.io/inject-ca-from"]
+		if got := o.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != want {
+			t.Errorf("APIService %s: inject-ca-from %q, the base has %q", o.GetName(), got, want)
+		}
+	}
+	// The certificates: the same issuers and certificates.
+	for _, kind := range []string{"Issuer", "Certificate"} {
+		for _, o := range base.ofKind(kind) {
+			c := m.find(kind, o.GetNamespace(), o.GetName())
+			if c == nil {
+				continue // reported above
+			}
+			for _, field := range [][]string{{"spec", "isCA"}, {"spec", "secretName"}, {"spec", "dnsNames"}, {"spec", "issuerRef"}, {"spec", "selfSigned"}, {"spec", "ca"}, {"spec", "privateKey"}} {
+				bv, _, _ := unstructured.NestedFieldNoCopy(o.Object, field...)
+				cv, _, _ := unstructured.NestedFieldNoCopy(c.Object, field...)
+				if diff := cmp.Diff(bv, cv); diff != "" {
+					t.Errorf("%s %s %s (-base +chart):\n%s", kind, o.GetName(), strings.Join(field, "."), diff)
+				}
+			}
+		}
+	}
+	for _, o := range base.ofKind("ResourceQuota") {
+		if c := m.find("ResourceQuota", o.GetNamespace(), o.GetName()); c != nil {
+			bq, cq := typed[corev1.ResourceQuota](t, o), typed[corev1.ResourceQuota](t, c)
+			if diff := cmp.Diff(bq.Spec, cq.Spec, equalQuantities); diff != "" {
+				t.Errorf("ResourceQuota %s (-base +chart):\n%s", o.GetName(), diff)
+			}
 		}
 	}
 
@@ -535,8 +687,12 @@ func checkMatchesBase(t *testing.T, r release, m manifests) {
 	bd, bc := base.deployment(t)
 	cd, cc := deploymentOf(t, m, deploy.Deployment)
 	bfs, cfs := parseArgs(t, bc.Args), parseArgs(t, cc.Args)
-	for _, a := range bc.Args {
+	// Every flag either sets, with the same value.
+	for _, a := range slices.Concat(bc.Args, cc.Args) {
 		name := strings.TrimLeft(strings.SplitN(a, "=", 2)[0], "-")
+		if f := cfs.Lookup(name); f != nil && f.Value.String() == f.DefValue && flagValue(bfs, name) == "" {
+			continue // the chart sets Gantry's default, the base leaves it
+		}
 		if got, want := flagValue(cfs, name), flagValue(bfs, name); got != want {
 			t.Errorf("--%s=%q, the base has %q", name, got, want)
 		}
@@ -562,6 +718,7 @@ func checkMatchesBase(t *testing.T, r release, m manifests) {
 		{"volume mounts", bc.VolumeMounts, cc.VolumeMounts},
 		{"volumes", bp.Volumes, cp.Volumes},
 		{"nodeSelector", bp.NodeSelector, cp.NodeSelector},
+		{"priorityClassName", bp.PriorityClassName, cp.PriorityClassName},
 	} {
 		if diff := cmp.Diff(f.base, f.got, equalQuantities); diff != "" {
 			t.Errorf("%s (-base +chart):\n%s", f.name, diff)
@@ -803,6 +960,16 @@ func TestHelmBadValues(t *testing.T) {
 		{"token from a file and a secret", "prometheus:\n  bearerToken: {file: /t, secret: {name: s, key: token}}", "prometheus.bearerToken: set file or secret.name, not both", false},
 		{"cert-manager and a certificate secret", "certManager: {enabled: true}\ntls: {secretName: mine}", "tls.secretName and certManager.enabled", false},
 		{"PDB blocks every drain", "replicas: 1", "podDisruptionBudget.minAvailable (1) must be less than replicas (1)", false},
+		{"a certificate secret with cert-manager on by default", "tls: {secretName: mine}", "set certManager.enabled=false to serve tls.secretName", false},
+		{"no way to verify the serving certificate", "certManager: {enabled: false}", "the APIServices would carry no caBundle", false},
+		{"a certificate secret without its CA", "certManager: {enabled: false}\ntls: {secretName: mine}", "the APIServices would carry no caBundle", false},
+		{"insecureSkipTLSVerify next to cert-manager", "apiServices: {insecureSkipTLSVerify: true}", "set certManager.enabled=false as well", false},
+		{"ServiceMonitor without a CA to verify with", "certManager: {enabled: false}\napiServices: {insecureSkipTLSVerify: true}\nserviceMonitor: {enabled: true}", "there is no CA to verify it with", false},
+		{"kubelet proxy flag in extraArgs", "extraArgs: [--kubelet-via-apiserver-proxy=true]", "set kubelet.viaAPIServerProxy instead", false},
+		{"network policy without the kube-apiserver", "networkPolicy: {enabled: true, apiServer: []}", "networkPolicy.apiServer is empty", false},
+		{"network policy peer misspelt", "networkPolicy:\n  apiServer: [{ipblock: {cidr: 10.0.0.0/8}}]", "additional properties 'ipblock' not allowed", true},
+		{"network policy CIDR without a prefix", "networkPolicy:\n  apiServer: [{ipBlock: {cidr: 10.0.0.1}}]", "/networkPolicy/apiServer/0/ipBlock/cidr", true},
+		{"kubelet proxy switch not a boolean", "kubelet: {viaAPIServerProxy: \"yes\"}", "/kubelet/viaAPIServerProxy", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := release{name: "gantry", namespace: "gantry", values: tc.values + "\n"}
