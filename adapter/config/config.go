@@ -5,6 +5,11 @@
 // It sits at the very start of the flow: adapter/rules compiles a Config into
 // naming, association and query templates; nothing here talks to a backend or
 // to Kubernetes.
+//
+// Query templates have their one home here (templates.go): how a template is
+// parsed, the arguments it sees, and the checks of a rendered query
+// (CheckPromQL, CheckLogQL), which Load runs with sample arguments and
+// adapter/rules runs again on every query it renders.
 package config
 
 import (

@@ -9,6 +9,7 @@ import (
 	"text/template/parse"
 
 	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 // TemplateDelims are the delimiters of every template in a rule file.
@@ -32,12 +33,57 @@ func ParseQueryTemplate(text string) (*template.Template, error) {
 	return t, nil
 }
 
+// A query template is checked twice, with the same checks: here, when the
+// rule file is loaded, rendered with sample arguments; and by adapter/rules
+// for every request, rendered with the request's matchers. CheckPromQL and
+// CheckLogQL are those checks of a rendered query.
+
 // checkQueryTemplate renders the template with sample arguments and requires
 // the result to parse as PromQL.
 func checkQueryTemplate(text string, external bool) error {
-	t, err := ParseQueryTemplate(text)
+	q, err := renderSample(text, external)
 	if err != nil {
 		return err
+	}
+	if err := CheckPromQL(q); err != nil {
+		if errors.Is(err, errEmptyQuery) {
+			return err
+		}
+		return fmt.Errorf("%w (rendered: %s)", err, q)
+	}
+	return nil
+}
+
+// errEmptyQuery is a template that renders nothing but white space.
+var errEmptyQuery = errors.New("renders an empty query")
+
+// CheckPromQL is the check of a rendered PromQL query: it is not empty and
+// parses. The error names the parser's first line only.
+func CheckPromQL(q string) error {
+	if strings.TrimSpace(q) == "" {
+		return errEmptyQuery
+	}
+	if _, err := ParsePromQL(q); err != nil {
+		return fmt.Errorf("rendered query does not parse: %v", err)
+	}
+	return nil
+}
+
+// ParsePromQL parses a rendered query as Prometheus would, experimental
+// functions included. The error is the first line of the parser's.
+func ParsePromQL(q string) (parser.Expr, error) {
+	expr, err := promql.ParseExpr(q)
+	if err != nil {
+		return nil, errors.New(firstLine(err.Error()))
+	}
+	return expr, nil
+}
+
+// renderSample parses a query template and renders it with sampleArgs.
+func renderSample(text string, external bool) (string, error) {
+	t, err := ParseQueryTemplate(text)
+	if err != nil {
+		return "", err
 	}
 	// Which labels LabelValuesByName holds depends on the rule's resources
 	// and the request, so a lookup of a label the samples lack is not an
@@ -45,15 +91,9 @@ func checkQueryTemplate(text string, external bool) error {
 	t.Option("missingkey=zero")
 	var b strings.Builder
 	if err := t.Execute(&b, sampleArgs(external)); err != nil {
-		return fmt.Errorf("template does not render: %s", templateError(err))
+		return "", fmt.Errorf("template does not render: %s", templateError(err))
 	}
-	if strings.TrimSpace(b.String()) == "" {
-		return errors.New("renders an empty query")
-	}
-	if _, err := promql.ParseExpr(b.String()); err != nil {
-		return fmt.Errorf("rendered query does not parse: %v (rendered: %s)", firstLine(err.Error()), b.String())
-	}
-	return nil
+	return b.String(), nil
 }
 
 // sampleArgs are the template values a query template is checked with: a
@@ -80,22 +120,17 @@ func sampleArgs(external bool) QueryArgs {
 // its brackets balance outside string literals, and it has a stream
 // selector. Loki itself is the final judge (check-config --loki-url).
 func CheckLogQLTemplate(text string, external bool) error {
-	t, err := ParseQueryTemplate(text)
+	q, err := renderSample(text, external)
 	if err != nil {
 		return err
 	}
-	t.Option("missingkey=zero")
-	var b strings.Builder
-	if err := t.Execute(&b, sampleArgs(external)); err != nil {
-		return fmt.Errorf("template does not render: %s", templateError(err))
-	}
-	return CheckLogQL(b.String())
+	return CheckLogQL(q)
 }
 
 // CheckLogQL is the structural check of a rendered LogQL query.
 func CheckLogQL(q string) error {
 	if strings.TrimSpace(q) == "" {
-		return errors.New("renders an empty query")
+		return errEmptyQuery
 	}
 	var stack []rune
 	closing := map[rune]rune{')': '(', ']': '[', '}': '{'}
@@ -136,8 +171,14 @@ func CheckLogQL(q string) error {
 	return nil
 }
 
+// ParseLabelTemplate parses a resources.template, which renders a label name
+// from .Group and .Resource. The error is text/template's own.
+func ParseLabelTemplate(text string) (*template.Template, error) {
+	return template.New("template").Delims(TemplateDelims[0], TemplateDelims[1]).Option("missingkey=error").Parse(text)
+}
+
 func checkLabelTemplate(text string) error {
-	t, err := template.New("template").Delims(TemplateDelims[0], TemplateDelims[1]).Option("missingkey=error").Parse(text)
+	t, err := ParseLabelTemplate(text)
 	if err != nil {
 		return fmt.Errorf("not a valid template: %s", templateError(err))
 	}

@@ -14,6 +14,10 @@ import (
 	"github.com/gantry-dev/gantry/adapter/config"
 )
 
+// promql is the parser the tests check rendered queries with, as Prometheus
+// parses them; the code under test parses through config.ParsePromQL.
+var promql = parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
+
 // testMapper is a static stand-in for the cluster's discovery-backed
 // RESTMapper: the built-in kinds the docs mention, and a few CRDs to
 // exercise groups (dotted, dashed, served by two groups).

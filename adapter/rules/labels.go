@@ -56,7 +56,7 @@ func NewLabelMap(m config.ResourceMapping, mapper apimeta.RESTMapper) (*LabelMap
 		unmapped:   map[model.LabelName]bool{},
 	}
 	if m.Template != "" {
-		t, err := template.New("template").Delims(config.TemplateDelims[0], config.TemplateDelims[1]).Option("missingkey=error").Parse(m.Template)
+		t, err := config.ParseLabelTemplate(m.Template)
 		if err != nil {
 			return nil, fmt.Errorf("template: %v", err)
 		}

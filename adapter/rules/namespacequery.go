@@ -219,9 +219,9 @@ func renderForCheck(t *template.Template, label string) (parser.Expr, error) {
 	if err := t.Execute(&b, args); err != nil {
 		return nil, fmt.Errorf("rendering for the namespace query check: %v", err)
 	}
-	expr, err := promql.ParseExpr(b.String())
+	expr, err := config.ParsePromQL(b.String())
 	if err != nil {
-		return nil, &unparsableError{msg: firstLine(err.Error())}
+		return nil, &unparsableError{msg: err.Error()}
 	}
 	return expr, nil
 }

@@ -32,8 +32,6 @@ import (
 	"github.com/gantry-dev/gantry/adapter/config"
 )
 
-var promql = parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
-
 // Rule is a compiled discovery rule.
 type Rule struct {
 	// ID names the rule in logs and errors: "rules[3] (http_requests)".
@@ -126,10 +124,10 @@ func wrapField(field string, err error) error {
 // query template rendered with sample arguments; zero when there is none.
 func templateWindow(t *template.Template) time.Duration {
 	var b strings.Builder
-	if err := t.Execute(&b, config.QueryArgs{Series: "x", LabelMatchers: `a="b"`, GroupBy: "a", GroupBySlice: []string{"a"}, LabelValuesByName: map[string]string{"a": "b"}}); err != nil {
+	if err := t.Execute(&b, windowArgs()); err != nil {
 		return 0
 	}
-	expr, err := promql.ParseExpr(b.String())
+	expr, err := config.ParsePromQL(b.String())
 	if err != nil {
 		return 0
 	}
@@ -144,6 +142,12 @@ func templateWindow(t *template.Template) time.Duration {
 		return nil
 	})
 	return longest
+}
+
+// windowArgs are the sample arguments templateWindow and logqlWindow render
+// a template with to find its ranges.
+func windowArgs() config.QueryArgs {
+	return config.QueryArgs{Series: "x", LabelMatchers: `a="b"`, GroupBy: "a", GroupBySlice: []string{"a"}, LabelValuesByName: map[string]string{"a": "b"}}
 }
 
 // readsLabelValues reports whether any template of t uses LabelValuesByName.
@@ -502,7 +506,7 @@ var logqlRange = regexp.MustCompile(`\[([0-9][0-9a-z]*)\]`)
 // sample arguments; zero when there is none.
 func logqlWindow(t *template.Template) time.Duration {
 	var b strings.Builder
-	if err := t.Execute(&b, config.QueryArgs{Series: "x", LabelMatchers: `a="b"`, GroupBy: "a", GroupBySlice: []string{"a"}, LabelValuesByName: map[string]string{"a": "b"}}); err != nil {
+	if err := t.Execute(&b, windowArgs()); err != nil {
 		return 0
 	}
 	var longest time.Duration
@@ -521,11 +525,8 @@ func Render(t *template.Template, id, series string, ms []Matcher, groupBy []str
 	if err != nil {
 		return "", fmt.Errorf("%s: metricsQuery: rendering: %v", id, err)
 	}
-	if strings.TrimSpace(q) == "" {
-		return "", fmt.Errorf("%s: metricsQuery: renders an empty query", id)
-	}
-	if _, err := promql.ParseExpr(q); err != nil {
-		return "", fmt.Errorf("%s: metricsQuery: rendered query does not parse: %v", id, firstLine(err.Error()))
+	if err := config.CheckPromQL(q); err != nil {
+		return "", fmt.Errorf("%s: metricsQuery: %v", id, err)
 	}
 	return q, nil
 }
@@ -563,9 +564,4 @@ func checkNames(names []string) error {
 		return errors.New("an object name is empty")
 	}
 	return nil
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }
