@@ -34,6 +34,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/gantry-dev/gantry/collectors/internal/scrape"
 )
 
 // Ingester takes whole expositions scraped from a target, e.g. a kubelet's
@@ -186,16 +188,7 @@ func (c *Collector) Run(ctx context.Context) {
 	}
 	klog.InfoS("scraping kubelets", "interval", c.opts.Interval, "timeout", c.opts.Timeout,
 		"viaAPIServerProxy", c.opts.ViaAPIServerProxy, "cadvisor", c.opts.Cadvisor)
-	t := c.clock.NewTicker(c.opts.Interval)
-	defer t.Stop()
-	for {
-		c.round(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-		}
-	}
+	scrape.Every(ctx, c.clock, c.opts.Interval, c.round)
 }
 
 // Ready is nil once a scrape round has completed, and fails when the last

@@ -32,6 +32,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"github.com/gantry-dev/gantry/collectors/internal/scrape"
 	"github.com/gantry-dev/gantry/collectors/store"
 )
 
@@ -152,16 +153,7 @@ func (s *Scraper) StaleAfter() time.Duration { return staleIntervals * s.interva
 // Run scrapes at once, then every interval, until ctx is done; it returns
 // when ctx is cancelled, after the scrape in flight (which ctx cancels).
 func (s *Scraper) Run(ctx context.Context) {
-	tick := s.clock.NewTicker(s.interval)
-	defer tick.Stop()
-	for {
-		s.scrapeOnce(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C():
-		}
-	}
+	scrape.Every(ctx, s.clock, s.interval, s.scrapeOnce)
 }
 
 // Ready is nil once a scrape has succeeded and none of the scrapes of the
