@@ -39,9 +39,9 @@ import (
 	"github.com/gantry-dev/gantry/adapter/metricsapi"
 	"github.com/gantry-dev/gantry/adapter/provider"
 	"github.com/gantry-dev/gantry/adapter/rules"
+	"github.com/gantry-dev/gantry/collectors/backend"
 	"github.com/gantry-dev/gantry/collectors/kubelet"
 	"github.com/gantry-dev/gantry/collectors/kubestate"
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
 
 // Options are Gantry's own flags; the API server's (serving, authn, authz,
@@ -49,14 +49,14 @@ import (
 type Options struct {
 	ConfigFile     string
 	PrometheusURL  string
-	PrometheusHTTP promcollector.HTTPFlags
+	PrometheusHTTP backend.HTTPFlags
 	RelistInterval time.Duration
 	MaxAge         time.Duration
 	BackendTimeout time.Duration
 	// BackendMaxInFlight bounds the queries sent to each backend at once.
 	BackendMaxInFlight int
 	// BackendLimits bound what one answer of a query backend may hold.
-	BackendLimits promcollector.Limits
+	BackendLimits backend.Limits
 	ObjectResync  time.Duration
 	ValueCacheTTL time.Duration
 	// ValueCacheMaxBytes and SelectorCacheMaxBytes bound the memory of the
@@ -70,7 +70,7 @@ type Options struct {
 	// LokiURL is where logqlQuery rules run; LokiHTTP and LokiTenant say
 	// how to reach it.
 	LokiURL    string
-	LokiHTTP   promcollector.HTTPFlags
+	LokiHTTP   backend.HTTPFlags
 	LokiTenant string
 	// KubeStateMetricsURL, when set, is scraped into the local store that
 	// rules with source: local query.
@@ -107,9 +107,9 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.MaxAge, "metrics-max-age", 0, "How far back series are looked for when listing; 0 means --metrics-relist-interval.")
 	fs.DurationVar(&o.BackendTimeout, "backend-timeout", 10*time.Second, "Upper bound of one backend query when the API request has no earlier deadline.")
 	fs.IntVar(&o.BackendMaxInFlight, "backend-max-in-flight", 32, "Most queries sent to each backend (Prometheus, Loki) at once (identical ones share one); more wait for a slot within their deadline, so a slow backend cannot pile up queries and connections.")
-	fs.Int64Var(&o.BackendLimits.MaxResponseBytes, "backend-max-response-bytes", promcollector.DefaultMaxResponseBytes, "Most bytes of one Prometheus or Loki answer that are held: a longer query answer is refused (not read further); of a series listing decoded as it streams, one series' labels and all labels kept. Refused answers count in gantry_backend_answers_rejected_total.")
-	fs.IntVar(&o.BackendLimits.MaxSamples, "backend-max-samples", promcollector.DefaultMaxSamples, "Most samples of one Prometheus or Loki query answer; a query answers with one per object of a namespace (or of a request), so more means a rule is broader than meant.")
-	fs.IntVar(&o.BackendLimits.MaxSeries, "backend-max-series", promcollector.DefaultMaxSeries, "Most series one series listing keeps: Loki's streams, the series check-config lists, and the distinct (metric name, label names) shapes discovery keeps of Prometheus' series, however many series there are.")
+	fs.Int64Var(&o.BackendLimits.MaxResponseBytes, "backend-max-response-bytes", backend.DefaultMaxResponseBytes, "Most bytes of one Prometheus or Loki answer that are held: a longer query answer is refused (not read further); of a series listing decoded as it streams, one series' labels and all labels kept. Refused answers count in gantry_backend_answers_rejected_total.")
+	fs.IntVar(&o.BackendLimits.MaxSamples, "backend-max-samples", backend.DefaultMaxSamples, "Most samples of one Prometheus or Loki query answer; a query answers with one per object of a namespace (or of a request), so more means a rule is broader than meant.")
+	fs.IntVar(&o.BackendLimits.MaxSeries, "backend-max-series", backend.DefaultMaxSeries, "Most series one series listing keeps: Loki's streams, the series check-config lists, and the distinct (metric name, label names) shapes discovery keeps of Prometheus' series, however many series there are.")
 	fs.DurationVar(&o.ObjectResync, "object-resync-period", 10*time.Minute, "Resync period of the metadata caches used to resolve label selectors.")
 	fs.DurationVar(&o.ConfigReloadInterval, "config-reload-interval", 5*time.Second, "How often the --config file is checked for changes. A valid change is applied without a restart; a broken one is logged and counted (gantry_config_reloads_total{result=\"failure\"}) and the last good config stays in use. 0 turns reloading off.")
 	fs.StringVar(&o.LokiURL, "loki-url", o.LokiURL, "Base URL of Loki's HTTP API, e.g. http://loki-gateway.monitoring.svc; required when a rule has a logqlQuery.")

@@ -96,7 +96,7 @@ func TestNamespacedRequestsStayInTheirNamespace(t *testing.T) {
 	}}
 	p := provider.New(provider.Options{
 		Registry: staticRegistry{discovery.Entry{Rule: custom[0], Series: "http_requests_total"}},
-		Querier:  q, Objects: objs, Mapper: mapper,
+		Queriers: map[string]provider.Querier{config.SourcePrometheus: q}, Objects: objs, Mapper: mapper,
 	})
 	ctx := context.Background()
 	info := func(resource string) cmprovider.CustomMetricInfo {
@@ -196,7 +196,7 @@ func TestErrorsDoNotEchoHugeSelectors(t *testing.T) {
 	}}
 	p := provider.New(provider.Options{
 		Registry: staticRegistry{discovery.Entry{Rule: custom[0], Series: "http_requests_total"}},
-		Querier:  &everyNamespaceQuerier{}, Objects: objs, Mapper: testMapper(),
+		Queriers: map[string]provider.Querier{config.SourcePrometheus: &everyNamespaceQuerier{}}, Objects: objs, Mapper: testMapper(),
 	})
 	values := make([]string, 7600)
 	for i := range values {

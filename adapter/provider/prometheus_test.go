@@ -198,7 +198,7 @@ func newFixture(t *testing.T) *fixture {
 		{Resource: "nodes"}: {object("", "node-a"), object("", "node-b")},
 	}}
 	evalAt := func() time.Time { return now }
-	mp := provider.New(provider.Options{Registry: reg, Querier: client, Objects: objs, Mapper: mapper, Now: evalAt})
+	mp := provider.New(provider.Options{Registry: reg, Queriers: map[string]provider.Querier{config.SourcePrometheus: client}, Objects: objs, Mapper: mapper, Now: evalAt})
 	rp := provider.NewResourceProvider(resourceRules, client, 10*time.Second)
 	provider.SetResourceClock(rp, evalAt)
 	return &fixture{prom: srv, client: client, registry: reg, custom: mp, resource: rp, objects: objs, now: now}

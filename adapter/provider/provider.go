@@ -36,7 +36,7 @@ import (
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
 	"github.com/gantry-dev/gantry/adapter/rules"
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
 // Querier runs an instant PromQL query. It must honour ctx's deadline and
@@ -56,9 +56,8 @@ type Registry interface {
 // Options configure the custom and external metrics provider.
 type Options struct {
 	Registry Registry
-	// Querier runs the queries of Prometheus rules; Queriers, by rule
-	// source (config.SourceLoki, SourceLocal, ...), those of other rules.
-	Querier  Querier
+	// Queriers run the rules' queries, by rule source
+	// (config.SourcePrometheus, SourceLoki, SourceLocal).
 	Queriers map[string]Querier
 	Objects  ObjectLister
 	Mapper   apimeta.RESTMapper
@@ -434,10 +433,12 @@ func noData(metric, target, ruleID string, samples *objectSamples, gr schema.Gro
 // backend being unavailable (503).
 // query runs q on the backend of rule's source.
 func (p *MetricsProvider) query(ctx context.Context, rule *rules.Rule, q string) (model.Vector, error) {
-	querier := p.opts.Queriers[rule.Source]
-	if querier == nil && (rule.Source == "" || rule.Source == config.SourcePrometheus) {
-		querier = p.opts.Querier
+	source := rule.Source
+	if source == "" {
+		// The default source, as config.Rule.SourceOrDefault says.
+		source = config.SourcePrometheus
 	}
+	querier := p.opts.Queriers[source]
 	if querier == nil {
 		return nil, fmt.Errorf("no %s backend is configured", rule.Source)
 	}
@@ -445,7 +446,7 @@ func (p *MetricsProvider) query(ctx context.Context, rule *rules.Rule, q string)
 }
 
 func backendError(metric, ruleID string, err error) error {
-	var be *promcollector.BackendError
+	var be *backend.Error
 	if errors.As(err, &be) && be.BadQuery() {
 		return apierrors.NewInternalError(fmt.Errorf("metric %q: %s: the backend rejected the query: %v", metric, ruleID, be.Err))
 	}

@@ -16,6 +16,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
+	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/provider"
 )
 
@@ -62,7 +63,7 @@ func newCachedFixture(t *testing.T, ttl time.Duration) *cachedFixture {
 		reg:     prometheus.NewRegistry(),
 	}
 	cf.p = provider.New(provider.Options{
-		Registry: f.registry, Querier: cf.querier, Objects: f.objects, Mapper: testMapper(),
+		Registry: f.registry, Queriers: map[string]provider.Querier{config.SourcePrometheus: cf.querier}, Objects: f.objects, Mapper: testMapper(),
 		Now: func() time.Time { return f.now }, ValueCacheTTL: ttl, Clock: cf.clock, Registerer: cf.reg,
 	})
 	return cf

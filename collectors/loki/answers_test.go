@@ -16,28 +16,21 @@ import (
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 	lokicollector "github.com/gantry-dev/gantry/collectors/loki"
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
 
 // secretConfig is an HTTP client config with a bearer token and a custom
 // secret header; with the tenant, every secret a Loki request carries.
 func secretConfig(t *testing.T) commoncfg.HTTPClientConfig {
 	cfg := commoncfg.DefaultHTTPClientConfig
-	cfg.Authorization = &commoncfg.Authorization{Type: "Bearer", CredentialsFile: writeFile(t, "token", "tok-secret")}
+	cfg.Authorization = &commoncfg.Authorization{Type: "Bearer", CredentialsFile: backendtest.WriteFile(t, "token", "tok-secret")}
 	cfg.HTTPHeaders = &commoncfg.Headers{Headers: map[string]commoncfg.Header{"X-Api-Key": {Secrets: []commoncfg.Secret{"key-secret"}}}}
 	return cfg
 }
 
 var secretHeaders = []string{"Authorization", "X-Api-Key", "X-Scope-Orgid"}
-
-// redirectTo answers every request with a 307 to the same path under
-// base(), which keeps the method and the form.
-func redirectTo(base func() string) func(w http.ResponseWriter, r *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, base()+r.URL.Path, http.StatusTemporaryRedirect)
-	}
-}
 
 // TestCrossHostRedirect: a Loki that redirects to another host (another
 // port of 127.0.0.1 is one) gets a backend error naming the redirect by
@@ -58,12 +51,12 @@ func TestCrossHostRedirect(t *testing.T) {
 		}
 	}
 	t.Run("not followed by default", func(t *testing.T) {
-		other := newFakeAPI(t, vectorOK)
-		backend := newFakeAPI(t, redirectTo(func() string { return other.URL }))
-		c := newClient(t, lokicollector.Options{URL: backend.URL, HTTP: secretConfig(t), Tenant: "team-a"}, nil)
+		other := backendtest.NewAPI(t, vectorOK)
+		origin := backendtest.NewAPI(t, backendtest.RedirectTo(func() string { return other.URL }))
+		c := newClient(t, lokicollector.Options{URL: origin.URL, HTTP: secretConfig(t), Tenant: "team-a"}, nil)
 		for name, call := range calls(c) {
 			n, err := call()
-			var be *promcollector.BackendError
+			var be *backend.Error
 			if !errors.As(err, &be) || be.Reason != "redirected" || !strings.Contains(err.Error(), "another host") {
 				t.Errorf("%s = %d, %v; want a backend error with reason redirected, saying it led to another host", name, n, err)
 			}
@@ -71,20 +64,20 @@ func TestCrossHostRedirect(t *testing.T) {
 				t.Errorf("%s: message %q names the other host", name, err)
 			}
 		}
-		if n := len(other.seen()); n != 0 {
+		if n := len(other.Seen()); n != 0 {
 			t.Errorf("the other host got %d requests, want none", n)
 		}
 	})
 	t.Run("followed without secrets when allowed", func(t *testing.T) {
-		other := newFakeAPI(t, vectorOK)
-		backend := newFakeAPI(t, redirectTo(func() string { return other.URL }))
-		c := newClient(t, lokicollector.Options{URL: backend.URL, HTTP: secretConfig(t), Tenant: "team-a", Redirects: promcollector.AnyOrigin}, nil)
+		other := backendtest.NewAPI(t, vectorOK)
+		origin := backendtest.NewAPI(t, backendtest.RedirectTo(func() string { return other.URL }))
+		c := newClient(t, lokicollector.Options{URL: origin.URL, HTTP: secretConfig(t), Tenant: "team-a", Redirects: backend.AnyOrigin}, nil)
 		for name, call := range calls(c) {
 			if n, err := call(); err != nil || n != 1 {
 				t.Errorf("%s = %d, %v; want the other host's answer", name, n, err)
 			}
 		}
-		reqs := other.seen()
+		reqs := other.Seen()
 		if len(reqs) != 2 {
 			t.Fatalf("the other host got %d requests, want 2", len(reqs))
 		}
@@ -95,7 +88,7 @@ func TestCrossHostRedirect(t *testing.T) {
 				}
 			}
 		}
-		first := backend.seen()[0]
+		first := origin.Seen()[0]
 		got := map[string]string{}
 		for _, h := range secretHeaders {
 			got[h] = first.Header.Get(h)
@@ -104,30 +97,6 @@ func TestCrossHostRedirect(t *testing.T) {
 			t.Errorf("headers at Loki (-want +got):\n%s", diff)
 		}
 	})
-}
-
-// rejected reads gantry_backend_answers_rejected_total by backend, call and
-// limit ("loki/query/max_samples").
-func rejected(t *testing.T, reg *promclient.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "gantry_backend_answers_rejected_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			out[l["backend"]+"/"+l["call"]+"/"+l["limit"]] = m.GetCounter().GetValue()
-		}
-	}
-	return out
 }
 
 // TestAnswerLimits: query answers with more samples than
@@ -207,7 +176,7 @@ func TestAnswerLimits(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, tc.respond)
+			api := backendtest.NewAPI(t, tc.respond)
 			reg := promclient.NewRegistry()
 			c := newClient(t, lokicollector.Options{URL: api.URL, Timeout: 20 * time.Second}, reg)
 			ctx := context.Background()
@@ -230,11 +199,11 @@ func TestAnswerLimits(t *testing.T) {
 				}
 				return
 			}
-			var be *promcollector.BackendError
+			var be *backend.Error
 			if !errors.As(err, &be) || be.Reason != "too_large" || !strings.HasPrefix(err.Error(), "loki: too_large: ") || !strings.Contains(err.Error(), tc.wantFlag) {
 				t.Fatalf("%s = %d, %v; want a too_large backend error naming %s", call, n, err, tc.wantFlag)
 			}
-			if diff := cmp.Diff(map[string]float64{"loki/" + call + "/" + tc.wantLimit: 1}, rejected(t, reg)); diff != "" {
+			if diff := cmp.Diff(map[string]float64{"loki/" + call + "/" + tc.wantLimit: 1}, backendtest.Rejected(t, reg)); diff != "" {
 				t.Errorf("rejected answers (-want +got):\n%s", diff)
 			}
 		})

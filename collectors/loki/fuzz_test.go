@@ -26,15 +26,15 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/gantry-dev/gantry/adapter/rules"
+	"github.com/gantry-dev/gantry/collectors/backend"
 	lokicollector "github.com/gantry-dev/gantry/collectors/loki"
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
 
 // FuzzResponse answers queries and series listings with arbitrary status
 // codes, content types and bodies, as a broken Loki or a proxy in front of
 // it might. Decoding must not panic; a call either succeeds — and then every
 // sample is finite and a series listing holds valid label names — or fails
-// with a *BackendError whose reason is one of the documented ones, whose
+// with a *backend.Error whose reason is one of the documented ones, whose
 // message starts with "loki: <reason>: ", is one line of bounded length of
 // valid UTF-8, and carries the backend's address or the bearer token only
 // where Loki's own word on a query is passed on (a 400's message, or an
@@ -159,9 +159,9 @@ func FuzzResponse(f *testing.F) {
 			}
 			return
 		}
-		var be *promcollector.BackendError
+		var be *backend.Error
 		if !errors.As(err, &be) {
-			t.Fatalf("status %d: error %v (%T), want a *BackendError", c, err, err)
+			t.Fatalf("status %d: error %v (%T), want a *backend.Error", c, err, err)
 		}
 		msg := err.Error()
 		if !reasons[be.Reason] || be.Backend != "loki" || !strings.HasPrefix(msg, "loki: "+be.Reason+": ") {

@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 
 	"github.com/gantry-dev/gantry/adapter/rules"
+	"github.com/gantry-dev/gantry/collectors/backend"
 	lokicollector "github.com/gantry-dev/gantry/collectors/loki"
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 	"github.com/gantry-dev/gantry/test/loki"
 )
 
@@ -189,7 +189,7 @@ func TestAgainstLoki(t *testing.T) {
 
 	t.Run("log query is refused as not a metric query", func(t *testing.T) {
 		_, err := c.Query(ctx, `{app="web"} |= "error"`, ts)
-		var be *promcollector.BackendError
+		var be *backend.Error
 		if !errors.As(err, &be) || be.Reason != "bad_query" || !strings.HasPrefix(err.Error(), "loki: bad_query: not a metric query") {
 			t.Errorf("log query: %v, want bad_query: not a metric query", err)
 		}
@@ -197,7 +197,7 @@ func TestAgainstLoki(t *testing.T) {
 
 	t.Run("parse error is a bad query with Loki's message", func(t *testing.T) {
 		_, err := c.Query(ctx, `sum(rate({app="web"} |= [1m]))`, ts)
-		var be *promcollector.BackendError
+		var be *backend.Error
 		if !errors.As(err, &be) || be.Reason != "bad_query" || !strings.Contains(err.Error(), "parse error") {
 			t.Errorf("bad query: %v, want bad_query with Loki's parse error", err)
 		}
@@ -213,7 +213,7 @@ func TestAgainstLoki(t *testing.T) {
 		// The timeout is long: unreachable (not timeout) shows the call
 		// failed on the refused connection, not on waiting.
 		_, err := c.Query(ctx, `sum(count_over_time({app="web"}[1m]))`, ts)
-		var be *promcollector.BackendError
+		var be *backend.Error
 		if !errors.As(err, &be) || be.Reason != "unreachable" {
 			t.Errorf("query with Loki down: %v, want reason unreachable", err)
 		}
@@ -272,7 +272,7 @@ func TestTenantAgainstLoki(t *testing.T) {
 
 	c := newClient(t, lokicollector.Options{URL: srv.URL()}, nil)
 	_, err := c.Query(ctx, q, ts)
-	var be *promcollector.BackendError
+	var be *backend.Error
 	if !errors.As(err, &be) || be.Reason != "backend_error" || !strings.Contains(err.Error(), "401") {
 		t.Errorf("no tenant on a multi-tenant Loki: %v, want backend_error HTTP 401", err)
 	}

@@ -2,12 +2,12 @@
 // stream discovery over Loki's HTTP query API, with a tenant header,
 // deadlines, shared in-flight queries and self-metrics.
 //
-// It is a query backend like collectors/prometheus, whose error type
-// (*prometheus.BackendError) and metric names it shares: providers ask it
-// per request for logqlQuery rules (adapter/provider), and discovery lists
-// streams through it (adapter/discovery). It knows nothing about rules or
-// Kubernetes; the queries it runs are built with escaped matchers
-// (adapter/rules).
+// It is a query backend like collectors/prometheus, with which it shares
+// the call bookkeeping, error type (*backend.Error) and self-metrics of
+// collectors/backend: providers ask it per request for logqlQuery rules
+// (adapter/provider), and discovery lists streams through it
+// (adapter/discovery). It knows nothing about rules or Kubernetes; the
+// queries it runs are built with escaped matchers (adapter/rules).
 package loki
 
 import (
@@ -28,11 +28,11 @@ import (
 	"github.com/prometheus/common/model"
 	"k8s.io/klog/v2"
 
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
-// backend is the client's name in errors, logs and metrics.
-const backend = "loki"
+// backendName is the client's name in errors, logs and metrics.
+const backendName = "loki"
 
 // tenantHeader carries the tenant (org ID) in every request to a
 // multi-tenant Loki.
@@ -50,11 +50,11 @@ type Options struct {
 	// Redirects says which redirects are followed; by default those within
 	// the URL's scheme, host and port only. Requests that leave it carry
 	// neither the tenant nor credentials.
-	Redirects promcollector.Redirects
+	Redirects backend.Redirects
 	// Limits bound what one answer may hold; zero values are the defaults.
 	// A metric query's answer is a vector of at most Loki's
 	// max_query_series (500 by default) samples.
-	Limits promcollector.Limits
+	Limits backend.Limits
 	// Tenant, when set, is sent as X-Scope-OrgID on every request.
 	Tenant string
 	// Timeout bounds every call that has no earlier deadline. Default 10s.
@@ -69,7 +69,7 @@ type Client struct {
 	http   *http.Client
 	base   *url.URL
 	tenant string
-	calls  *promcollector.Calls
+	calls  *backend.Calls
 }
 
 // New returns a client for opts, registering its metrics on reg.
@@ -102,22 +102,22 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	hc, err := promcollector.NewHTTPClient(backend, u, opts.HTTP, opts.Redirects)
+	hc, err := backend.NewHTTPClient(backendName, u, opts.HTTP, opts.Redirects)
 	if err != nil {
 		return nil, fmt.Errorf("loki HTTP client: %w", err)
 	}
-	m, err := promcollector.NewMetrics(reg)
+	m, err := backend.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("registering loki client metrics: %w", err)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
-	calls := promcollector.NewCalls(promcollector.CallsOptions{Backend: backend, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, Limits: opts.Limits}, m)
+	calls := backend.NewCalls(backend.CallsOptions{Backend: backendName, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, Limits: opts.Limits}, m)
 	return &Client{http: hc, base: u, tenant: opts.Tenant, calls: calls}, nil
 }
 
 // Name is the backend's name, for errors and logs.
-func (c *Client) Name() string { return backend }
+func (c *Client) Name() string { return backendName }
 
 // Query runs an instant LogQL metric query at ts. Identical queries in
 // flight at the same time share one backend call. A log query (one that
@@ -159,7 +159,7 @@ func (c *Client) Series(ctx context.Context, matchers []string, start, end time.
 	limits := c.calls.Limits()
 	sets, err := decodeList[model.LabelSet](data, limits.MaxSeries)
 	if errors.Is(err, errTooMany) {
-		return nil, c.fail("series", t0, limits.TooManySeries())
+		return nil, c.fail("series", t0, limits.TooManySeries("series"))
 	}
 	if err != nil {
 		return nil, c.fail("series", t0, badResponse("series data: %v", err))
@@ -229,7 +229,7 @@ func decodeBody(code int, contentType string, body []byte) (json.RawMessage, err
 			return nil, badResponse("answer without data")
 		}
 		if len(r.Warnings) > 0 {
-			klog.V(4).InfoS("query warnings", "backend", backend, "warnings", r.Warnings)
+			klog.V(4).InfoS("query warnings", "backend", backendName, "warnings", r.Warnings)
 		}
 		return r.Data, nil
 	case code == http.StatusBadRequest:
@@ -248,16 +248,16 @@ func decodeBody(code int, contentType string, body []byte) (json.RawMessage, err
 			// answered with streams (see decodeQueryData).
 			msg = "not a metric query: " + msg
 		}
-		return nil, &promcollector.BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(oneLine(msg))}
+		return nil, &backend.Error{Backend: backendName, Reason: "bad_query", Err: errors.New(oneLine(msg))}
 	}
 	klog.V(2).InfoS("loki answered with an error", "status", code, "body", oneLine(string(body)))
 	switch code {
 	case http.StatusRequestTimeout, http.StatusGatewayTimeout, 499:
 		// 504 is Loki's "request timed out", 499 a query it saw cancelled.
-		return nil, &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: fmt.Errorf("HTTP %d: query did not finish in time", code)}
+		return nil, &backend.Error{Backend: backendName, Reason: "timeout", Err: fmt.Errorf("HTTP %d: query did not finish in time", code)}
 	}
 	if code/100 == 4 || code/100 == 5 {
-		return nil, &promcollector.BackendError{Backend: backend, Reason: "backend_error", Err: fmt.Errorf("HTTP %d %s", code, http.StatusText(code))}
+		return nil, &backend.Error{Backend: backendName, Reason: "backend_error", Err: fmt.Errorf("HTTP %d %s", code, http.StatusText(code))}
 	}
 	return nil, badResponse("unexpected HTTP %d", code)
 }
@@ -277,14 +277,14 @@ func apiError(errorType, msg string) error {
 	if msg == "" {
 		msg = "error of type " + errorType
 	}
-	return &promcollector.BackendError{Backend: backend, Reason: reason, Err: errors.New(oneLine(msg))}
+	return &backend.Error{Backend: backendName, Reason: reason, Err: errors.New(oneLine(msg))}
 }
 
 // decodeQueryData turns an instant query's data into a vector: a vector as
 // it is, a scalar as one sample without labels. Streams mean the query was a
 // log query, which has no value to serve. A vector of more than
 // limits.MaxSamples samples is refused before it is decoded whole.
-func decodeQueryData(data json.RawMessage, limits promcollector.Limits) (model.Vector, error) {
+func decodeQueryData(data json.RawMessage, limits backend.Limits) (model.Vector, error) {
 	var d struct {
 		ResultType string          `json:"resultType"`
 		Result     json.RawMessage `json:"result"`
@@ -320,7 +320,7 @@ func decodeQueryData(data json.RawMessage, limits promcollector.Limits) (model.V
 		}
 		return model.Vector{{Metric: model.Metric{}, Value: sc.Value, Timestamp: sc.Timestamp}}, nil
 	case "streams":
-		return nil, &promcollector.BackendError{Backend: backend, Reason: "bad_query", Err: errors.New("not a metric query: it selects log lines, not samples; wrap it in a range aggregation such as rate(...[1m]) or count_over_time(...[1m])")}
+		return nil, &backend.Error{Backend: backendName, Reason: "bad_query", Err: errors.New("not a metric query: it selects log lines, not samples; wrap it in a range aggregation such as rate(...[1m]) or count_over_time(...[1m])")}
 	case "":
 		return nil, badResponse("query data without a resultType")
 	default:
@@ -365,43 +365,43 @@ func decodeList[T any](raw json.RawMessage, max int) ([]T, error) {
 }
 
 func badResponse(format string, args ...any) error {
-	return &promcollector.BackendError{Backend: backend, Reason: "bad_response", Err: errors.New(oneLine(fmt.Sprintf(format, args...)))}
+	return &backend.Error{Backend: backendName, Reason: "bad_response", Err: errors.New(oneLine(fmt.Sprintf(format, args...)))}
 }
 
 func (c *Client) fail(call string, start time.Time, err error) error {
 	return c.calls.Fail(call, start, classify(err, c.base.Hostname()))
 }
 
-// classify turns a transport failure into a BackendError without the
+// classify turns a transport failure into a *backend.Error without the
 // backend's address (host is its name, which a TLS error may carry);
 // answers were classified by decodeBody already.
-func classify(err error, host string) *promcollector.BackendError {
-	var be *promcollector.BackendError
+func classify(err error, host string) *backend.Error {
+	var be *backend.Error
 	if errors.As(err, &be) {
 		return be
 	}
-	var le *promcollector.LimitError
+	var le *backend.LimitError
 	if errors.As(err, &le) {
-		return &promcollector.BackendError{Backend: backend, Reason: "too_large", Err: le}
+		return &backend.Error{Backend: backendName, Reason: "too_large", Err: le}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+		return &backend.Error{Backend: backendName, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		// url.Error carries the URL; keep only the cause.
 		if uerr.Timeout() {
-			return &promcollector.BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+			return &backend.Error{Backend: backendName, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 		}
 		err = uerr.Err
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return &promcollector.BackendError{Backend: backend, Reason: "unreachable", Err: fmt.Errorf("name lookup failed: %s", dnsErr.Err)}
+		return &backend.Error{Backend: backendName, Reason: "unreachable", Err: fmt.Errorf("name lookup failed: %s", dnsErr.Err)}
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Err != nil {
-		return &promcollector.BackendError{Backend: backend, Reason: "unreachable", Err: fmt.Errorf("%s: %w", opErr.Op, opErr.Err)}
+		return &backend.Error{Backend: backendName, Reason: "unreachable", Err: fmt.Errorf("%s: %w", opErr.Op, opErr.Err)}
 	}
 	if uerr != nil {
 		// Other transport failures (TLS, a reset connection, a token file
@@ -410,9 +410,9 @@ func classify(err error, host string) *promcollector.BackendError {
 		if host != "" {
 			msg = strings.ReplaceAll(msg, host, "<loki>")
 		}
-		return &promcollector.BackendError{Backend: backend, Reason: "unreachable", Err: errors.New(oneLine(msg))}
+		return &backend.Error{Backend: backendName, Reason: "unreachable", Err: errors.New(oneLine(msg))}
 	}
-	return &promcollector.BackendError{Backend: backend, Reason: "backend_error", Err: errors.New(oneLine(err.Error()))}
+	return &backend.Error{Backend: backendName, Reason: "backend_error", Err: errors.New(oneLine(err.Error()))}
 }
 
 // oneLine keeps the first line of s, at most 300 bytes of it: messages go

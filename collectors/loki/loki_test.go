@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,46 +20,11 @@ import (
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 	lokicollector "github.com/gantry-dev/gantry/collectors/loki"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
-
-// apiRequest is what the fake Loki API saw of one request.
-type apiRequest struct {
-	Method, Path, ContentType string
-	Form                      url.Values // the parsed body
-	Header                    http.Header
-}
-
-// fakeAPI is an httptest server standing in for Loki's HTTP API, for what
-// a real Loki cannot be made to do on demand (hang, fail, answer garbage,
-// echo headers). It records every request.
-type fakeAPI struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []apiRequest
-}
-
-func newFakeAPI(t *testing.T, respond func(w http.ResponseWriter, r *http.Request)) *fakeAPI {
-	t.Helper()
-	f := &fakeAPI{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		form, _ := url.ParseQuery(string(body))
-		f.mu.Lock()
-		f.requests = append(f.requests, apiRequest{Method: r.Method, Path: r.URL.Path, ContentType: r.Header.Get("Content-Type"), Form: form, Header: r.Header.Clone()})
-		f.mu.Unlock()
-		respond(w, r)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeAPI) seen() []apiRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]apiRequest(nil), f.requests...)
-}
 
 func write(w http.ResponseWriter, code int, contentType, body string) {
 	w.Header().Set("Content-Type", contentType)
@@ -93,15 +55,6 @@ func newClient(t *testing.T, opts lokicollector.Options, reg promclient.Register
 	return c
 }
 
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestRequestShape checks that calls are POSTed as forms to Loki's API
 // paths under the base URL's path, with RFC 3339 times (Loki reads a short
 // integer as seconds and a long one as nanoseconds).
@@ -112,19 +65,19 @@ func TestRequestShape(t *testing.T) {
 		name     string
 		basePath string
 		call     func(ctx context.Context, c *lokicollector.Client) (any, error)
-		want     apiRequest
+		want     backendtest.Request
 		wantVal  any
 	}{{
 		name: "instant query",
 		call: func(ctx context.Context, c *lokicollector.Client) (any, error) { return c.Query(ctx, query, ts) },
-		want: apiRequest{Method: http.MethodPost, Path: "/loki/api/v1/query", ContentType: "application/x-www-form-urlencoded",
+		want: backendtest.Request{Method: http.MethodPost, Path: "/loki/api/v1/query", ContentType: "application/x-www-form-urlencoded",
 			Form: url.Values{"query": {query}, "time": {"2023-11-14T22:13:20.5Z"}}},
 		wantVal: model.Vector{{Metric: model.Metric{"pod": "web-1"}, Value: 2.5, Timestamp: 1700000000000}},
 	}, {
 		name:     "instant query under a path prefix with a trailing slash",
 		basePath: "/loki-gw/",
 		call:     func(ctx context.Context, c *lokicollector.Client) (any, error) { return c.Query(ctx, query, ts) },
-		want: apiRequest{Method: http.MethodPost, Path: "/loki-gw/loki/api/v1/query", ContentType: "application/x-www-form-urlencoded",
+		want: backendtest.Request{Method: http.MethodPost, Path: "/loki-gw/loki/api/v1/query", ContentType: "application/x-www-form-urlencoded",
 			Form: url.Values{"query": {query}, "time": {"2023-11-14T22:13:20.5Z"}}},
 		wantVal: model.Vector{{Metric: model.Metric{"pod": "web-1"}, Value: 2.5, Timestamp: 1700000000000}},
 	}, {
@@ -132,13 +85,13 @@ func TestRequestShape(t *testing.T) {
 		call: func(ctx context.Context, c *lokicollector.Client) (any, error) {
 			return c.Series(ctx, []string{`{app="web"}`, `{app="api",namespace!=""}`}, ts.Add(-10*time.Minute), ts)
 		},
-		want: apiRequest{Method: http.MethodPost, Path: "/loki/api/v1/series", ContentType: "application/x-www-form-urlencoded",
+		want: backendtest.Request{Method: http.MethodPost, Path: "/loki/api/v1/series", ContentType: "application/x-www-form-urlencoded",
 			Form: url.Values{"match[]": {`{app="web"}`, `{app="api",namespace!=""}`}, "start": {"2023-11-14T22:03:20.5Z"}, "end": {"2023-11-14T22:13:20.5Z"}}},
 		wantVal: []model.LabelSet{{"app": "web", "pod": "web-1", "service_name": "web"}},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, vectorOK)
+			api := backendtest.NewAPI(t, vectorOK)
 			c := newClient(t, lokicollector.Options{URL: api.URL + tc.basePath}, nil)
 			val, err := tc.call(context.Background(), c)
 			if err != nil {
@@ -147,7 +100,7 @@ func TestRequestShape(t *testing.T) {
 			if diff := cmp.Diff(tc.wantVal, val); diff != "" {
 				t.Errorf("answer (-want +got):\n%s", diff)
 			}
-			reqs := api.seen()
+			reqs := api.Seen()
 			if len(reqs) != 1 {
 				t.Fatalf("requests = %d, want 1: %+v", len(reqs), reqs)
 			}
@@ -164,8 +117,8 @@ func TestRequestShape(t *testing.T) {
 // tenant as X-Scope-OrgID, a bearer token file re-read on every request,
 // and headers from the HTTP client config.
 func TestTenantAndCredentials(t *testing.T) {
-	tokenFile := writeFile(t, "token", "first-token\n")
-	api := newFakeAPI(t, vectorOK)
+	tokenFile := backendtest.WriteFile(t, "token", "first-token\n")
+	api := backendtest.NewAPI(t, vectorOK)
 	httpCfg := commoncfg.DefaultHTTPClientConfig
 	httpCfg.Authorization = &commoncfg.Authorization{Type: "Bearer", CredentialsFile: tokenFile}
 	httpCfg.HTTPHeaders = &commoncfg.Headers{Headers: map[string]commoncfg.Header{"X-Team": {Values: []string{"search"}}}}
@@ -184,7 +137,7 @@ func TestTenantAndCredentials(t *testing.T) {
 		{"X-Scope-Orgid": {"team-a|team-b"}, "Authorization": {"Bearer first-token"}, "X-Team": {"search"}},
 		{"X-Scope-Orgid": {"team-a|team-b"}, "Authorization": {"Bearer rotated-token"}, "X-Team": {"search"}},
 	}
-	reqs := api.seen()
+	reqs := api.Seen()
 	if len(reqs) != 2 {
 		t.Fatalf("requests = %d, want 2", len(reqs))
 	}
@@ -200,12 +153,12 @@ func TestTenantAndCredentials(t *testing.T) {
 }
 
 func TestNoTenantNoHeader(t *testing.T) {
-	api := newFakeAPI(t, vectorOK)
+	api := backendtest.NewAPI(t, vectorOK)
 	c := newClient(t, lokicollector.Options{URL: api.URL}, nil)
 	if _, err := c.Query(context.Background(), `sum(rate({app="web"}[1m]))`, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if h := api.seen()[0].Header.Values("X-Scope-OrgID"); len(h) != 0 {
+	if h := api.Seen()[0].Header.Values("X-Scope-OrgID"); len(h) != 0 {
 		t.Errorf("X-Scope-OrgID = %q without a tenant, want none", h)
 	}
 }
@@ -239,15 +192,6 @@ func TestNewRejects(t *testing.T) {
 // backend's address, the token or its file.
 func TestBackendErrors(t *testing.T) {
 	const token = "tok-very-secret"
-	closedAddr := func(t *testing.T) string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		return "http://" + addr
-	}
 	cases := []struct {
 		name       string
 		respond    func(w http.ResponseWriter, r *http.Request) // nil: nothing listens
@@ -367,11 +311,11 @@ func TestBackendErrors(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			u := closedAddr(t)
+			u := backendtest.ClosedURL(t)
 			if tc.respond != nil {
-				u = newFakeAPI(t, tc.respond).URL
+				u = backendtest.NewAPI(t, tc.respond).URL
 			}
-			tokenFile := writeFile(t, "token", token)
+			tokenFile := backendtest.WriteFile(t, "token", token)
 			httpCfg := commoncfg.DefaultHTTPClientConfig
 			httpCfg.Authorization = &commoncfg.Authorization{Type: "Bearer", CredentialsFile: tokenFile}
 			reg := promclient.NewRegistry()
@@ -384,9 +328,9 @@ func TestBackendErrors(t *testing.T) {
 			} else {
 				_, err = c.Query(context.Background(), `sum(rate({app="web"}[1m]))`, time.Now())
 			}
-			var be *promcollector.BackendError
+			var be *backend.Error
 			if !errors.As(err, &be) {
-				t.Fatalf("error %v (%T), want a *BackendError", err, err)
+				t.Fatalf("error %v (%T), want a *backend.Error", err, err)
 			}
 			if be.Backend != "loki" || be.Reason != tc.wantReason || be.BadQuery() != (tc.wantReason == "bad_query") {
 				t.Errorf("backend %q, reason %q; want loki, %q (%v)", be.Backend, be.Reason, tc.wantReason, err)
@@ -435,7 +379,7 @@ func TestSlowBackend(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				select {
 				case <-r.Context().Done():
 				case <-release:
@@ -465,9 +409,9 @@ func TestSlowBackend(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("call did not return although its deadline passed long ago")
 			}
-			var be *promcollector.BackendError
+			var be *backend.Error
 			if !errors.As(err, &be) || be.Reason != "timeout" {
-				t.Fatalf("error %v, want a timeout *BackendError", err)
+				t.Fatalf("error %v, want a timeout *backend.Error", err)
 			}
 			if strings.Contains(err.Error(), strings.TrimPrefix(api.URL, "http://")) {
 				t.Errorf("error names the backend's address: %v", err)
@@ -510,7 +454,7 @@ func TestNonFiniteSamplesDropped(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				write(w, 200, "application/json", `{"status":"success","data":`+tc.result+`}`)
 			})
 			c := newClient(t, lokicollector.Options{URL: api.URL}, nil)
@@ -550,7 +494,7 @@ func TestSharedQueries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
 			arrived := make(chan struct{}, 64)
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				arrived <- struct{}{}
 				<-release
 				vectorOK(w, r)
@@ -570,7 +514,7 @@ func TestSharedQueries(t *testing.T) {
 					t.Fatal("backend never called")
 				}
 			}
-			waitForCallers(t, reg, n) // the duplicates joined
+			backendtest.WaitGauge(t, reg, "gantry_backend_queries_waiting", float64(n)) // the duplicates joined
 			close(release)
 			wg.Wait()
 			for i, err := range errs {
@@ -578,7 +522,7 @@ func TestSharedQueries(t *testing.T) {
 					t.Fatalf("query %d: %v", i, err)
 				}
 			}
-			calls := len(api.seen())
+			calls := len(api.Seen())
 			want := fmt.Sprintf(`
 # HELP gantry_backend_shared_queries_total Queries answered by an identical query already in flight.
 # TYPE gantry_backend_shared_queries_total counter
@@ -594,35 +538,13 @@ gantry_backend_shared_queries_total{backend="loki"} %d
 	}
 }
 
-// waitForCallers waits, within 10s, until n callers wait for Loki's answers
-// (gantry_backend_queries_waiting).
-func waitForCallers(t *testing.T, reg *promclient.Registry, n int) {
-	t.Helper()
-	want := fmt.Sprintf(`
-# HELP gantry_backend_queries_waiting Callers waiting for a query answer from a metrics backend: those whose query is in flight or waits for a slot, and those that joined an identical one.
-# TYPE gantry_backend_queries_waiting gauge
-gantry_backend_queries_waiting{backend="loki"} %d
-`, n)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gantry_backend_queries_waiting")
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %v", err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // TestSharedQuerySurvivesFirstCaller checks that when the caller whose
 // query is in flight goes away, the callers that joined it still get the
 // answer.
 func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 4)
-	api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+	api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		select {
 		case <-release:
@@ -640,11 +562,11 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	<-arrived
 	second := make(chan error, 1)
 	go func() { _, err := c.Query(context.Background(), q, ts); second <- err }()
-	waitForCallers(t, reg, 2) // the second caller joined
+	backendtest.WaitGauge(t, reg, "gantry_backend_queries_waiting", float64(2)) // the second caller joined
 	cancelFirst()
-	var be *promcollector.BackendError
+	var be *backend.Error
 	if err := <-first; !errors.As(err, &be) || be.Reason != "timeout" {
-		t.Errorf("first caller, cancelled: %v, want a timeout BackendError", err)
+		t.Errorf("first caller, cancelled: %v, want a timeout *backend.Error", err)
 	}
 	close(release)
 	select {
@@ -655,7 +577,7 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("second caller never answered")
 	}
-	if calls := len(api.seen()); calls != 1 {
+	if calls := len(api.Seen()); calls != 1 {
 		t.Errorf("backend calls = %d, want 1", calls)
 	}
 }
@@ -666,7 +588,7 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 func TestMetricsBesidePrometheusClient(t *testing.T) {
 	for _, lokiFirst := range []bool{false, true} {
 		t.Run(fmt.Sprintf("loki first %v", lokiFirst), func(t *testing.T) {
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				if strings.HasPrefix(r.URL.Path, "/loki/") {
 					vectorOK(w, r)
 					return

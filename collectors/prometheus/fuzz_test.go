@@ -16,13 +16,14 @@ import (
 
 	promclient "github.com/prometheus/client_golang/prometheus"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
 
 // FuzzResponse answers queries and series listings with arbitrary status
 // codes and bodies, as a broken Prometheus or a proxy in front of it might.
 // Decoding must not panic; a call either succeeds — and then every sample is
-// finite — or fails with a *BackendError whose reason is one of the
+// finite — or fails with a *backend.Error whose reason is one of the
 // documented ones, whose message starts with the backend and the reason, is
 // one line of bounded length, and carries nothing of the body but the API's
 // own error message: never the backend's address or the bearer token (a body
@@ -86,7 +87,7 @@ func FuzzResponse(f *testing.F) {
 	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
 		f.Fatal(err)
 	}
-	httpCfg, _, err := promcollector.HTTPFlags{TokenFile: tokenFile}.HTTPConfig()
+	httpCfg, _, err := backend.HTTPFlags{TokenFile: tokenFile}.HTTPConfig()
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -130,9 +131,9 @@ func FuzzResponse(f *testing.F) {
 		if err == nil {
 			return
 		}
-		var be *promcollector.BackendError
+		var be *backend.Error
 		if !errors.As(err, &be) {
-			t.Fatalf("status %d: error %v (%T), want a *BackendError", c, err, err)
+			t.Fatalf("status %d: error %v (%T), want a *backend.Error", c, err, err)
 		}
 		msg := err.Error()
 		if !reasons[be.Reason] || !strings.HasPrefix(msg, "prometheus: "+be.Reason+": ") {

@@ -16,32 +16,10 @@ import (
 	promclient "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
-
-// rejected reads gantry_backend_answers_rejected_total by backend, call and
-// limit ("prometheus/query/max_samples").
-func rejected(t *testing.T, reg *promclient.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "gantry_backend_answers_rejected_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			l := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				l[lp.GetName()] = lp.GetValue()
-			}
-			out[l["backend"]+"/"+l["call"]+"/"+l["limit"]] = m.GetCounter().GetValue()
-		}
-	}
-	return out
-}
 
 // streamed is an answer written in pieces: head, then size bytes of fill,
 // then tail; with length, its Content-Length is announced.
@@ -81,7 +59,7 @@ func (s streamed) serve(written chan<- int) func(w http.ResponseWriter, r *http.
 // checkTooLarge checks that err is a too_large backend error naming flag.
 func checkTooLarge(t *testing.T, err error, flag string) {
 	t.Helper()
-	var be *promcollector.BackendError
+	var be *backend.Error
 	if !errors.As(err, &be) || be.Reason != "too_large" {
 		t.Fatalf("error %v, want a backend error with reason too_large", err)
 	}
@@ -139,7 +117,7 @@ func TestQueryAnswerLimits(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, tc.respond)
+			api := backendtest.NewAPI(t, tc.respond)
 			reg := promclient.NewRegistry()
 			c := newClient(t, promcollector.Options{URL: api.URL, Timeout: 20 * time.Second}, reg)
 			vec, err := c.Query(context.Background(), "up", time.Unix(1700000000, 0))
@@ -147,14 +125,14 @@ func TestQueryAnswerLimits(t *testing.T) {
 				if err != nil || len(vec) != tc.wantSamples {
 					t.Fatalf("query = %d samples, %v; want %d", len(vec), err, tc.wantSamples)
 				}
-				if diff := cmp.Diff(map[string]float64{}, rejected(t, reg)); diff != "" {
+				if diff := cmp.Diff(map[string]float64{}, backendtest.Rejected(t, reg)); diff != "" {
 					t.Errorf("rejected answers (-want +got):\n%s", diff)
 				}
 				return
 			}
 			checkTooLarge(t, err, tc.wantFlag)
 			want := map[string]float64{"prometheus/query/" + tc.wantLimit: 1}
-			if diff := cmp.Diff(want, rejected(t, reg)); diff != "" {
+			if diff := cmp.Diff(want, backendtest.Rejected(t, reg)); diff != "" {
 				t.Errorf("rejected answers (-want +got):\n%s", diff)
 			}
 			if tc.wantLimit == "max_response_bytes" {
@@ -222,7 +200,7 @@ func TestSeriesAnswerLimits(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, tc.respond)
+			api := backendtest.NewAPI(t, tc.respond)
 			reg := promclient.NewRegistry()
 			c := newClient(t, promcollector.Options{URL: api.URL, Timeout: 20 * time.Second}, reg)
 			start, end := time.Unix(1699999000, 0), time.Unix(1700000000, 0)
@@ -243,7 +221,7 @@ func TestSeriesAnswerLimits(t *testing.T) {
 			}
 			checkTooLarge(t, err, tc.wantFlag)
 			want := map[string]float64{"prometheus/series/" + tc.wantLimit: 1}
-			if diff := cmp.Diff(want, rejected(t, reg)); diff != "" {
+			if diff := cmp.Diff(want, backendtest.Rejected(t, reg)); diff != "" {
 				t.Errorf("rejected answers (-want +got):\n%s", diff)
 			}
 		})
@@ -271,55 +249,55 @@ func TestConfiguredLimits(t *testing.T) {
 	long := func(c byte) string { return strings.Repeat(string(c), 40) }
 	cases := []struct {
 		name      string
-		limits    promcollector.Limits
+		limits    backend.Limits
 		respond   func(w http.ResponseWriter, r *http.Request)
 		call      string // query, series or shapes
 		wantN     int
 		wantLimit string // "" for none
 	}{{
 		name:    "query within max samples",
-		limits:  promcollector.Limits{MaxSamples: 3},
+		limits:  backend.Limits{MaxSamples: 3},
 		respond: func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, string(vectorBody(3))) },
 		call:    "query", wantN: 3,
 	}, {
 		name:    "query over max samples",
-		limits:  promcollector.Limits{MaxSamples: 3},
+		limits:  backend.Limits{MaxSamples: 3},
 		respond: func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, string(vectorBody(4))) },
 		call:    "query", wantLimit: "max_samples",
 	}, {
 		name:    "query over max response bytes",
-		limits:  promcollector.Limits{MaxResponseBytes: 1024},
+		limits:  backend.Limits{MaxResponseBytes: 1024},
 		respond: func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, string(vectorBody(20))) },
 		call:    "query", wantLimit: "max_response_bytes",
 	}, {
 		name:    "series over max series",
-		limits:  promcollector.Limits{MaxSeries: 2},
+		limits:  backend.Limits{MaxSeries: 2},
 		respond: series("a", "a", "a"),
 		call:    "series", wantLimit: "max_series",
 	}, {
 		name:    "three series of one shape are one shape",
-		limits:  promcollector.Limits{MaxSeries: 2},
+		limits:  backend.Limits{MaxSeries: 2},
 		respond: series("a", "a", "a"),
 		call:    "shapes", wantN: 1,
 	}, {
 		name:    "shapes over max series",
-		limits:  promcollector.Limits{MaxSeries: 2},
+		limits:  backend.Limits{MaxSeries: 2},
 		respond: series("a", "b", "c"),
 		call:    "shapes", wantLimit: "max_series",
 	}, {
 		name:    "series whose labels kept exceed the bytes, each one within",
-		limits:  promcollector.Limits{MaxResponseBytes: 100},
+		limits:  backend.Limits{MaxResponseBytes: 100},
 		respond: series(long('a'), long('b'), long('c')),
 		call:    "series", wantLimit: "max_response_bytes",
 	}, {
 		name:    "shapes whose names kept exceed the bytes, each one within",
-		limits:  promcollector.Limits{MaxResponseBytes: 100},
+		limits:  backend.Limits{MaxResponseBytes: 100},
 		respond: series(long('a'), long('b'), long('c')),
 		call:    "shapes", wantLimit: "max_response_bytes",
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, tc.respond)
+			api := backendtest.NewAPI(t, tc.respond)
 			reg := promclient.NewRegistry()
 			c := newClient(t, promcollector.Options{URL: api.URL, Limits: tc.limits}, reg)
 			ctx := context.Background()
@@ -347,7 +325,7 @@ func TestConfiguredLimits(t *testing.T) {
 				return
 			}
 			checkTooLarge(t, err, "--backend-"+strings.ReplaceAll(tc.wantLimit, "_", "-"))
-			if diff := cmp.Diff(map[string]float64{"prometheus/" + call + "/" + tc.wantLimit: 1}, rejected(t, reg)); diff != "" {
+			if diff := cmp.Diff(map[string]float64{"prometheus/" + call + "/" + tc.wantLimit: 1}, backendtest.Rejected(t, reg)); diff != "" {
 				t.Errorf("rejected answers (-want +got):\n%s", diff)
 			}
 		})
@@ -367,7 +345,7 @@ func BenchmarkOversizedAnswer(b *testing.B) {
 			}
 			srv := httptest.NewServer(http.HandlerFunc(streamed{head: head, fill: 'a', size: 256 << 20}.serve(nil)))
 			defer srv.Close()
-			c, err := promcollector.New(promcollector.Options{URL: srv.URL, Limits: promcollector.Limits{MaxResponseBytes: 8 << 20}}, nil)
+			c, err := promcollector.New(promcollector.Options{URL: srv.URL, Limits: backend.Limits{MaxResponseBytes: 8 << 20}}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -379,7 +357,7 @@ func BenchmarkOversizedAnswer(b *testing.B) {
 				} else {
 					_, err = c.Series(ctx, []string{"up"}, time.Unix(1699999000, 0), time.Unix(1700000000, 0))
 				}
-				var be *promcollector.BackendError
+				var be *backend.Error
 				if !errors.As(err, &be) || be.Reason != "too_large" {
 					b.Fatalf("error %v, want too_large", err)
 				}

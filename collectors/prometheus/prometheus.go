@@ -1,6 +1,6 @@
 // Package prometheus is Gantry's Prometheus backend: instant queries and
-// series discovery over Prometheus' HTTP API, with deadlines, shared
-// in-flight queries and self-metrics.
+// series discovery over Prometheus' HTTP API, with the deadlines, shared
+// in-flight queries and self-metrics of collectors/backend.
 //
 // It is a query backend: providers ask it per request (adapter/provider),
 // and discovery lists series through it (adapter/discovery). It knows
@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
@@ -23,8 +22,9 @@ import (
 	promclient "github.com/prometheus/client_golang/prometheus"
 	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
-	"gopkg.in/yaml.v3"
 	"k8s.io/klog/v2"
+
+	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
 // Options configure the connection to Prometheus.
@@ -36,9 +36,9 @@ type Options struct {
 	HTTP commoncfg.HTTPClientConfig
 	// Redirects says which redirects are followed; by default those
 	// within the URL's scheme, host and port only.
-	Redirects Redirects
+	Redirects backend.Redirects
 	// Limits bound what one answer may hold; zero values are the defaults.
-	Limits Limits
+	Limits backend.Limits
 	// Timeout bounds every call that has no earlier deadline. Default 10s.
 	Timeout time.Duration
 	// Name is the backend's name in metrics and logs. Default "prometheus".
@@ -54,7 +54,7 @@ type Client struct {
 	hc    *http.Client
 	base  *url.URL
 	name  string
-	calls *Calls
+	calls *backend.Calls
 }
 
 // New returns a client for opts, registering its metrics on reg.
@@ -78,15 +78,15 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 32
 	}
-	hc, err := NewHTTPClient(opts.Name, u, opts.HTTP, opts.Redirects)
+	hc, err := backend.NewHTTPClient(opts.Name, u, opts.HTTP, opts.Redirects)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus HTTP client: %w", err)
 	}
-	m, err := NewMetrics(reg)
+	m, err := backend.NewMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	calls := NewCalls(CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, TimePrecision: time.Millisecond, Limits: opts.Limits}, m)
+	calls := backend.NewCalls(backend.CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, TimePrecision: time.Millisecond, Limits: opts.Limits}, m)
 	return &Client{hc: hc, base: u, name: opts.Name, calls: calls}, nil
 }
 
@@ -120,7 +120,7 @@ func (c *Client) query(ctx context.Context, query string, ts time.Time) (model.V
 	}
 	vec, err := instantVector(val)
 	if err != nil {
-		return nil, c.fail("query", start, &BackendError{Backend: c.name, Reason: "bad_response", Err: err})
+		return nil, c.fail("query", start, &backend.Error{Backend: c.name, Reason: "bad_response", Err: err})
 	}
 	return vec, nil
 }
@@ -159,35 +159,14 @@ func (c *Client) fail(call string, start time.Time, err error) error {
 	return c.calls.Fail(call, start, classify(c.name, err))
 }
 
-// BackendError is a failed backend call. Its message names the backend and
-// the reason, never the backend's URL or credentials.
-type BackendError struct {
-	Backend string
-	// Reason is one of timeout, unreachable, bad_query, backend_error,
-	// bad_response, redirected (a redirect that is not followed) and
-	// too_large (an answer over one of the Limits, a *LimitError).
-	Reason string
-	Err    error
-}
-
-func (e *BackendError) Error() string {
-	return fmt.Sprintf("%s: %s: %v", e.Backend, e.Reason, e.Err)
-}
-
-func (e *BackendError) Unwrap() error { return e.Err }
-
-// BadQuery reports whether the backend rejected the query itself, as opposed
-// to being unavailable.
-func (e *BackendError) BadQuery() bool { return e.Reason == "bad_query" }
-
-func classify(backend string, err error) *BackendError {
-	var be *BackendError
+func classify(name string, err error) *backend.Error {
+	var be *backend.Error
 	if errors.As(err, &be) {
 		return be
 	}
-	var le *LimitError
+	var le *backend.LimitError
 	if errors.As(err, &le) {
-		return &BackendError{Backend: backend, Reason: "too_large", Err: le}
+		return &backend.Error{Backend: name, Reason: "too_large", Err: le}
 	}
 	var apiErr *v1.Error
 	if errors.As(err, &apiErr) {
@@ -195,30 +174,30 @@ func classify(backend string, err error) *BackendError {
 	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
-		return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+		return &backend.Error{Backend: name, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 	case apiErr != nil:
 		switch apiErr.Type {
 		// Prometheus' message goes on to API responses and from there to
 		// HPA conditions: one line, of bounded length, whoever wrote it.
 		case v1.ErrBadData:
-			return &BackendError{Backend: backend, Reason: "bad_query", Err: errors.New(firstLine(apiErr.Msg))}
+			return &backend.Error{Backend: name, Reason: "bad_query", Err: errors.New(firstLine(apiErr.Msg))}
 		case v1.ErrTimeout, v1.ErrCanceled:
-			return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New(firstLine(apiErr.Msg))}
+			return &backend.Error{Backend: name, Reason: "timeout", Err: errors.New(firstLine(apiErr.Msg))}
 		case v1.ErrBadResponse:
-			return &BackendError{Backend: backend, Reason: "bad_response", Err: errors.New(firstLine(apiErr.Msg))}
+			return &backend.Error{Backend: name, Reason: "bad_response", Err: errors.New(firstLine(apiErr.Msg))}
 		default:
-			return &BackendError{Backend: backend, Reason: "backend_error", Err: errors.New(firstLine(fmt.Sprintf("%s: %s", apiErr.Type, apiErr.Msg)))}
+			return &backend.Error{Backend: name, Reason: "backend_error", Err: errors.New(firstLine(fmt.Sprintf("%s: %s", apiErr.Type, apiErr.Msg)))}
 		}
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		// url.Error carries the URL; keep only the cause.
 		if uerr.Timeout() {
-			return &BackendError{Backend: backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+			return &backend.Error{Backend: name, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 		}
-		return &BackendError{Backend: backend, Reason: "unreachable", Err: withoutAddress(uerr.Err)}
+		return &backend.Error{Backend: name, Reason: "unreachable", Err: withoutAddress(uerr.Err)}
 	}
-	return &BackendError{Backend: backend, Reason: "backend_error", Err: err}
+	return &backend.Error{Backend: name, Reason: "backend_error", Err: err}
 }
 
 // withAPIBody recovers the error type and message of an API error that the
@@ -262,100 +241,4 @@ func firstLine(s string) string {
 		s = s[:300] + "…"
 	}
 	return s
-}
-
-// HTTPFlags are the prometheus-adapter compatible connection flags.
-type HTTPFlags struct {
-	AuthConfigFile string   // --prometheus-auth-config: HTTPClientConfig YAML or a kubeconfig
-	CAFile         string   // --prometheus-ca-file
-	TokenFile      string   // --prometheus-token-file
-	ClientCertFile string   // --prometheus-client-tls-cert-file
-	ClientKeyFile  string   // --prometheus-client-tls-key-file
-	Headers        []string // --prometheus-header Name=Value
-}
-
-// HTTPConfig builds the HTTP client configuration from the flags, and
-// says which redirects to follow: the auth config's follow_redirects: true
-// follows them to other hosts too (without credentials), false follows
-// none; unset (and with a kubeconfig) those within the backend's scheme,
-// host and port only — not prometheus/common's default, which follows any.
-func (f HTTPFlags) HTTPConfig() (commoncfg.HTTPClientConfig, Redirects, error) {
-	cfg := commoncfg.DefaultHTTPClientConfig
-	redirects := SameOrigin
-	if f.AuthConfigFile != "" {
-		data, err := os.ReadFile(f.AuthConfigFile)
-		if err != nil {
-			return cfg, redirects, fmt.Errorf("--prometheus-auth-config: %w", err)
-		}
-		if isKubeconfig(data) {
-			kc, err := fromKubeconfig(data)
-			if err != nil {
-				return cfg, redirects, fmt.Errorf("--prometheus-auth-config %s: %w", f.AuthConfigFile, err)
-			}
-			cfg = kc
-		} else {
-			dec := yaml.NewDecoder(strings.NewReader(string(data)))
-			dec.KnownFields(true)
-			if err := dec.Decode(&cfg); err != nil {
-				return cfg, redirects, fmt.Errorf("--prometheus-auth-config %s: expected a Prometheus HTTP client config (authorization, basic_auth, tls_config, http_headers, ...) or a kubeconfig: %v", f.AuthConfigFile, err)
-			}
-			// The decoded config cannot tell an unset follow_redirects
-			// from its default, true.
-			var set struct {
-				FollowRedirects *bool `yaml:"follow_redirects"`
-			}
-			if yaml.Unmarshal(data, &set) == nil && set.FollowRedirects != nil {
-				redirects = NoRedirects
-				if *set.FollowRedirects {
-					redirects = AnyOrigin
-				}
-			}
-		}
-	}
-	// The flags take over what the auth config says about the same thing:
-	// the TLS config accepts only one source of each.
-	if f.CAFile != "" {
-		cfg.TLSConfig.CA, cfg.TLSConfig.CARef = "", ""
-		cfg.TLSConfig.CAFile = f.CAFile
-	}
-	if f.ClientCertFile != "" || f.ClientKeyFile != "" {
-		if f.ClientCertFile == "" || f.ClientKeyFile == "" {
-			return cfg, redirects, errors.New("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be set together")
-		}
-		cfg.TLSConfig.Cert, cfg.TLSConfig.CertRef, cfg.TLSConfig.Key, cfg.TLSConfig.KeyRef = "", "", "", ""
-		cfg.TLSConfig.CertFile, cfg.TLSConfig.KeyFile = f.ClientCertFile, f.ClientKeyFile
-	}
-	if f.TokenFile != "" {
-		cfg.Authorization = &commoncfg.Authorization{Type: "Bearer", CredentialsFile: f.TokenFile}
-	}
-	for _, h := range f.Headers {
-		name, value, ok := strings.Cut(h, "=")
-		if !ok || !isToken(name) {
-			return cfg, redirects, fmt.Errorf("--prometheus-header %q: expected Name=Value", h)
-		}
-		if cfg.HTTPHeaders == nil {
-			cfg.HTTPHeaders = &commoncfg.Headers{Headers: map[string]commoncfg.Header{}}
-		}
-		hd := cfg.HTTPHeaders.Headers[http.CanonicalHeaderKey(name)]
-		hd.Values = append(hd.Values, value)
-		cfg.HTTPHeaders.Headers[http.CanonicalHeaderKey(name)] = hd
-	}
-	return cfg, redirects, cfg.Validate()
-}
-
-// isToken reports whether s is a valid header name (an RFC 9110 token);
-// net/http refuses to send any other, failing every request.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		switch {
-		case 'a' <= r && r <= 'z', 'A' <= r && r <= 'Z', '0' <= r && r <= '9':
-		case strings.ContainsRune("!#$%&'*+-.^_`|~", r):
-		default:
-			return false
-		}
-	}
-	return true
 }

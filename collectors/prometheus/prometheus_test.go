@@ -21,7 +21,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -30,51 +29,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	promclient "github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	commoncfg "github.com/prometheus/common/config"
 	"github.com/prometheus/common/model"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 	"github.com/gantry-dev/gantry/test/prom"
 )
-
-// apiRequest is what the fake Prometheus API saw of one request.
-type apiRequest struct {
-	Method, Path, RawQuery, ContentType string
-	Form                                url.Values // the parsed body
-	Header                              http.Header
-}
-
-// fakeAPI is an httptest server standing in for Prometheus' HTTP API, for
-// what a real Prometheus cannot be made to do on demand (hang, fail, echo
-// headers). It records every request.
-type fakeAPI struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []apiRequest
-}
-
-func newFakeAPI(t *testing.T, respond func(w http.ResponseWriter, r *http.Request)) *fakeAPI {
-	t.Helper()
-	f := &fakeAPI{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		raw := r.URL.RawQuery
-		ct := r.Header.Get("Content-Type")
-		body, _ := io.ReadAll(r.Body)
-		form, _ := url.ParseQuery(string(body))
-		f.mu.Lock()
-		f.requests = append(f.requests, apiRequest{Method: r.Method, Path: r.URL.Path, RawQuery: raw, ContentType: ct, Form: form, Header: r.Header.Clone()})
-		f.mu.Unlock()
-		respond(w, r)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeAPI) seen() []apiRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]apiRequest(nil), f.requests...)
-}
 
 func writeJSON(w http.ResponseWriter, code int, body string) {
 	w.Header().Set("Content-Type", "application/json")
@@ -104,15 +65,6 @@ func newClient(t *testing.T, opts promcollector.Options, reg promclient.Register
 	return c
 }
 
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // TestRequestShape checks that queries are POSTed with their parameters in
 // the body (long selectors do not hit URL limits, and do not land in proxy
 // access logs), to the API paths under the base URL's path.
@@ -124,14 +76,14 @@ func TestRequestShape(t *testing.T) {
 		name     string
 		basePath string
 		call     func(ctx context.Context, c *promcollector.Client) error
-		want     apiRequest
+		want     backendtest.Request
 	}{{
 		name: "instant query",
 		call: func(ctx context.Context, c *promcollector.Client) error {
 			_, err := c.Query(ctx, query, ts)
 			return err
 		},
-		want: apiRequest{Method: http.MethodPost, Path: "/api/v1/query", ContentType: "application/x-www-form-urlencoded",
+		want: backendtest.Request{Method: http.MethodPost, Path: "/api/v1/query", ContentType: "application/x-www-form-urlencoded",
 			Form: url.Values{"query": {query}, "time": {"1700000000"}, "timeout": {"<whole seconds>"}}},
 	}, {
 		name:     "instant query under a path prefix",
@@ -140,7 +92,7 @@ func TestRequestShape(t *testing.T) {
 			_, err := c.Query(ctx, "up", ts)
 			return err
 		},
-		want: apiRequest{Method: http.MethodPost, Path: "/prometheus/api/v1/query", ContentType: "application/x-www-form-urlencoded",
+		want: backendtest.Request{Method: http.MethodPost, Path: "/prometheus/api/v1/query", ContentType: "application/x-www-form-urlencoded",
 			Form: url.Values{"query": {"up"}, "time": {"1700000000"}, "timeout": {"<whole seconds>"}}},
 	}, {
 		name: "series",
@@ -148,17 +100,17 @@ func TestRequestShape(t *testing.T) {
 			_, err := c.Series(ctx, []string{`{__name__=~"http_.*",namespace!=""}`}, start, end)
 			return err
 		},
-		want: apiRequest{Method: http.MethodPost, Path: "/api/v1/series", ContentType: "application/x-www-form-urlencoded",
+		want: backendtest.Request{Method: http.MethodPost, Path: "/api/v1/series", ContentType: "application/x-www-form-urlencoded",
 			Form: url.Values{"match[]": {`{__name__=~"http_.*",namespace!=""}`}, "start": {"1699999400"}, "end": {"1700000000"}}},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, vectorOK)
+			api := backendtest.NewAPI(t, vectorOK)
 			c := newClient(t, promcollector.Options{URL: api.URL + tc.basePath, Timeout: 10 * time.Second}, nil)
 			if err := tc.call(context.Background(), c); err != nil {
 				t.Fatalf("call: %v", err)
 			}
-			reqs := api.seen()
+			reqs := api.Seen()
 			if len(reqs) != 1 {
 				t.Fatalf("requests = %d, want 1: %+v", len(reqs), reqs)
 			}
@@ -190,16 +142,16 @@ func TestCredentialsAndHeaders(t *testing.T) {
 	}
 	cases := []struct {
 		name  string
-		flags func(t *testing.T) promcollector.HTTPFlags
+		flags func(t *testing.T) backend.HTTPFlags
 		// between runs before the second request.
-		between func(t *testing.T, flags promcollector.HTTPFlags)
+		between func(t *testing.T, flags backend.HTTPFlags)
 		want    [2]map[string]string // headers of the first and second request
 	}{{
 		name: "bearer token file, re-read after rotation",
-		flags: func(t *testing.T) promcollector.HTTPFlags {
-			return promcollector.HTTPFlags{TokenFile: writeFile(t, "token", "first-token\n")}
+		flags: func(t *testing.T) backend.HTTPFlags {
+			return backend.HTTPFlags{TokenFile: backendtest.WriteFile(t, "token", "first-token\n")}
 		},
-		between: func(t *testing.T, f promcollector.HTTPFlags) {
+		between: func(t *testing.T, f backend.HTTPFlags) {
 			if err := os.WriteFile(f.TokenFile, []byte("second-token\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -207,8 +159,8 @@ func TestCredentialsAndHeaders(t *testing.T) {
 		want: [2]map[string]string{{"Authorization": "Bearer first-token"}, {"Authorization": "Bearer second-token"}},
 	}, {
 		name: "tenant header from --prometheus-header",
-		flags: func(t *testing.T) promcollector.HTTPFlags {
-			return promcollector.HTTPFlags{Headers: []string{"X-Scope-OrgID=team-a", "X-Extra=a=b"}}
+		flags: func(t *testing.T) backend.HTTPFlags {
+			return backend.HTTPFlags{Headers: []string{"X-Scope-OrgID=team-a", "X-Extra=a=b"}}
 		},
 		want: [2]map[string]string{
 			{"X-Scope-Orgid": "team-a", "X-Extra": "a=b", "Authorization": ""},
@@ -216,10 +168,10 @@ func TestCredentialsAndHeaders(t *testing.T) {
 		},
 	}, {
 		name: "basic auth and headers from an HTTP client config",
-		flags: func(t *testing.T) promcollector.HTTPFlags {
-			pw := writeFile(t, "password", "s3cret")
-			return promcollector.HTTPFlags{
-				AuthConfigFile: writeFile(t, "auth.yaml", fmt.Sprintf(`
+		flags: func(t *testing.T) backend.HTTPFlags {
+			pw := backendtest.WriteFile(t, "password", "s3cret")
+			return backend.HTTPFlags{
+				AuthConfigFile: backendtest.WriteFile(t, "auth.yaml", fmt.Sprintf(`
 basic_auth:
   username: gantry
   password_file: %s
@@ -236,8 +188,8 @@ http_headers:
 		},
 	}, {
 		name: "token from a kubeconfig, as prometheus-adapter takes it",
-		flags: func(t *testing.T) promcollector.HTTPFlags {
-			return promcollector.HTTPFlags{AuthConfigFile: writeFile(t, "kubeconfig", `
+		flags: func(t *testing.T) backend.HTTPFlags {
+			return backend.HTTPFlags{AuthConfigFile: backendtest.WriteFile(t, "kubeconfig", `
 apiVersion: v1
 kind: Config
 clusters:
@@ -257,8 +209,8 @@ users:
 		want: [2]map[string]string{{"Authorization": "Bearer kube-token"}, {"Authorization": "Bearer kube-token"}},
 	}, {
 		name: "basic auth from a kubeconfig with a single unnamed-current context",
-		flags: func(t *testing.T) promcollector.HTTPFlags {
-			return promcollector.HTTPFlags{AuthConfigFile: writeFile(t, "kubeconfig", `
+		flags: func(t *testing.T) backend.HTTPFlags {
+			return backend.HTTPFlags{AuthConfigFile: backendtest.WriteFile(t, "kubeconfig", `
 apiVersion: v1
 kind: Config
 clusters:
@@ -275,10 +227,10 @@ users:
 		want: [2]map[string]string{{"Authorization": basic("admin", "pw")}, {"Authorization": basic("admin", "pw")}},
 	}, {
 		name: "--prometheus-token-file takes over a kubeconfig's token",
-		flags: func(t *testing.T) promcollector.HTTPFlags {
-			return promcollector.HTTPFlags{
-				TokenFile: writeFile(t, "token", "flag-token"),
-				AuthConfigFile: writeFile(t, "kubeconfig", `
+		flags: func(t *testing.T) backend.HTTPFlags {
+			return backend.HTTPFlags{
+				TokenFile: backendtest.WriteFile(t, "token", "flag-token"),
+				AuthConfigFile: backendtest.WriteFile(t, "kubeconfig", `
 kind: Config
 clusters: [{name: p, cluster: {server: "https://p"}}]
 contexts: [{name: p, context: {cluster: p, user: u}}]
@@ -290,7 +242,7 @@ users: [{name: u, user: {token: kube-token}}]
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, vectorOK)
+			api := backendtest.NewAPI(t, vectorOK)
 			flags := tc.flags(t)
 			httpCfg, _, err := flags.HTTPConfig()
 			if err != nil {
@@ -307,7 +259,7 @@ users: [{name: u, user: {token: kube-token}}]
 			if _, err := c.Series(ctx, []string{"up"}, time.Unix(1699999000, 0), time.Unix(1700000000, 0)); err != nil {
 				t.Fatalf("second call: %v", err)
 			}
-			reqs := api.seen()
+			reqs := api.Seen()
 			if len(reqs) != 2 {
 				t.Fatalf("requests = %d, want 2", len(reqs))
 			}
@@ -377,12 +329,12 @@ func TestEvalTimeoutFormat(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, vectorOK)
+			api := backendtest.NewAPI(t, vectorOK)
 			c := newClient(t, promcollector.Options{URL: api.URL, Timeout: tc.timeout}, nil)
 			if _, err := c.Query(context.Background(), "up", time.Now()); err != nil {
 				t.Fatal(err)
 			}
-			to := api.seen()[0].Form.Get("timeout")
+			to := api.Seen()[0].Form.Get("timeout")
 			d, err := model.ParseDuration(to)
 			if err != nil {
 				t.Fatalf("timeout=%q does not parse as Prometheus reads it: %v", to, err)
@@ -431,7 +383,7 @@ func TestSlowBackend(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				select {
 				case <-r.Context().Done():
 				case <-release:
@@ -454,9 +406,9 @@ func TestSlowBackend(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("call did not return although its deadline passed long ago")
 			}
-			var be *promcollector.BackendError
+			var be *backend.Error
 			if !errors.As(err, &be) {
-				t.Fatalf("error %v (%T), want a *BackendError", err, err)
+				t.Fatalf("error %v (%T), want a *backend.Error", err, err)
 			}
 			if be.Reason != "timeout" || be.BadQuery() {
 				t.Errorf("reason = %q (BadQuery %v), want timeout: %v", be.Reason, be.BadQuery(), err)
@@ -472,15 +424,6 @@ func TestSlowBackend(t *testing.T) {
 // message carries the backend's address or the credentials.
 func TestBackendErrors(t *testing.T) {
 	const token = "tok-very-secret"
-	closedAddr := func(t *testing.T) string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		return "http://" + addr
-	}
 	cases := []struct {
 		name       string
 		respond    func(w http.ResponseWriter, r *http.Request) // nil: nothing listens
@@ -551,21 +494,21 @@ func TestBackendErrors(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			u := closedAddr(t)
+			u := backendtest.ClosedURL(t)
 			if tc.respond != nil {
-				u = newFakeAPI(t, tc.respond).URL
+				u = backendtest.NewAPI(t, tc.respond).URL
 			}
-			tokenFile := writeFile(t, "token", token)
-			httpCfg, _, err := promcollector.HTTPFlags{TokenFile: tokenFile}.HTTPConfig()
+			tokenFile := backendtest.WriteFile(t, "token", token)
+			httpCfg, _, err := backend.HTTPFlags{TokenFile: tokenFile}.HTTPConfig()
 			if err != nil {
 				t.Fatal(err)
 			}
 			reg := promclient.NewRegistry()
 			c := newClient(t, promcollector.Options{URL: u, HTTP: httpCfg, Timeout: 10 * time.Second}, reg)
 			_, err = c.Query(context.Background(), "sum(rate(x[1m]))", time.Now())
-			var be *promcollector.BackendError
+			var be *backend.Error
 			if !errors.As(err, &be) {
-				t.Fatalf("error %v (%T), want a *BackendError", err, err)
+				t.Fatalf("error %v (%T), want a *backend.Error", err, err)
 			}
 			if be.Reason != tc.wantReason || be.BadQuery() != tc.wantBad {
 				t.Errorf("reason %q, BadQuery %v; want %q, %v (%v)", be.Reason, be.BadQuery(), tc.wantReason, tc.wantBad, err)
@@ -628,7 +571,7 @@ func TestNonFiniteSamplesDropped(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				writeJSON(w, 200, `{"status":"success","data":`+tc.result+`}`)
 			})
 			c := newClient(t, promcollector.Options{URL: api.URL}, nil)
@@ -668,7 +611,7 @@ func TestSharedQueries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
 			arrived := make(chan struct{}, 64)
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				arrived <- struct{}{}
 				<-release
 				vectorOK(w, r)
@@ -692,7 +635,7 @@ func TestSharedQueries(t *testing.T) {
 					t.Fatal("backend never called")
 				}
 			}
-			waitGauge(t, reg, "gantry_backend_queries_waiting", float64(n))
+			backendtest.WaitGauge(t, reg, "gantry_backend_queries_waiting", float64(n))
 			close(release)
 			wg.Wait()
 
@@ -704,8 +647,8 @@ func TestSharedQueries(t *testing.T) {
 					t.Errorf("query %d got a different answer (-first +this):\n%s", i, diff)
 				}
 			}
-			calls := len(api.seen())
-			shared := int(counterValue(t, reg, "gantry_backend_shared_queries_total"))
+			calls := len(api.Seen())
+			shared := int(backendtest.CounterValue(t, reg, "gantry_backend_shared_queries_total"))
 			if calls < tc.distinct || calls >= n {
 				t.Errorf("backend calls = %d for %d queries of %d distinct, want duplicates shared", calls, n, tc.distinct)
 			}
@@ -722,7 +665,7 @@ func TestSharedQueries(t *testing.T) {
 func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	release := make(chan struct{})
 	arrived := make(chan struct{}, 4)
-	api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+	api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 		arrived <- struct{}{}
 		select {
 		case <-release:
@@ -740,11 +683,11 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	<-arrived
 	second := make(chan error, 1)
 	go func() { _, err := c.Query(context.Background(), "up", ts); second <- err }()
-	waitGauge(t, reg, "gantry_backend_queries_waiting", 2) // the second caller joined
+	backendtest.WaitGauge(t, reg, "gantry_backend_queries_waiting", 2) // the second caller joined
 	cancelFirst()
-	var be *promcollector.BackendError
+	var be *backend.Error
 	if err := <-first; !errors.As(err, &be) || be.Reason != "timeout" {
-		t.Errorf("first caller, cancelled: %v, want a timeout BackendError", err)
+		t.Errorf("first caller, cancelled: %v, want a timeout *backend.Error", err)
 	}
 	close(release)
 	select {
@@ -755,61 +698,9 @@ func TestSharedQuerySurvivesFirstCaller(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("second caller never answered")
 	}
-	if calls := len(api.seen()); calls != 1 {
+	if calls := len(api.Seen()); calls != 1 {
 		t.Errorf("backend calls = %d, want 1", calls)
 	}
-}
-
-// waitGauge waits, within 10s, for the gauge's series in reg to sum to want.
-func waitGauge(t *testing.T, reg *promclient.Registry, name string, want float64) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got := gaugeValue(t, reg, name)
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s = %v after 10s, want %v", name, got, want)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// gaugeValue sums a gauge's series in reg.
-func gaugeValue(t *testing.T, reg *promclient.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				v += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return v
-}
-
-// counterValue sums a counter's series in reg.
-func counterValue(t *testing.T, reg *promclient.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				v += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return v
 }
 
 func rep(s string, n int) []string {
@@ -826,211 +717,6 @@ func repT(ts time.Time, n int) []time.Time {
 		out[i] = ts
 	}
 	return out
-}
-
-// TestHTTPConfig checks how the connection flags become an HTTP client
-// config, and that mistakes are reported with the flag and what to do.
-func TestHTTPConfig(t *testing.T) {
-	// summary is the part of a config the flags decide.
-	type summary struct {
-		AuthType, Token, TokenFile string
-		BasicUser, BasicPassword   string
-		CAFile, CA                 string
-		CertFile, KeyFile          string
-		Insecure                   bool
-		ServerName                 string
-		Headers                    map[string][]string
-		Redirects                  promcollector.Redirects
-	}
-	summarize := func(c commoncfg.HTTPClientConfig, r promcollector.Redirects) summary {
-		s := summary{
-			CAFile: c.TLSConfig.CAFile, CA: c.TLSConfig.CA, CertFile: c.TLSConfig.CertFile, KeyFile: c.TLSConfig.KeyFile,
-			Insecure: c.TLSConfig.InsecureSkipVerify, ServerName: c.TLSConfig.ServerName, Redirects: r,
-		}
-		if a := c.Authorization; a != nil {
-			s.AuthType, s.Token, s.TokenFile = a.Type, string(a.Credentials), a.CredentialsFile
-		}
-		if b := c.BasicAuth; b != nil {
-			s.BasicUser, s.BasicPassword = b.Username, string(b.Password)
-		}
-		if c.HTTPHeaders != nil {
-			s.Headers = map[string][]string{}
-			for k, v := range c.HTTPHeaders.Headers {
-				s.Headers[k] = v.Values
-			}
-		}
-		return s
-	}
-	dir := t.TempDir()
-	file := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	kubeconfig := file("kubeconfig", `
-apiVersion: v1
-kind: Config
-clusters:
-- name: prom
-  cluster:
-    server: https://prometheus.monitoring.svc:9090
-    certificate-authority-data: `+base64.StdEncoding.EncodeToString([]byte("CA PEM"))+`
-    tls-server-name: prometheus.internal
-contexts:
-- name: prom
-  context: {cluster: prom, user: gantry}
-- name: other
-  context: {cluster: prom, user: nobody}
-current-context: prom
-users:
-- name: gantry
-  user: {token: kube-token}
-- name: nobody
-  user: {}
-`)
-	noCurrent := file("no-current", `
-kind: Config
-clusters: [{name: p, cluster: {server: "https://p"}}]
-contexts: [{name: a, context: {cluster: p, user: u}}, {name: b, context: {cluster: p, user: u}}]
-users: [{name: u, user: {token: t}}]
-`)
-	httpConfig := file("http.yaml", `
-authorization:
-  type: Bearer
-  credentials_file: /var/run/secrets/token
-tls_config:
-  ca_file: /etc/prometheus/ca.crt
-  insecure_skip_verify: false
-`)
-	unknownField := file("unknown.yaml", `
-bearer_tokn: abc
-`)
-	basicAndToken := file("basic.yaml", `
-basic_auth: {username: u, password: p}
-`)
-	followAll := file("follow.yaml", `
-follow_redirects: true
-`)
-	followNone := file("nofollow.yaml", `
-follow_redirects: false
-`)
-
-	cases := []struct {
-		name    string
-		flags   promcollector.HTTPFlags
-		want    summary
-		wantErr []string // substrings of the error
-	}{{
-		name: "no flags",
-		want: summary{},
-	}, {
-		name:  "token file",
-		flags: promcollector.HTTPFlags{TokenFile: "/var/run/token"},
-		want:  summary{AuthType: "Bearer", TokenFile: "/var/run/token"},
-	}, {
-		name:  "CA, client certificate and key",
-		flags: promcollector.HTTPFlags{CAFile: "/ca.crt", ClientCertFile: "/tls.crt", ClientKeyFile: "/tls.key"},
-		want:  summary{CAFile: "/ca.crt", CertFile: "/tls.crt", KeyFile: "/tls.key"},
-	}, {
-		name:    "client certificate without a key",
-		flags:   promcollector.HTTPFlags{ClientCertFile: "/tls.crt"},
-		wantErr: []string{"--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be set together"},
-	}, {
-		name:    "key without a client certificate",
-		flags:   promcollector.HTTPFlags{ClientKeyFile: "/tls.key"},
-		wantErr: []string{"--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be set together"},
-	}, {
-		name:  "headers, repeated and with = in the value",
-		flags: promcollector.HTTPFlags{Headers: []string{"X-Scope-OrgID=team-a", "x-scope-orgid=team-b", "X-Query=a=b"}},
-		want:  summary{Headers: map[string][]string{"X-Scope-Orgid": {"team-a", "team-b"}, "X-Query": {"a=b"}}},
-	}, {
-		name:    "header without =",
-		flags:   promcollector.HTTPFlags{Headers: []string{"X-Scope-OrgID"}},
-		wantErr: []string{`--prometheus-header "X-Scope-OrgID": expected Name=Value`},
-	}, {
-		name:    "header without a name",
-		flags:   promcollector.HTTPFlags{Headers: []string{"=team-a"}},
-		wantErr: []string{`--prometheus-header "=team-a": expected Name=Value`},
-	}, {
-		name:    "header name that is not a token",
-		flags:   promcollector.HTTPFlags{Headers: []string{"X Scope=team-a"}},
-		wantErr: []string{`--prometheus-header "X Scope=team-a": expected Name=Value`},
-	}, {
-		name:    "Authorization is not a header to set this way",
-		flags:   promcollector.HTTPFlags{Headers: []string{"Authorization=Bearer x"}},
-		wantErr: []string{`"Authorization" is not allowed`},
-	}, {
-		name:  "kubeconfig: current context's CA, server name and token",
-		flags: promcollector.HTTPFlags{AuthConfigFile: kubeconfig},
-		want:  summary{AuthType: "Bearer", Token: "kube-token", CA: "CA PEM", ServerName: "prometheus.internal"},
-	}, {
-		name:  "kubeconfig, then --prometheus-ca-file and --prometheus-token-file take over",
-		flags: promcollector.HTTPFlags{AuthConfigFile: kubeconfig, CAFile: "/ca.crt", TokenFile: "/token"},
-		want:  summary{AuthType: "Bearer", TokenFile: "/token", CAFile: "/ca.crt", ServerName: "prometheus.internal"},
-	}, {
-		name:    "kubeconfig with two contexts and no current one",
-		flags:   promcollector.HTTPFlags{AuthConfigFile: noCurrent},
-		wantErr: []string{"--prometheus-auth-config " + noCurrent, "kubeconfig has no current-context"},
-	}, {
-		name:  "Prometheus HTTP client config",
-		flags: promcollector.HTTPFlags{AuthConfigFile: httpConfig},
-		want:  summary{AuthType: "Bearer", TokenFile: "/var/run/secrets/token", CAFile: "/etc/prometheus/ca.crt"},
-	}, {
-		name:  "HTTP client config with basic auth",
-		flags: promcollector.HTTPFlags{AuthConfigFile: basicAndToken},
-		want:  summary{BasicUser: "u", BasicPassword: "p"},
-	}, {
-		name:  "HTTP client config with basic auth, and a token file too",
-		flags: promcollector.HTTPFlags{AuthConfigFile: basicAndToken, TokenFile: "/token"},
-		wantErr: []string{
-			"basic_auth",
-			"authorization",
-		},
-	}, {
-		name:  "follow_redirects: true follows redirects to other hosts too",
-		flags: promcollector.HTTPFlags{AuthConfigFile: followAll},
-		want:  summary{Redirects: promcollector.AnyOrigin},
-	}, {
-		name:  "follow_redirects: false follows none",
-		flags: promcollector.HTTPFlags{AuthConfigFile: followNone},
-		want:  summary{Redirects: promcollector.NoRedirects},
-	}, {
-		name:  "unknown field",
-		flags: promcollector.HTTPFlags{AuthConfigFile: unknownField},
-		wantErr: []string{
-			"--prometheus-auth-config " + unknownField,
-			"expected a Prometheus HTTP client config (authorization, basic_auth, tls_config, http_headers, ...) or a kubeconfig",
-			"bearer_tokn",
-		},
-	}, {
-		name:    "missing file",
-		flags:   promcollector.HTTPFlags{AuthConfigFile: filepath.Join(dir, "nope.yaml")},
-		wantErr: []string{"--prometheus-auth-config", "no such file"},
-	}}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg, redirects, err := tc.flags.HTTPConfig()
-			if len(tc.wantErr) > 0 {
-				if err == nil {
-					t.Fatalf("want an error containing %q, got config %+v", tc.wantErr, summarize(cfg, redirects))
-				}
-				for _, s := range tc.wantErr {
-					if !strings.Contains(err.Error(), s) {
-						t.Errorf("error %q does not contain %q", err, s)
-					}
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if diff := cmp.Diff(tc.want, summarize(cfg, redirects)); diff != "" {
-				t.Errorf("config (-want +got):\n%s", diff)
-			}
-		})
-	}
 }
 
 // TestNewRejectsBadURL checks --prometheus-url.
@@ -1102,7 +788,7 @@ func TestTLS(t *testing.T) {
 	server, client, stranger := selfSigned(t, "prometheus"), selfSigned(t, "gantry"), selfSigned(t, "someone else")
 	b64 := func(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 	kubeconfig := func(ca, cert, key []byte) string {
-		return writeFile(t, "kubeconfig", fmt.Sprintf(`
+		return backendtest.WriteFile(t, "kubeconfig", fmt.Sprintf(`
 apiVersion: v1
 kind: Config
 clusters:
@@ -1117,45 +803,45 @@ users:
   user: {client-certificate-data: %q, client-key-data: %q}
 `, b64(ca), b64(cert), b64(key)))
 	}
-	caFile := writeFile(t, "ca.crt", string(server.certPEM))
-	certFile, keyFile := writeFile(t, "tls.crt", string(client.certPEM)), writeFile(t, "tls.key", string(client.keyPEM))
+	caFile := backendtest.WriteFile(t, "ca.crt", string(server.certPEM))
+	certFile, keyFile := backendtest.WriteFile(t, "tls.crt", string(client.certPEM)), backendtest.WriteFile(t, "tls.key", string(client.keyPEM))
 
 	cases := []struct {
 		name       string
 		mutual     bool // the server requires a client certificate signed by client
-		flags      promcollector.HTTPFlags
+		flags      backend.HTTPFlags
 		wantReason string // empty: the query succeeds
 		wantMsg    string
 	}{{
 		name:  "CA from --prometheus-ca-file",
-		flags: promcollector.HTTPFlags{CAFile: caFile},
+		flags: backend.HTTPFlags{CAFile: caFile},
 	}, {
 		name:  "CA from a kubeconfig",
-		flags: promcollector.HTTPFlags{AuthConfigFile: kubeconfig(server.certPEM, client.certPEM, client.keyPEM)},
+		flags: backend.HTTPFlags{AuthConfigFile: kubeconfig(server.certPEM, client.certPEM, client.keyPEM)},
 	}, {
 		name:  "--prometheus-ca-file takes over a kubeconfig's CA",
-		flags: promcollector.HTTPFlags{AuthConfigFile: kubeconfig(stranger.certPEM, client.certPEM, client.keyPEM), CAFile: caFile},
+		flags: backend.HTTPFlags{AuthConfigFile: kubeconfig(stranger.certPEM, client.certPEM, client.keyPEM), CAFile: caFile},
 	}, {
 		name:   "mutual TLS with the client certificate flags",
 		mutual: true,
-		flags:  promcollector.HTTPFlags{CAFile: caFile, ClientCertFile: certFile, ClientKeyFile: keyFile},
+		flags:  backend.HTTPFlags{CAFile: caFile, ClientCertFile: certFile, ClientKeyFile: keyFile},
 	}, {
 		name:   "mutual TLS with a kubeconfig's client certificate",
 		mutual: true,
-		flags:  promcollector.HTTPFlags{AuthConfigFile: kubeconfig(server.certPEM, client.certPEM, client.keyPEM)},
+		flags:  backend.HTTPFlags{AuthConfigFile: kubeconfig(server.certPEM, client.certPEM, client.keyPEM)},
 	}, {
 		name:   "client certificate flags take over a kubeconfig's",
 		mutual: true,
-		flags:  promcollector.HTTPFlags{AuthConfigFile: kubeconfig(server.certPEM, stranger.certPEM, stranger.keyPEM), ClientCertFile: certFile, ClientKeyFile: keyFile},
+		flags:  backend.HTTPFlags{AuthConfigFile: kubeconfig(server.certPEM, stranger.certPEM, stranger.keyPEM), ClientCertFile: certFile, ClientKeyFile: keyFile},
 	}, {
 		name:       "server certificate from an unknown CA",
-		flags:      promcollector.HTTPFlags{},
+		flags:      backend.HTTPFlags{},
 		wantReason: "unreachable",
 		wantMsg:    "certificate signed by unknown authority",
 	}, {
 		name:       "mutual TLS without a client certificate",
 		mutual:     true,
-		flags:      promcollector.HTTPFlags{CAFile: caFile},
+		flags:      backend.HTTPFlags{CAFile: caFile},
 		wantReason: "unreachable",
 		wantMsg:    "certificate required",
 	}}
@@ -1187,7 +873,7 @@ users:
 				}
 				return
 			}
-			var be *promcollector.BackendError
+			var be *backend.Error
 			if !errors.As(err, &be) || be.Reason != tc.wantReason || !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Fatalf("error %v, want reason %q containing %q", err, tc.wantReason, tc.wantMsg)
 			}

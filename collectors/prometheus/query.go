@@ -15,13 +15,15 @@ import (
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
 // queryCall POSTs an instant query's form to /api/v1/query, falling back to
 // GET where a proxy refuses POST (403, 405, 501), as Prometheus' own client
 // does, and decodes the answer. Errors are what the client library reports
 // (*v1.Error, *url.Error, the context's), so classify reads them as before,
-// or a *LimitError for an answer over the limits.
+// or a *backend.LimitError for an answer over the limits.
 func (c *Client) queryCall(ctx context.Context, form url.Values) (model.Value, []string, error) {
 	u := *c.base
 	u.Path = path.Join(u.Path, "/api/v1/query")
@@ -62,15 +64,15 @@ const maxPooledBody = 4 << 20
 // through decodeQueryGeneric, which reads them as the client library does.
 // Both return the same for every body the fast pass accepts
 // (FuzzQueryDecoding), and both refuse a result of more than
-// limits.MaxSamples samples (or series, for a matrix) with a *LimitError
+// limits.MaxSamples samples (or series, for a matrix) with a *backend.LimitError
 // before they build it.
-func decodeQueryResponse(body string, limits Limits) (model.Value, []string, error) {
+func decodeQueryResponse(body string, limits backend.Limits) (model.Value, []string, error) {
 	d := queryDecoder{s: body, maxSamples: limits.MaxSamples}
 	if v, warnings, ok := d.envelope(); ok {
 		return v, warnings, nil
 	}
 	if d.tooMany {
-		return nil, nil, limits.tooManySamples()
+		return nil, nil, limits.TooManySamples()
 	}
 	return decodeQueryGeneric([]byte(body), limits)
 }
@@ -79,7 +81,7 @@ func decodeQueryResponse(body string, limits Limits) (model.Value, []string, err
 // types, as the Prometheus client library does: a body that is not its
 // JSON is a bad_response, a status of "error" the API error it names, and
 // a success without data a nil value.
-func decodeQueryGeneric(body []byte, limits Limits) (model.Value, []string, error) {
+func decodeQueryGeneric(body []byte, limits backend.Limits) (model.Value, []string, error) {
 	res := genericResult{maxSamples: limits.MaxSamples}
 	env := struct {
 		Status    string       `json:"status"`
@@ -91,7 +93,7 @@ func decodeQueryGeneric(body []byte, limits Limits) (model.Value, []string, erro
 	}{Data: &res}
 	if err := json.Unmarshal(body, &env); err != nil {
 		if res.tooMany {
-			return nil, nil, limits.tooManySamples()
+			return nil, nil, limits.TooManySamples()
 		}
 		return nil, nil, &v1.Error{Type: v1.ErrBadResponse, Msg: err.Error()}
 	}

@@ -20,6 +20,7 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
 	"github.com/gantry-dev/gantry/test/prom"
 )
 
@@ -90,7 +91,7 @@ func FuzzQueryDecoding(f *testing.F) {
 		if len(raw) > 1<<16 {
 			t.Skip()
 		}
-		got, _, gotErr := decodeQueryResponse(string(raw), Limits{})
+		got, _, gotErr := decodeQueryResponse(string(raw), backend.Limits{})
 
 		// What the decoder does not promise to agree on, as for series:
 		// invalid UTF-8 and duplicate keys.
@@ -241,7 +242,7 @@ func TestQueryDecoding(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _, err := decodeQueryResponse(tc.body, Limits{})
+			got, _, err := decodeQueryResponse(tc.body, backend.Limits{})
 			if tc.reason != "" {
 				if err == nil {
 					t.Fatalf("decoded %v, want a %s error", got, tc.reason)
@@ -317,8 +318,8 @@ func TestQueryFastPathAgainstPrometheus(t *testing.T) {
 			if _, _, ok := d.envelope(); !ok {
 				t.Errorf("one-pass decoder gave up on Prometheus' answer %s at byte %d", body, d.i)
 			}
-			gotV, _, gotErr := decodeQueryResponse(string(body), Limits{})
-			wantV, _, wantErr := decodeQueryGeneric(body, Limits{})
+			gotV, _, gotErr := decodeQueryResponse(string(body), backend.Limits{})
+			wantV, _, wantErr := decodeQueryGeneric(body, backend.Limits{})
 			if (gotErr == nil) != (wantErr == nil) || fmt.Sprint(gotV) != fmt.Sprint(wantV) {
 				t.Errorf("decoded %v (%v), generic decoding %v (%v)", gotV, gotErr, wantV, wantErr)
 			}

@@ -15,6 +15,8 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
 
@@ -92,7 +94,7 @@ func TestQueryGETFallback(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				if r.Method == http.MethodPost {
 					w.WriteHeader(tc.postStatus)
 					return
@@ -101,9 +103,9 @@ func TestQueryGETFallback(t *testing.T) {
 			})
 			c := newClient(t, promcollector.Options{URL: api.URL, Timeout: 10 * time.Second}, nil)
 			vec, err := c.Query(context.Background(), `sum(up{job="a b"})`, time.Unix(1700000000, 0))
-			reqs := api.seen()
+			reqs := api.Seen()
 			if !tc.wantGET {
-				var be *promcollector.BackendError
+				var be *backend.Error
 				if !errors.As(err, &be) || be.Reason != tc.wantReason {
 					t.Errorf("error %v, want reason %s", err, tc.wantReason)
 				}

@@ -11,6 +11,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 )
 
@@ -30,23 +32,15 @@ func answerWith(v int) func(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// redirectTo answers every request with a 307 to the same path under
-// base(), which keeps the method and the form.
-func redirectTo(base func() string) func(w http.ResponseWriter, r *http.Request) {
-	return func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, base()+r.URL.Path, http.StatusTemporaryRedirect)
-	}
-}
-
 // secretFlags are connection flags with every kind of secret a request
 // carries: a bearer token, a tenant header and a custom header from the
 // auth config's http_headers. extra is added to the auth config.
-func secretFlags(t *testing.T, extra string) promcollector.HTTPFlags {
+func secretFlags(t *testing.T, extra string) backend.HTTPFlags {
 	t.Helper()
-	return promcollector.HTTPFlags{
-		TokenFile: writeFile(t, "token", "tok-secret"),
+	return backend.HTTPFlags{
+		TokenFile: backendtest.WriteFile(t, "token", "tok-secret"),
 		Headers:   []string{"X-Scope-OrgID=team-a"},
-		AuthConfigFile: writeFile(t, "auth.yaml", `
+		AuthConfigFile: backendtest.WriteFile(t, "auth.yaml", `
 http_headers:
   X-Api-Key:
     secrets: [key-secret]
@@ -63,13 +57,13 @@ var secretHeaders = []string{"Authorization", "X-Api-Key", "X-Scope-Orgid"}
 // credentials nor has its value served. Two ports of 127.0.0.1 are two
 // hosts here: what counts is the scheme, host and port.
 func TestCrossHostRedirectNotFollowed(t *testing.T) {
-	other := newFakeAPI(t, answerWith(otherHostValue))
-	backend := newFakeAPI(t, redirectTo(func() string { return other.URL }))
+	other := backendtest.NewAPI(t, answerWith(otherHostValue))
+	origin := backendtest.NewAPI(t, backendtest.RedirectTo(func() string { return other.URL }))
 	httpCfg, redirects, err := secretFlags(t, "").HTTPConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := newClient(t, promcollector.Options{URL: backend.URL, HTTP: httpCfg, Redirects: redirects, Timeout: 5 * time.Second}, nil)
+	c := newClient(t, promcollector.Options{URL: origin.URL, HTTP: httpCfg, Redirects: redirects, Timeout: 5 * time.Second}, nil)
 	ctx := context.Background()
 	calls := map[string]func() error{
 		"query": func() error {
@@ -90,7 +84,7 @@ func TestCrossHostRedirectNotFollowed(t *testing.T) {
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
 			err := call()
-			var be *promcollector.BackendError
+			var be *backend.Error
 			if !errors.As(err, &be) || be.Reason != "redirected" {
 				t.Fatalf("error %v, want a backend error with reason redirected", err)
 			}
@@ -98,14 +92,14 @@ func TestCrossHostRedirectNotFollowed(t *testing.T) {
 			if !strings.Contains(msg, "redirect") || !strings.Contains(msg, "another host") {
 				t.Errorf("message %q does not say that a redirect to another host was refused", msg)
 			}
-			for _, s := range []string{other.Listener.Addr().String(), backend.Listener.Addr().String(), "tok-secret", "key-secret"} {
+			for _, s := range []string{other.Listener.Addr().String(), origin.Listener.Addr().String(), "tok-secret", "key-secret"} {
 				if strings.Contains(msg, s) {
 					t.Errorf("message %q contains %q", msg, s)
 				}
 			}
 		})
 	}
-	if n := len(other.seen()); n != 0 {
+	if n := len(other.Seen()); n != 0 {
 		t.Errorf("the other host got %d requests, want none", n)
 	}
 }
@@ -126,26 +120,26 @@ func TestCrossHostRedirectWithoutSecrets(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			var backend, other *fakeAPI
-			other = newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			var origin, other *backendtest.API
+			other = backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				if tc.back && !strings.HasPrefix(r.URL.Path, "/back") {
-					http.Redirect(w, r, backend.URL+"/back"+r.URL.Path, http.StatusTemporaryRedirect)
+					http.Redirect(w, r, origin.URL+"/back"+r.URL.Path, http.StatusTemporaryRedirect)
 					return
 				}
 				answerWith(otherHostValue)(w, r)
 			})
-			backend = newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+			origin = backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 				if strings.HasPrefix(r.URL.Path, "/back") {
 					answerWith(otherHostValue)(w, r)
 					return
 				}
-				redirectTo(func() string { return other.URL })(w, r)
+				backendtest.RedirectTo(func() string { return other.URL })(w, r)
 			})
 			httpCfg, redirects, err := secretFlags(t, "follow_redirects: true\n").HTTPConfig()
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := newClient(t, promcollector.Options{URL: backend.URL, HTTP: httpCfg, Redirects: redirects, Timeout: 5 * time.Second}, nil)
+			c := newClient(t, promcollector.Options{URL: origin.URL, HTTP: httpCfg, Redirects: redirects, Timeout: 5 * time.Second}, nil)
 			ctx := context.Background()
 			vec, err := c.Query(ctx, "up", time.Unix(1700000000, 0))
 			if err != nil {
@@ -157,9 +151,9 @@ func TestCrossHostRedirectWithoutSecrets(t *testing.T) {
 			if _, err := c.Series(ctx, []string{"up"}, time.Unix(1699999000, 0), time.Unix(1700000000, 0)); err != nil {
 				t.Fatalf("series: %v", err)
 			}
-			var after []apiRequest // every request after the first hop
-			after = append(after, other.seen()...)
-			for _, r := range backend.seen() {
+			var after []backendtest.Request // every request after the first hop
+			after = append(after, other.Seen()...)
+			for _, r := range origin.Seen() {
 				if strings.HasPrefix(r.Path, "/back") {
 					after = append(after, r)
 				}
@@ -178,7 +172,7 @@ func TestCrossHostRedirectWithoutSecrets(t *testing.T) {
 				}
 			}
 			// The backend itself got the secrets on the first hop.
-			first := backend.seen()[0]
+			first := origin.Seen()[0]
 			got := map[string]string{}
 			for _, h := range secretHeaders {
 				got[h] = first.Header.Get(h)
@@ -195,25 +189,25 @@ func TestCrossHostRedirectWithoutSecrets(t *testing.T) {
 // port (a proxy moving the API under a path) are followed with the
 // credentials by default, and not at all with follow_redirects: false.
 func TestSameHostRedirect(t *testing.T) {
-	var backend *fakeAPI
-	backend = newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+	var origin *backendtest.API
+	origin = backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/moved") {
 			answerWith(1)(w, r)
 			return
 		}
-		redirectTo(func() string { return backend.URL + "/moved" })(w, r)
+		backendtest.RedirectTo(func() string { return origin.URL + "/moved" })(w, r)
 	})
 	t.Run("followed by default", func(t *testing.T) {
 		httpCfg, redirects, err := secretFlags(t, "").HTTPConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := newClient(t, promcollector.Options{URL: backend.URL, HTTP: httpCfg, Redirects: redirects, Timeout: 5 * time.Second}, nil)
+		c := newClient(t, promcollector.Options{URL: origin.URL, HTTP: httpCfg, Redirects: redirects, Timeout: 5 * time.Second}, nil)
 		vec, err := c.Query(context.Background(), "up", time.Unix(1700000000, 0))
 		if err != nil || len(vec) != 1 || vec[0].Value != 1 {
 			t.Fatalf("query = %v, %v; want the moved API's value", vec, err)
 		}
-		reqs := backend.seen()
+		reqs := origin.Seen()
 		last := reqs[len(reqs)-1]
 		if last.Path != "/moved/api/v1/query" || last.Header.Get("X-Api-Key") != "key-secret" || last.Header.Get("Authorization") != "Bearer tok-secret" {
 			t.Errorf("the moved API got %s with headers %v, want the query with the credentials", last.Path, last.Header)
@@ -224,9 +218,9 @@ func TestSameHostRedirect(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := newClient(t, promcollector.Options{URL: backend.URL, HTTP: httpCfg, Redirects: redirects, Timeout: 5 * time.Second}, nil)
+		c := newClient(t, promcollector.Options{URL: origin.URL, HTTP: httpCfg, Redirects: redirects, Timeout: 5 * time.Second}, nil)
 		_, err = c.Query(context.Background(), "up", time.Unix(1700000000, 0))
-		var be *promcollector.BackendError
+		var be *backend.Error
 		if !errors.As(err, &be) || be.Reason != "redirected" || !strings.Contains(err.Error(), "follow_redirects") {
 			t.Errorf("error %v, want reason redirected naming follow_redirects", err)
 		}

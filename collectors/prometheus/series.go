@@ -20,6 +20,8 @@ import (
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
 // Series lists the label sets of the series matching any of matchers in
@@ -31,13 +33,13 @@ func (c *Client) Series(ctx context.Context, matchers []string, start, end time.
 	var size int64
 	err := c.series(ctx, matchers, start, end, func(pairs []labelPair) error {
 		if len(sets) == limits.MaxSeries {
-			return limits.tooManySeries("series")
+			return limits.TooManySeries("series")
 		}
 		for _, p := range pairs {
 			size += int64(len(p.name) + len(p.value))
 		}
 		if size > limits.MaxResponseBytes {
-			return limits.tooManyBytes()
+			return limits.TooManyBytes()
 		}
 		ls := make(model.LabelSet, len(pairs))
 		for _, p := range pairs {
@@ -90,7 +92,7 @@ func (c *Client) SeriesShapes(ctx context.Context, matchers []string, start, end
 			return nil
 		}
 		if len(shapes) == limits.MaxSeries {
-			return limits.tooManySeries("distinct sets of a metric name and label names")
+			return limits.TooManySeries("distinct sets of a metric name and label names")
 		}
 		// The key and the name are kept; so are label names not seen yet.
 		size += int64(len(key) + len(name))
@@ -100,7 +102,7 @@ func (c *Client) SeriesShapes(ctx context.Context, matchers []string, start, end
 			}
 		}
 		if size > limits.MaxResponseBytes {
-			return limits.tooManyBytes()
+			return limits.TooManyBytes()
 		}
 		seen[string(key)] = struct{}{}
 		s := shape{name: string(name), labels: make([]model.LabelName, len(others))}
@@ -211,7 +213,7 @@ const maxErrorBody = 1 << 20
 // decodeSeriesResponse reads an answer of the series API. Success bodies
 // are decoded as they stream in, holding at most maxBytes of one series'
 // labels (or of any other string or number in the answer) before giving up
-// with a *LimitError; errors are reported as the Prometheus client library
+// with a *backend.LimitError; errors are reported as the Prometheus client library
 // reports them (*v1.Error), so that classify reads them the same way for
 // every call.
 func decodeSeriesResponse(resp *http.Response, visit func([]labelPair) error, maxBytes int64) error {
@@ -289,7 +291,7 @@ type seriesDecoder struct {
 	r     *bufio.Reader
 	visit func([]labelPair) error
 	// maxBytes bounds buf: a series' labels, or any one string or
-	// number, longer than this is a *LimitError (<= 0: no bound).
+	// number, longer than this is a *backend.LimitError (<= 0: no bound).
 	maxBytes int64
 	buf      []byte // the current series' names and values
 	offs     []int  // start, end of each name and value in buf
@@ -486,7 +488,7 @@ func (d *seriesDecoder) oneSeries() error {
 // bound fails once buf holds more than maxBytes.
 func (d *seriesDecoder) bound(buf []byte) error {
 	if d.maxBytes > 0 && int64(len(buf)) > d.maxBytes {
-		return &LimitError{Limit: "max_response_bytes", What: "bytes", Max: d.maxBytes}
+		return &backend.LimitError{Limit: "max_response_bytes", What: "bytes", Max: d.maxBytes}
 	}
 	return nil
 }

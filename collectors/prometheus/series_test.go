@@ -19,6 +19,8 @@ import (
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
+	"github.com/gantry-dev/gantry/collectors/backend"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 	"github.com/gantry-dev/gantry/test/prom"
 )
@@ -78,7 +80,7 @@ func TestSeriesDecoding(t *testing.T) {
 		code   int
 		body   string
 		want   []model.LabelSet // nil with wantErr
-		reason string           // BackendError reason when an error is expected
+		reason string           // backend.Error reason when an error is expected
 	}{{
 		name: "Prometheus' own form",
 		code: 200,
@@ -164,16 +166,16 @@ func TestSeriesDecoding(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, tc.code, tc.body) })
+			api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, tc.code, tc.body) })
 			c := newClient(t, promcollector.Options{URL: api.URL, Timeout: 10 * time.Second}, nil)
 			ctx := context.Background()
 			got, err := c.Series(ctx, []string{"up"}, time.Unix(1699999000, 0), time.Unix(1700000000, 0))
 			shapes, shapesErr := listShapes(ctx, c, []string{"up"}, time.Unix(1699999000, 0), time.Unix(1700000000, 0))
 			if tc.reason != "" {
 				for _, err := range []error{err, shapesErr} {
-					var be *promcollector.BackendError
+					var be *backend.Error
 					if !errors.As(err, &be) || be.Reason != tc.reason {
-						t.Errorf("error = %v, want a BackendError with reason %s", err, tc.reason)
+						t.Errorf("error = %v, want a *backend.Error with reason %s", err, tc.reason)
 					}
 				}
 				return

@@ -19,14 +19,14 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/util/annotations"
 
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
 // Query evaluates an instant PromQL query at ts with Prometheus' engine
 // over the store's series. A scalar result comes back as one sample
 // without labels; samples whose value is NaN or ±Inf are left out, as the
 // Prometheus backend leaves them out. Errors are
-// *prometheus.BackendError with Backend "local" and Reason bad_query (the
+// *backend.Error with Backend "local" and Reason bad_query (the
 // query does not parse, or does not return an instant vector or scalar),
 // timeout (ctx ended, or the evaluation ran past a minute) or
 // backend_error (for example too many samples).
@@ -56,7 +56,7 @@ func (s *Store) Query(ctx context.Context, query string, ts time.Time) (model.Ve
 		}
 		return model.Vector{{Metric: model.Metric{}, Value: model.SampleValue(v.V), Timestamp: model.Time(v.T)}}, nil
 	default:
-		return nil, &promcollector.BackendError{Backend: Backend, Reason: "bad_query",
+		return nil, &backend.Error{Backend: Backend, Reason: "bad_query",
 			Err: fmt.Errorf("query returns a %s, expected an instant vector or scalar", res.Value.Type())}
 	}
 }
@@ -67,7 +67,7 @@ func (s *Store) Query(ctx context.Context, query string, ts time.Time) (model.Ve
 // count as samples there too.
 func (s *Store) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
 	if len(matchers) == 0 {
-		return nil, &promcollector.BackendError{Backend: Backend, Reason: "bad_query", Err: errors.New("no series selector given")}
+		return nil, &backend.Error{Backend: Backend, Reason: "bad_query", Err: errors.New("no series selector given")}
 	}
 	sets := make([][]*labels.Matcher, 0, len(matchers))
 	p := parser.NewParser(parser.Options{})
@@ -153,7 +153,7 @@ func matchesAll(ms []*labels.Matcher, lset labels.Labels) bool {
 	return true
 }
 
-// classify turns an engine or parser error into a BackendError.
+// classify turns an engine or parser error into a *backend.Error.
 func classify(err error) error {
 	var (
 		perrs    parser.ParseErrors
@@ -164,11 +164,11 @@ func classify(err error) error {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
 		errors.As(err, &timeout), errors.As(err, &canceled):
-		return &promcollector.BackendError{Backend: Backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+		return &backend.Error{Backend: Backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 	case errors.As(err, &perrs), errors.As(err, &perr):
-		return &promcollector.BackendError{Backend: Backend, Reason: "bad_query", Err: errors.New(firstLine(err.Error()))}
+		return &backend.Error{Backend: Backend, Reason: "bad_query", Err: errors.New(firstLine(err.Error()))}
 	}
-	return &promcollector.BackendError{Backend: Backend, Reason: "backend_error", Err: errors.New(firstLine(err.Error()))}
+	return &backend.Error{Backend: Backend, Reason: "backend_error", Err: errors.New(firstLine(err.Error()))}
 }
 
 // firstLine keeps error messages one line of bounded length: they go on to

@@ -35,7 +35,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 )
 
-// Backend is the name the store's errors carry (BackendError.Backend).
+// Backend is the name the store's errors carry (backend.Error.Backend).
 const Backend = "local"
 
 const (

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
 const textPlain = "text/plain; version=0.0.4; charset=utf-8"
@@ -267,12 +267,12 @@ kube_deployment_spec_replicas{namespace="a",deployment="d"} 2
 		})
 	}
 	if _, err := s.Series(context.Background(), []string{`kube_pod_info{`}, at(0), at(time.Minute)); reason(err) != "bad_query" {
-		t.Errorf("Series with a broken selector: %v, want a bad_query BackendError", err)
+		t.Errorf("Series with a broken selector: %v, want a bad_query *backend.Error", err)
 	}
 }
 
 func reason(err error) string {
-	var be *promcollector.BackendError
+	var be *backend.Error
 	if errors.As(err, &be) && be.Backend == Backend {
 		return be.Reason
 	}
@@ -327,7 +327,7 @@ func TestQueryHonoursDeadline(t *testing.T) {
 	// a millisecond of work.
 	_, err := s.Query(ctx, `max_over_time(sum(rate(m[1m]))[15m:1s])`, at(15*time.Minute))
 	if reason(err) != "timeout" {
-		t.Errorf("got %v, want a timeout BackendError", err)
+		t.Errorf("got %v, want a timeout *backend.Error", err)
 	}
 }
 

@@ -1,4 +1,4 @@
-package prometheus
+package backend
 
 import (
 	"context"
@@ -13,11 +13,11 @@ import (
 	"golang.org/x/sync/singleflight"
 )
 
-// Calls is what every query backend's client (this one, collectors/loki)
-// does around its HTTP calls: identical queries in flight at once share one
-// call, at most a bounded number of calls are in flight, each call has a
-// deadline, and calls are counted in the backend metrics under the
-// backend's name.
+// Calls is what every query backend's client (collectors/prometheus,
+// collectors/loki) does around its HTTP calls: identical queries in flight
+// at once share one call, at most a bounded number of calls are in flight,
+// each call has a deadline, and calls are counted in the backend metrics
+// under the backend's name.
 type Calls struct {
 	backend   string
 	timeout   time.Duration
@@ -99,7 +99,7 @@ func (c *Calls) Query(ctx context.Context, query string, ts time.Time, run func(
 		select {
 		case c.slots <- struct{}{}:
 		case <-ctx.Done():
-			return nil, c.Fail("query", start, &BackendError{Backend: c.backend, Reason: "timeout", Err: fmt.Errorf("%d queries already in flight; none finished in time", cap(c.slots))})
+			return nil, c.Fail("query", start, &Error{Backend: c.backend, Reason: "timeout", Err: fmt.Errorf("%d queries already in flight; none finished in time", cap(c.slots))})
 		}
 		c.metrics.inFlight.WithLabelValues(c.backend).Inc()
 		defer func() {
@@ -125,7 +125,7 @@ func (c *Calls) Query(ctx context.Context, query string, ts time.Time, run func(
 		}
 		return res.Val.(model.Vector), nil
 	case <-ctx.Done():
-		return nil, &BackendError{Backend: c.backend, Reason: "timeout", Err: fmt.Errorf("gave up waiting: %w", ctx.Err())}
+		return nil, &Error{Backend: c.backend, Reason: "timeout", Err: fmt.Errorf("gave up waiting: %w", ctx.Err())}
 	}
 }
 
@@ -136,7 +136,7 @@ func (c *Calls) Succeed(call string, start time.Time) {
 
 // Fail counts a failed call that began at start and returns its error;
 // an answer refused for a limit counts as rejected too.
-func (c *Calls) Fail(call string, start time.Time, be *BackendError) error {
+func (c *Calls) Fail(call string, start time.Time, be *Error) error {
 	c.metrics.duration.WithLabelValues(c.backend, call, "error").Observe(time.Since(start).Seconds())
 	c.metrics.errors.WithLabelValues(c.backend, call, be.Reason).Inc()
 	var le *LimitError

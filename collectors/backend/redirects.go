@@ -1,4 +1,4 @@
-package prometheus
+package backend
 
 import (
 	"errors"
@@ -43,7 +43,7 @@ const maxRedirects = 10
 // followed) through a transport with cfg's proxy and CAs only, and with
 // only the headers that describe the request (Accept, Content-Type,
 // User-Agent): the tenant and custom headers set on a request are dropped
-// too. Refused redirects are *BackendError with reason redirected.
+// too. Refused redirects are *Error with reason redirected.
 func NewHTTPClient(backend string, base *url.URL, cfg commoncfg.HTTPClientConfig, redirects Redirects) (*http.Client, error) {
 	own, err := commoncfg.NewRoundTripperFromConfig(cfg, "gantry")
 	if err != nil {
@@ -74,7 +74,7 @@ func NewHTTPClient(backend string, base *url.URL, cfg commoncfg.HTTPClientConfig
 		// Where it pointed helps whoever debugs the backend, and belongs
 		// in the log only: errors reach API responses.
 		klog.V(2).InfoS("backend redirect not followed", "backend", backend, "status", code, "location", req.URL.Redacted())
-		return &BackendError{Backend: backend, Reason: "redirected", Err: errors.New(why)}
+		return &Error{Backend: backend, Reason: "redirected", Err: errors.New(why)}
 	}
 	return &http.Client{Transport: rt, CheckRedirect: check}, nil
 }

@@ -1,4 +1,4 @@
-package prometheus
+package backend
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 
 // Limits bound what Gantry holds of one backend answer. An answer over one
 // fails its call with reason too_large (a *LimitError inside the
-// *BackendError) and counts in gantry_backend_answers_rejected_total, so a
+// *Error) and counts in gantry_backend_answers_rejected_total, so a
 // backend, or whatever answers at its address, cannot make Gantry hold
 // gigabytes and serve them on.
 type Limits struct {
@@ -77,23 +77,23 @@ var flagOf = map[string]string{
 	"max_series":         "backend-max-series",
 }
 
+// TooManyBytes is the error of an answer with more than MaxResponseBytes.
+func (l Limits) TooManyBytes() error { return l.tooManyBytes() }
+
 func (l Limits) tooManyBytes() *LimitError {
 	return &LimitError{Limit: "max_response_bytes", What: "bytes", Max: l.MaxResponseBytes}
 }
 
-func (l Limits) tooManySamples() *LimitError {
+// TooManySamples is the error of an answer with more than MaxSamples.
+func (l Limits) TooManySamples() error {
 	return &LimitError{Limit: "max_samples", What: "samples", Max: int64(l.MaxSamples)}
 }
 
-func (l Limits) tooManySeries(what string) *LimitError {
+// TooManySeries is the error of a listing that keeps more than MaxSeries of
+// what (such as "series").
+func (l Limits) TooManySeries(what string) error {
 	return &LimitError{Limit: "max_series", What: what, Max: int64(l.MaxSeries)}
 }
-
-// TooManySamples is the error of an answer with more than MaxSamples.
-func (l Limits) TooManySamples() error { return l.tooManySamples() }
-
-// TooManySeries is the error of a listing with more than MaxSeries.
-func (l Limits) TooManySeries() error { return l.tooManySeries("series") }
 
 // ReadAnswer reads resp's body to its end into buf's room (buf may be nil),
 // at most MaxResponseBytes of it: an answer that announces or turns out to

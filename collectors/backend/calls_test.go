@@ -1,19 +1,19 @@
-package prometheus_test
+package backend_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	promclient "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 
-	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
+	"github.com/gantry-dev/gantry/collectors/backend"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 )
 
 // TestMaxInFlight: with a backend that holds every query, no more than
@@ -24,7 +24,7 @@ func TestMaxInFlight(t *testing.T) {
 	const limit = 3
 	var now, peak, total atomic.Int64
 	release := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	run := func(ctx context.Context) (model.Vector, error) {
 		n := now.Add(1)
 		defer now.Add(-1)
 		total.Add(1)
@@ -35,22 +35,21 @@ func TestMaxInFlight(t *testing.T) {
 			}
 		}
 		<-release
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"1"]}]}}`)
-	}))
-	defer srv.Close()
+		return model.Vector{{Metric: model.Metric{}, Value: 1}}, nil
+	}
 	reg := promclient.NewRegistry()
-	c, err := promcollector.New(promcollector.Options{URL: srv.URL, MaxInFlight: limit, Timeout: time.Minute}, reg)
+	m, err := backend.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := backend.NewCalls(backend.CallsOptions{Backend: "test", MaxInFlight: limit, Timeout: time.Minute}, m)
 
 	const n = 10
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, err := c.Query(context.Background(), fmt.Sprintf("q%d", i), time.Now())
+			_, err := c.Query(context.Background(), fmt.Sprintf("q%d", i), time.Now(), run)
 			errs <- err
 		})
 	}
@@ -64,16 +63,19 @@ func TestMaxInFlight(t *testing.T) {
 	if got := now.Load(); got != limit {
 		t.Fatalf("queries at the backend = %d, want %d", got, limit)
 	}
-	if got := inFlight(t, reg); got != limit {
+	if got := backendtest.GaugeValue(t, reg, "gantry_backend_queries_in_flight"); got != limit {
 		t.Errorf("gantry_backend_queries_in_flight = %v, want %d", got, limit)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	_, err = c.Query(ctx, "late", time.Now())
+	_, err = c.Query(ctx, "late", time.Now(), run)
 	cancel()
-	var be *promcollector.BackendError
+	var be *backend.Error
 	if !errors.As(err, &be) || be.Reason != "timeout" {
-		t.Errorf("query without a slot: error %v, want a timeout BackendError", err)
+		t.Errorf("query without a slot: error %v, want a timeout *backend.Error", err)
 	}
+	// The late caller may give up a moment before its call does; free the
+	// slots only once the call gave up too.
+	backendtest.WaitCounter(t, reg, "gantry_backend_errors_total", 1)
 
 	close(release)
 	wg.Wait()
@@ -89,19 +91,4 @@ func TestMaxInFlight(t *testing.T) {
 	if got := total.Load(); got != n {
 		t.Errorf("queries that reached the backend = %d, want %d (the late one must not)", got, n)
 	}
-}
-
-func inFlight(t *testing.T, reg *promclient.Registry) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "gantry_backend_queries_in_flight" {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
-	}
-	t.Fatal("gantry_backend_queries_in_flight not registered")
-	return 0
 }
