@@ -18,6 +18,10 @@
 //     (discovery.go).
 //   - soak: mixed Pods/Object/External requests through the aggregator at a
 //     steady rate with periodic bursts, reported per minute (soak.go).
+//   - flood: one namespace of N pods flooded through the aggregator with
+//     distinct label selectors, then distinct metric selectors, while a few
+//     HPA-like pollers go on; Gantry's RSS every second, and whether it
+//     stayed under a bound and the pollers kept their answers (flood.go).
 //
 // Pods are bound to a node that does not exist: nothing here runs pod GC or
 // the node lifecycle controller, so they stay Pending and cost nothing but
@@ -82,6 +86,7 @@ type flags struct {
 	discovery []int
 	load      string
 	soak      soakFlags
+	flood     floodFlags
 	pods      []int
 	requests  int
 	ttls      []string
@@ -110,6 +115,7 @@ func run(args []string, out io.Writer) int {
 	flag.StringVar(&disc, "discovery", "", "discovery scenario: comma-separated series counts (ascending), e.g. 100000,1000000; empty skips it")
 	flag.StringVar(&f.load, "discovery-load", "backfill", "discovery scenario: how series get into Prometheus: backfill (promtool blocks, Prometheus restarted) or remote-write")
 	f.soak.register(flag)
+	f.flood.register(flag)
 	flag.StringVar(&pods, "pods", "100,1000", "pods scenario: comma-separated pod counts (ascending); empty skips it")
 	flag.IntVar(&f.requests, "requests", 200, "pods scenario: sequential requests per pod count")
 	flag.StringVar(&ttls, "value-cache-ttl", "0,5s", "comma-separated --value-cache-ttl values; one stack each")
@@ -147,6 +153,9 @@ func run(args []string, out io.Writer) int {
 	}
 	if f.fleet, err = ints(fleet); err != nil {
 		return fail(fmt.Errorf("-hpas: %w", err))
+	}
+	if err := f.flood.validate(); err != nil {
+		return fail(err)
 	}
 	kubeletN, err := ints(kubeletNodes)
 	if err != nil {
@@ -276,6 +285,7 @@ type result struct {
 
 	Discovery *discoveryResult `json:"discovery,omitempty"`
 	Soak      *soakResult      `json:"soak,omitempty"`
+	Flood     *floodResult     `json:"flood,omitempty"`
 }
 
 // bench is one running stack and its clients.
@@ -370,6 +380,18 @@ func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results 
 		}
 		b.emit(r)
 		results = append(results, r)
+	}
+	if f.flood.pods > 0 {
+		// Its figures are printed when it fails too: a failure is a
+		// measurement.
+		r, err := b.floodScenario(ctx)
+		if r.Flood != nil {
+			b.emit(r)
+			results = append(results, r)
+		}
+		if err != nil {
+			return results, fmt.Errorf("flood scenario, %d pods, ttl %s: %w", f.flood.pods, ttl, err)
+		}
 	}
 	// Last: it stops and restarts Gantry and Prometheus.
 	for _, s := range f.discovery {
@@ -618,17 +640,10 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	if err := b.waitItems(ctx, b.customURL(hpas[h-1].ns, hpas[h-1].app), b.f.fleetPods); err != nil {
 		return result{}, err
 	}
-	cfg := b.st.Cluster.RESTConfig()
-	cfg.QPS, cfg.Burst = 10000, 20000
-	// kube-controller-manager's clients, the HPA controller's among them,
-	// ask for protobuf (--kube-api-content-type's default).
-	cfg.ContentType = kruntime.ContentTypeProtobuf
-	kube, err := kubernetes.NewForConfig(cfg)
+	client, err := b.metricsClient(0)
 	if err != nil {
 		return result{}, err
 	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
-	client := cmclient.NewForConfig(cfg, mapper, cmclient.NewAvailableAPIsGetter(kube.Discovery()))
 
 	var r result
 	stamp(&r)
@@ -689,6 +704,23 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	after.fill(&r, before, len(lat))
 	r.GantryCores = round((after.gantryCPU-before.gantryCPU)/after.at.Sub(before.at).Seconds(), 3)
 	return r, nil
+}
+
+// metricsClient is k8s.io/metrics' custom metrics client as the HPA
+// controller uses it, each request bounded by timeout (0: unbounded).
+func (b *bench) metricsClient(timeout time.Duration) (cmclient.CustomMetricsClient, error) {
+	cfg := b.st.Cluster.RESTConfig()
+	cfg.QPS, cfg.Burst = 10000, 20000
+	cfg.Timeout = timeout
+	// kube-controller-manager's clients, the HPA controller's among them,
+	// ask for protobuf (--kube-api-content-type's default).
+	cfg.ContentType = kruntime.ContentTypeProtobuf
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
+	return cmclient.NewForConfig(cfg, mapper, cmclient.NewAvailableAPIsGetter(kube.Discovery())), nil
 }
 
 // profile records an 8s CPU profile of Gantry (/debug/pprof/profile, from
@@ -908,12 +940,13 @@ func firstLine(s string) string {
 func printTable(out io.Writer, all []result) {
 	var rs []result
 	for _, r := range all {
-		if r.Discovery == nil && r.Soak == nil {
+		if r.Discovery == nil && r.Soak == nil && r.Flood == nil {
 			rs = append(rs, r)
 		}
 	}
 	defer printDiscoveryTable(out, all)
 	defer printSoakTable(out, all)
+	defer printFloodTable(out, all)
 	if len(rs) == 0 {
 		return
 	}
