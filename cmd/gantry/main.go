@@ -47,6 +47,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	klog.InitFlags(klogFlags)
 	fs.AddGoFlagSet(klogFlags)
 	srv := adapter.NewServer(fs)
+	fs.Usage = func() {
+		groupedUsage(stderr, fs, "gantry --config rules.yaml --prometheus-url URL [flags]\n  gantry check-config --help")
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
