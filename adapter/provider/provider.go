@@ -298,7 +298,10 @@ func (p *MetricsProvider) samples(ctx context.Context, entry discovery.Entry, in
 		}
 		byName := make(map[string]model.SamplePair, len(vec))
 		for _, s := range vec {
-			n := string(s.Metric[q.ResourceLabel])
+			// A copy: the decoder's label values share one string of
+			// the whole answer, which a kept name would hold alive
+			// beyond what the value cache counts.
+			n := strings.Clone(string(s.Metric[q.ResourceLabel]))
 			if _, dup := byName[n]; dup {
 				klog.V(2).InfoS("query returned more than one series for an object; using the first (check the rule's group by)", "rule", entry.Rule.ID, "object", n)
 				continue

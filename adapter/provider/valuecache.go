@@ -63,12 +63,15 @@ type valueEntry struct {
 	size int64 // counted in valueCache.bytes once done
 }
 
-// DefaultValueCacheBytes is the default bound of the value cache.
-const DefaultValueCacheBytes = 64 << 20
+// DefaultValueCacheBytes is the default bound of the value cache: with Go's
+// heap growing to twice what is live, the cache full and the rest of
+// Gantry keep well inside the shipped 512 MiB limit.
+const DefaultValueCacheBytes = 32 << 20
 
-// size estimates the memory that key and vals hold: the strings, and a map
-// entry per object (a string header, a sample pair and the map's own
-// overhead).
+// entrySize estimates the memory that key and vals hold: the strings, and a
+// map entry per object (a string header, a sample pair and the map's own
+// overhead). The names are counted as their own strings: samples copies
+// them out of the backend's answer, so that they do not hold it alive.
 func entrySize(key valueKey, vals *objectSamples) int64 {
 	n := int64(len(key.rule)+len(key.series)+len(key.gr.Group)+len(key.gr.Resource)+len(key.namespace)+len(key.selector)+len(key.names)) + 256
 	if vals != nil {
