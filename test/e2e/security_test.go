@@ -316,18 +316,7 @@ func (s *secEnv) testHostileRequests(t *testing.T) {
 // and SubjectAccessReview).
 func (s *secEnv) testAuth(ctx context.Context, t *testing.T, podMetric string) {
 	client := s.st.Cluster.Client()
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "metrics-reader", Namespace: secNS}}
-	if _, err := client.CoreV1().ServiceAccounts(secNS).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	expiry := int64(3600)
-	tr, err := client.CoreV1().ServiceAccounts(secNS).CreateToken(ctx, sa.Name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := tr.Status.Token
-	s.tokens = append(s.tokens, secret{"a client's ServiceAccount token", token})
+	sa, token := s.serviceAccount(ctx, t, "metrics-reader", "a client's ServiceAccount token")
 
 	anonymous := s.kubeClient(t, "")
 	user := s.kubeClient(t, token)
@@ -386,6 +375,25 @@ func (s *secEnv) testAuth(ctx context.Context, t *testing.T, podMetric string) {
 	})
 }
 
+// serviceAccount creates a ServiceAccount in secNS and a token for it, which
+// the secrets search looks for as what.
+func (s *secEnv) serviceAccount(ctx context.Context, t *testing.T, name, what string) (*corev1.ServiceAccount, string) {
+	t.Helper()
+	client := s.st.Cluster.Client()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: secNS}}
+	if _, err := client.CoreV1().ServiceAccounts(secNS).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expiry := int64(3600)
+	tr, err := client.CoreV1().ServiceAccounts(secNS).CreateToken(ctx, sa.Name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tokens = append(s.tokens, secret{what, tr.Status.Token})
+	return sa, tr.Status.Token
+}
+
 // testNamespaceIsolation: an identity whose only binding is a RoleBinding
 // in secNS (the shape of the shipped gantry-metrics-reader role, on all
 // three metrics APIs) tries every path that could answer about otherNS
@@ -403,10 +411,7 @@ func (s *secEnv) testNamespaceIsolation(ctx context.Context, t *testing.T) {
 	if _, err := client.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "namespace-reader", Namespace: secNS}}
-	if _, err := client.CoreV1().ServiceAccounts(secNS).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	sa, token := s.serviceAccount(ctx, t, "namespace-reader", "a namespace reader's ServiceAccount token")
 	binding := &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "sec-namespace-metrics-reader", Namespace: secNS},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
@@ -415,14 +420,7 @@ func (s *secEnv) testNamespaceIsolation(ctx context.Context, t *testing.T) {
 	if _, err := client.RbacV1().RoleBindings(secNS).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	expiry := int64(3600)
-	tr, err := client.CoreV1().ServiceAccounts(secNS).CreateToken(ctx, sa.Name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &expiry}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.tokens = append(s.tokens, secret{"a namespace reader's ServiceAccount token", tr.Status.Token})
-	user := s.kubeClient(t, tr.Status.Token)
+	user := s.kubeClient(t, token)
 	api := s.st.Cluster.URL() + "/apis/"
 	cm2 := api + "custom.metrics.k8s.io/v1beta2/namespaces/"
 	cm1 := api + "custom.metrics.k8s.io/v1beta1/namespaces/"
