@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"github.com/gantry-dev/gantry/test/toolbin"
 	"strings"
 	"testing"
 )
@@ -12,9 +13,7 @@ import (
 // the harness cannot rot. It asserts that each produced numbers, not what
 // they are: no test asserts a wall-clock figure.
 func TestQuick(t *testing.T) {
-	if testing.Short() {
-		t.Skip("bench: starts a control plane, Prometheus and Gantry; skipped in -short mode")
-	}
+	toolbin.Require(t, "gantry", "prometheus", "promtool", "etcd", "kube-apiserver", "kube-controller-manager", "kwok")
 	var out bytes.Buffer
 	args := []string{
 		"-workdir", t.TempDir(), "-timeout", "4m", "-relist", "5s", "-value-cache-ttl", "5s",

@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/gantry-dev/gantry/test/toolbin"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -43,9 +43,7 @@ func TestKubeletPerNode(t *testing.T) {
 // it produces numbers. It asserts that both processes served every pod and node and
 // that figures were measured, never what they are.
 func TestKubeletScenario(t *testing.T) {
-	if testing.Short() {
-		t.Skip("bench: starts control planes, Prometheus, Gantry and metrics-server; skipped in -short mode")
-	}
+	toolbin.Require(t, "gantry", "prometheus", "etcd", "kube-apiserver", "kube-controller-manager", "kwok", "metrics-server")
 	nodes, duration := []int{3}, 20*time.Second
 	if s := os.Getenv("GANTRY_BENCH_KUBELET_NODES"); s != "" {
 		var err error
@@ -76,9 +74,6 @@ func TestKubeletScenario(t *testing.T) {
 	printKubeletTable(&out, rs)
 	t.Logf("kubelet scenario:\n%s", out.String())
 	if err != nil {
-		if strings.Contains(err.Error(), "metrics-server binary not found") {
-			t.Skip(err)
-		}
 		t.Fatal(err)
 	}
 	if len(rs) != len(nodes) {
