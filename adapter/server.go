@@ -36,6 +36,7 @@ import (
 
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
+	"github.com/gantry-dev/gantry/adapter/filters"
 	"github.com/gantry-dev/gantry/adapter/metricsapi"
 	"github.com/gantry-dev/gantry/adapter/provider"
 	"github.com/gantry-dev/gantry/adapter/rules"
@@ -273,9 +274,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	reqMetrics := newRequestMetrics(reg)
+	reqMetrics := filters.NewRequestMetrics(reg)
 	apiCfg.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
-		return genericapiserver.DefaultBuildHandlerChain(reqMetrics.wrap(checkMetricSelectors(h)), c)
+		return genericapiserver.DefaultBuildHandlerChain(reqMetrics.Wrap(filters.CheckMetricSelectors(h)), c)
 	}
 
 	server, err := s.Server()

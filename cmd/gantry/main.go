@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/gantry-dev/gantry/adapter"
+	"github.com/gantry-dev/gantry/adapter/filters"
 )
 
 // version is set at build time.
@@ -60,7 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer klog.Flush()
 	// From -v=8 on, client-go logs request bodies, TokenReviews included.
-	klog.SetLogFilter(adapter.LogFilter{})
+	klog.SetLogFilter(filters.LogFilter{})
 	klog.InfoS("gantry", "version", version)
 	if err := srv.Run(ctx); err != nil {
 		klog.ErrorS(err, "gantry stopped")

@@ -1,4 +1,4 @@
-package adapter
+package filters
 
 import (
 	"net/http"
@@ -10,15 +10,16 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/responsewriter"
 )
 
-// requestMetrics counts the metrics API requests that passed authentication
+// RequestMetrics counts the metrics API requests that passed authentication
 // and authorization, by API, metric and code.
-type requestMetrics struct {
+type RequestMetrics struct {
 	total    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 }
 
-func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
-	m := &requestMetrics{
+// NewRequestMetrics returns request metrics registered on reg.
+func NewRequestMetrics(reg prometheus.Registerer) *RequestMetrics {
+	m := &RequestMetrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gantry_requests_total",
 			Help: "Metrics API requests, by API group, metric (empty for lists and failed lookups) and HTTP code.",
@@ -33,9 +34,9 @@ func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
 	return m
 }
 
-// wrap sits inside the authentication and authorization filters, so only
+// Wrap sits inside the authentication and authorization filters, so only
 // allowed requests are counted.
-func (m *requestMetrics) wrap(h http.Handler) http.Handler {
+func (m *RequestMetrics) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		api, metric := classifyPath(r.URL.Path)
 		if api == "" {

@@ -1,4 +1,4 @@
-package adapter
+package filters
 
 import (
 	"encoding/json"
@@ -9,13 +9,13 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// checkMetricSelectors answers 400 to a custom metrics request whose
+// CheckMetricSelectors answers 400 to a custom metrics request whose
 // metricLabelSelector does not parse. custom-metrics-apiserver parses it
 // itself and returns the parse error unwrapped, which the API server turns
 // into a 500: the caller's mistake would read as Gantry failing. (The label
 // selector, and the external metrics API's selector, are parsed by the API
 // server's own option decoding, which answers 400.)
-func checkMetricSelectors(h http.Handler) http.Handler {
+func CheckMetricSelectors(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if api, _ := classifyPath(r.URL.Path); api == "custom.metrics.k8s.io" {
 			for _, sel := range r.URL.Query()["metricLabelSelector"] {

@@ -1,4 +1,4 @@
-package adapter
+package filters
 
 import (
 	"io"
@@ -98,8 +98,8 @@ func TestRequestMetrics(t *testing.T) {
 		}
 	})
 	reg := prometheus.NewRegistry()
-	m := newRequestMetrics(reg)
-	srv := httptest.NewUnstartedServer(m.wrap(inner))
+	m := NewRequestMetrics(reg)
+	srv := httptest.NewUnstartedServer(m.Wrap(inner))
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // superfluous WriteHeader calls are the point
 	srv.Start()
 	defer srv.Close()

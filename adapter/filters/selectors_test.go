@@ -1,4 +1,4 @@
-package adapter
+package filters
 
 import (
 	"encoding/json"
@@ -39,7 +39,7 @@ func TestCheckMetricSelectors(t *testing.T) {
 				u += "?" + tc.query.Encode()
 			}
 			rec := httptest.NewRecorder()
-			checkMetricSelectors(inner).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, u, nil))
+			CheckMetricSelectors(inner).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, u, nil))
 			if rec.Code != tc.wantCode {
 				t.Fatalf("code %d, want %d: %s", rec.Code, tc.wantCode, rec.Body)
 			}
