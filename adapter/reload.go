@@ -34,7 +34,7 @@ func compileConfig(data []byte, file string, mapper apimeta.RESTMapper) (*compil
 	if err != nil {
 		return nil, err
 	}
-	custom, external, resource, err := CompileRules(cfg, file, mapper)
+	custom, external, resource, err := rules.CompileConfig(cfg, file, mapper)
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clocktesting "k8s.io/utils/clock/testing"
+
+	"github.com/gantry-dev/gantry/adapter/checkconfig"
 )
 
 const (
@@ -99,7 +101,9 @@ func TestConfigReload(t *testing.T) {
 	cm.write(reloadGood)
 	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	var applied []*compiledConfig
-	compile := func(data []byte) (*compiledConfig, error) { return compileConfig(data, file, OfflineMapper()) }
+	compile := func(data []byte) (*compiledConfig, error) {
+		return compileConfig(data, file, checkconfig.OfflineMapper())
+	}
 	reg := prometheus.NewRegistry()
 	r := newConfigReloader(file, []byte(reloadGood), time.Second, clk, compile, func(c *compiledConfig) { applied = append(applied, c) }, reg)
 
@@ -188,7 +192,9 @@ func TestConfigReloaderRun(t *testing.T) {
 	cm.write(reloadGood)
 	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	applied := make(chan *compiledConfig, 4)
-	compile := func(data []byte) (*compiledConfig, error) { return compileConfig(data, file, OfflineMapper()) }
+	compile := func(data []byte) (*compiledConfig, error) {
+		return compileConfig(data, file, checkconfig.OfflineMapper())
+	}
 	r := newConfigReloader(file, []byte(reloadGood), time.Second, clk, compile, func(c *compiledConfig) { applied <- c }, nil)
 
 	ctx, cancel := context.WithCancel(context.Background())

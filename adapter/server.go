@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
-	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
@@ -223,7 +222,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("building the REST mapper from the cluster's discovery: %w", err)
 	}
-	custom, external, resource, err := CompileRules(cfg, s.Options.ConfigFile, mapper)
+	custom, external, resource, err := rules.CompileConfig(cfg, s.Options.ConfigFile, mapper)
 	if err != nil {
 		return err
 	}
@@ -404,33 +403,6 @@ func (s *Server) Run(ctx context.Context) error {
 	klog.InfoS("starting gantry", "config", s.Options.ConfigFile, "rules", len(custom), "externalRules", len(external), "resourceMetrics", resourceMode,
 		"prometheus", back.prom != nil, "loki", back.loki != nil, "localStore", back.local != nil)
 	return generic.PrepareRun().RunWithContext(ctx)
-}
-
-// CompileRules compiles every rule of cfg, reporting every error at once,
-// each prefixed with the file.
-func CompileRules(cfg *config.Config, file string, mapper apimeta.RESTMapper) (custom, external []*rules.Rule, resource *rules.ResourceRules, err error) {
-	var errs []error
-	for i, r := range cfg.Rules {
-		rule, err := rules.Compile(fmt.Sprintf("rules[%d] (%s)", i, r.DisplayName()), r, false, mapper)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", file, err))
-			continue
-		}
-		custom = append(custom, rule)
-	}
-	for i, r := range cfg.ExternalRules {
-		rule, err := rules.Compile(fmt.Sprintf("externalRules[%d] (%s)", i, r.DisplayName()), r, true, mapper)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", file, err))
-			continue
-		}
-		external = append(external, rule)
-	}
-	resource, rerr := rules.CompileResourceRules(cfg.ResourceRules, mapper)
-	if rerr != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", file, rerr))
-	}
-	return custom, external, resource, errors.Join(errs...)
 }
 
 func mergeDefinitions(getters ...common.GetOpenAPIDefinitions) common.GetOpenAPIDefinitions {

@@ -29,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/gantry-dev/gantry/adapter"
+	"github.com/gantry-dev/gantry/adapter/checkconfig"
 	"github.com/gantry-dev/gantry/deploy"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
@@ -669,7 +670,7 @@ func TestDefaultConfig(t *testing.T) {
 	if err := os.WriteFile(file, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res, err := adapter.CheckConfig(context.Background(), file, nil, 0)
+	res, err := checkconfig.CheckFile(context.Background(), file, nil, 0)
 	if err != nil {
 		t.Fatalf("gantry check-config fails on the default config:\n%v", err)
 	}

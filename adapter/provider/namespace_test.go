@@ -16,7 +16,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
-	"github.com/gantry-dev/gantry/adapter"
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
 	"github.com/gantry-dev/gantry/adapter/provider"
@@ -84,7 +83,7 @@ func TestNamespacedRequestsStayInTheirNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	mapper := testMapper()
-	custom, _, _, err := adapter.CompileRules(cfg, "rules.yaml", mapper)
+	custom, _, _, err := rules.CompileConfig(cfg, "rules.yaml", mapper)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +186,7 @@ func TestErrorsDoNotEchoHugeSelectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	custom, _, _, err := adapter.CompileRules(cfg, "rules.yaml", testMapper())
+	custom, _, _, err := rules.CompileConfig(cfg, "rules.yaml", testMapper())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,11 +30,11 @@ import (
 	mv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
-	"github.com/gantry-dev/gantry/adapter"
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
 	"github.com/gantry-dev/gantry/adapter/metricsapi"
 	"github.com/gantry-dev/gantry/adapter/provider"
+	"github.com/gantry-dev/gantry/adapter/rules"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 	"github.com/gantry-dev/gantry/test/prom"
 
@@ -172,7 +172,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	mapper := testMapper()
-	customRules, externalRules, resourceRules, err := adapter.CompileRules(cfg, "rules.yaml", mapper)
+	customRules, externalRules, resourceRules, err := rules.CompileConfig(cfg, "rules.yaml", mapper)
 	if err != nil {
 		t.Fatal(err)
 	}

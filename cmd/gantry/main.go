@@ -20,6 +20,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/gantry-dev/gantry/adapter"
+	"github.com/gantry-dev/gantry/adapter/checkconfig"
 	"github.com/gantry-dev/gantry/adapter/filters"
 )
 
@@ -98,10 +99,10 @@ func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if maxAge == 0 {
 		maxAge = 10 * time.Minute
 	}
-	check := adapter.ConfigCheck{Listers: listers, MaxAge: maxAge}
+	check := checkconfig.Check{Listers: listers, MaxAge: maxAge}
 	if kubeconfig != "" {
 		mctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		check.Mapper, err = adapter.ClusterMapper(mctx, kubeconfig)
+		check.Mapper, err = checkconfig.ClusterMapper(mctx, kubeconfig)
 		cancel()
 		if err != nil {
 			fmt.Fprintln(stderr, "gantry check-config:", err)

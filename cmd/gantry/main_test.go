@@ -13,7 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/gantry-dev/gantry/adapter"
+	"github.com/gantry-dev/gantry/adapter/checkconfig"
 	"github.com/gantry-dev/gantry/test/cluster"
 	"github.com/gantry-dev/gantry/test/prom"
 	"github.com/gantry-dev/gantry/test/vpa"
@@ -277,7 +277,7 @@ func TestCheckConfigWithKubeconfig(t *testing.T) {
 	// Established is not yet served by discovery: wait for that.
 	widgets := schema.GroupVersionResource{Group: "example.com", Resource: "widget"}
 	for {
-		m, err := adapter.ClusterMapper(ctx, c.KubeconfigPath())
+		m, err := checkconfig.ClusterMapper(ctx, c.KubeconfigPath())
 		if err == nil {
 			if _, err = m.ResourceFor(widgets); err == nil {
 				break

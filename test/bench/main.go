@@ -69,7 +69,6 @@ import (
 	"k8s.io/client-go/restmapper"
 	cmclient "k8s.io/metrics/pkg/client/custom_metrics"
 
-	"github.com/gantry-dev/gantry/adapter"
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/rules"
 	"github.com/gantry-dev/gantry/test/cluster"
@@ -431,7 +430,7 @@ func podsRule() (*rules.Rule, error) {
 		return nil, err
 	}
 	m := benchMapper()
-	custom, _, _, err := adapter.CompileRules(cfg, "rules.yaml", m)
+	custom, _, _, err := rules.CompileConfig(cfg, "rules.yaml", m)
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,9 @@
-package adapter
+// Package checkconfig is `gantry check-config`: it loads and compiles a
+// config file as a running Gantry would, without serving it, and lists the
+// rules' series on the backends given to find rules that match nothing and
+// metrics that more than one rule yields. It sits beside the server: it
+// reads config, rules and discovery, and the server does not import it.
+package checkconfig
 
 import (
 	"context"
@@ -25,8 +30,8 @@ import (
 	"github.com/gantry-dev/gantry/adapter/rules"
 )
 
-// CheckResult is what `gantry check-config` found.
-type CheckResult struct {
+// Result is what `gantry check-config` found.
+type Result struct {
 	Rules, ExternalRules int
 	ResourceRules        bool
 	// Unmatched names the rules whose seriesQuery found no series that the
@@ -49,20 +54,20 @@ type CheckResult struct {
 	Conflicts []string
 }
 
-// CheckConfig checks file without a cluster (see ConfigCheck), listing the
+// CheckFile checks file without a cluster (see Check), listing the
 // series of the rules whose source has a lister in listers (by
 // config.Source*) over the last maxAge.
-func CheckConfig(ctx context.Context, file string, listers map[string]discovery.SeriesLister, maxAge time.Duration) (*CheckResult, error) {
-	return ConfigCheck{Listers: listers, MaxAge: maxAge}.Run(ctx, file)
+func CheckFile(ctx context.Context, file string, listers map[string]discovery.SeriesLister, maxAge time.Duration) (*Result, error) {
+	return Check{Listers: listers, MaxAge: maxAge}.Run(ctx, file)
 }
 
-// ConfigCheck is what `gantry check-config` consults besides the file.
-type ConfigCheck struct {
+// Check is what `gantry check-config` consults besides the file.
+type Check struct {
 	// Mapper resolves the resources the rules name, as the cluster's API
 	// discovery does for a running Gantry (see ClusterMapper). Nil: the
 	// built-in Kubernetes kinds (OfflineMapper); a resource of another API
 	// group, such as a CRD's, is then taken as written and reported in
-	// CheckResult.Unverified instead of failing the check.
+	// Result.Unverified instead of failing the check.
 	Mapper apimeta.RESTMapper
 	// Listers list the series of the rules of each source (config.Source*);
 	// rules of other sources are not checked against a backend.
@@ -75,7 +80,7 @@ type ConfigCheck struct {
 // lists their series to find rules that match nothing and metrics that
 // more than one rule yields. The error lists every problem found; what
 // only deserves a warning is in the result.
-func (c ConfigCheck) Run(ctx context.Context, file string) (*CheckResult, error) {
+func (c Check) Run(ctx context.Context, file string) (*Result, error) {
 	cfg, err := config.Load(file)
 	if err != nil {
 		return nil, err
@@ -86,11 +91,11 @@ func (c ConfigCheck) Run(ctx context.Context, file string) (*CheckResult, error)
 		offline = newOfflineMapper()
 		mapper = offline
 	}
-	custom, external, resource, err := CompileRules(cfg, file, mapper)
+	custom, external, resource, err := rules.CompileConfig(cfg, file, mapper)
 	if err != nil {
 		return nil, err
 	}
-	res := &CheckResult{Rules: len(custom), ExternalRules: len(external), ResourceRules: resource != nil, Metrics: map[string]int{}}
+	res := &Result{Rules: len(custom), ExternalRules: len(external), ResourceRules: resource != nil, Metrics: map[string]int{}}
 	if offline != nil {
 		res.Unverified = offline.unverified(cfg)
 	}
@@ -106,7 +111,7 @@ func (c ConfigCheck) Run(ctx context.Context, file string) (*CheckResult, error)
 		res.Conflicts = append(res.Conflicts, fmt.Sprintf("%s is yielded by %s: the last answers for it, as in prometheus-adapter",
 			describeMetric(cf.Metric, cf.Resource, cf.External), strings.Join(entries, ", then ")))
 	}
-	// CompileRules returns the rules in file order: custom[i] is
+	// rules.CompileConfig returns the rules in file order: custom[i] is
 	// cfg.Rules[i].
 	res.Conflicts = append(res.Conflicts, fileConflicts(cfg.Rules, custom, series)...)
 	res.Conflicts = append(res.Conflicts, fileConflicts(cfg.ExternalRules, external, series)...)
@@ -117,7 +122,7 @@ func (c ConfigCheck) Run(ctx context.Context, file string) (*CheckResult, error)
 // reduced to their shapes, and records in res how many metrics each
 // yields, which match nothing and which could not be listed. A rule is in
 // the map when its series were listed, even if there were none.
-func (c ConfigCheck) listSeries(ctx context.Context, file string, all []*rules.Rule, res *CheckResult) (map[*rules.Rule][]model.LabelSet, error) {
+func (c Check) listSeries(ctx context.Context, file string, all []*rules.Rule, res *Result) (map[*rules.Rule][]model.LabelSet, error) {
 	series := map[*rules.Rule][]model.LabelSet{}
 	if len(c.Listers) == 0 {
 		return series, nil
@@ -271,7 +276,7 @@ func fixedMetricName(c config.DiscoveryRule, r *rules.Rule) (string, bool) {
 }
 
 // Report writes a human summary of a check.
-func (c *CheckResult) Report(w io.Writer, file string) {
+func (c *Result) Report(w io.Writer, file string) {
 	fmt.Fprintf(w, "%s: ok: %d rules, %d external rules, resource rules: %v\n", file, c.Rules, c.ExternalRules, c.ResourceRules)
 	ids := make([]string, 0, len(c.Metrics))
 	for id := range c.Metrics {
