@@ -110,17 +110,6 @@ func (b *backends) check(file string, cfg *config.Config, resourceFromRules bool
 	return errors.Join(errs...)
 }
 
-// resourceMode resolves --resource-metrics=auto for cfg.
-func resourceMode(flag string, cfg *config.Config) string {
-	if flag == "" || flag == ResourceMetricsAuto {
-		if cfg.ResourceRules != nil {
-			return ResourceMetricsRules
-		}
-		return ResourceMetricsKubelet
-	}
-	return flag
-}
-
 // CheckListers are the backends check-config lists series on: those whose
 // URL flags were given (the local store exists only in a running Gantry).
 func CheckListers(o *Options) (map[string]discovery.SeriesLister, error) {

@@ -5,19 +5,14 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
-	"k8s.io/metrics/pkg/apis/metrics"
 	"k8s.io/utils/clock"
 
 	"github.com/gantry-dev/gantry/adapter/config"
-	"github.com/gantry-dev/gantry/adapter/metricsapi"
-	"github.com/gantry-dev/gantry/adapter/provider"
 	"github.com/gantry-dev/gantry/adapter/rules"
 )
 
@@ -27,18 +22,30 @@ type compiledConfig struct {
 	resource         *rules.ResourceRules // nil: the file has no resourceRules
 }
 
-// compileConfig parses, validates and compiles a config file's content.
-// The error lists every problem, each naming file, rule and field.
-func compileConfig(data []byte, file string, mapper apimeta.RESTMapper) (*compiledConfig, error) {
-	cfg, err := config.Parse(data, file)
-	if err != nil {
-		return nil, err
-	}
+// compileConfig compiles a parsed config's rules. The error lists every
+// problem, each naming file, rule and field.
+func compileConfig(cfg *config.Config, file string, mapper apimeta.RESTMapper) (*compiledConfig, error) {
 	custom, external, resource, err := rules.CompileConfig(cfg, file, mapper)
 	if err != nil {
 		return nil, err
 	}
 	return &compiledConfig{custom: custom, external: external, resource: resource}, nil
+}
+
+// parseAndCompile is what a reload does with a changed file's content: it
+// parses it once, checks the parsed config with check (nil: no check) and
+// compiles it.
+func parseAndCompile(data []byte, file string, mapper apimeta.RESTMapper, check func(*config.Config) error) (*compiledConfig, error) {
+	cfg, err := config.Parse(data, file)
+	if err != nil {
+		return nil, err
+	}
+	if check != nil {
+		if err := check(cfg); err != nil {
+			return nil, err
+		}
+	}
+	return compileConfig(cfg, file, mapper)
 }
 
 // configReloader checks the config file every interval and, when its
@@ -150,21 +157,4 @@ func (r *configReloader) check() (changed bool, err error) {
 func (r *configReloader) fail() {
 	r.reloads.WithLabelValues("failure").Inc()
 	r.lastOK.Set(0)
-}
-
-// resourceSource serves metrics.k8s.io from the resource rules in use; a
-// config reload swaps them. metrics.k8s.io itself is installed at start, so
-// a reload can change the resource rules but not add or remove the API.
-type resourceSource struct {
-	p atomic.Pointer[provider.ResourceProvider]
-}
-
-var _ metricsapi.Source = (*resourceSource)(nil)
-
-func (s *resourceSource) PodMetrics(ctx context.Context, pods []*metav1.PartialObjectMetadata) ([]metrics.PodMetrics, error) {
-	return s.p.Load().PodMetrics(ctx, pods)
-}
-
-func (s *resourceSource) NodeMetrics(ctx context.Context, nodes []*metav1.PartialObjectMetadata) ([]metrics.NodeMetrics, error) {
-	return s.p.Load().NodeMetrics(ctx, nodes)
 }

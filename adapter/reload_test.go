@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/gantry-dev/gantry/adapter/checkconfig"
+	"github.com/gantry-dev/gantry/adapter/config"
 )
 
 const (
@@ -102,7 +104,7 @@ func TestConfigReload(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	var applied []*compiledConfig
 	compile := func(data []byte) (*compiledConfig, error) {
-		return compileConfig(data, file, checkconfig.OfflineMapper())
+		return parseAndCompile(data, file, checkconfig.OfflineMapper(), nil)
 	}
 	reg := prometheus.NewRegistry()
 	r := newConfigReloader(file, []byte(reloadGood), time.Second, clk, compile, func(c *compiledConfig) { applied = append(applied, c) }, reg)
@@ -193,7 +195,7 @@ func TestConfigReloaderRun(t *testing.T) {
 	clk := clocktesting.NewFakeClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	applied := make(chan *compiledConfig, 4)
 	compile := func(data []byte) (*compiledConfig, error) {
-		return compileConfig(data, file, checkconfig.OfflineMapper())
+		return parseAndCompile(data, file, checkconfig.OfflineMapper(), nil)
 	}
 	r := newConfigReloader(file, []byte(reloadGood), time.Second, clk, compile, func(c *compiledConfig) { applied <- c }, nil)
 
@@ -231,5 +233,54 @@ func TestConfigReloaderRun(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context was cancelled")
+	}
+}
+
+// TestParseAndCompile checks what a reload does with a changed file: the
+// check sees the config parsed from the content, and each of parse, check
+// and compile rejects the file with its own error.
+func TestParseAndCompile(t *testing.T) {
+	errBackend := errors.New("config.yaml: rules[0] (http_requests_total): metricsQuery: needs --prometheus-url (or source: local)")
+	tests := []struct {
+		name       string
+		content    string
+		checkErr   error
+		wantChecks int
+		wantRules  int
+		wantErr    string
+	}{
+		{name: "good file: checked once, compiled", content: reloadGood, wantChecks: 1, wantRules: 1},
+		{name: "unknown field: rejected by the parse, not checked", content: reloadUnknownField, wantErr: "metricQuery"},
+		{name: "missing backend: rejected by the check", content: reloadGood, checkErr: errBackend, wantChecks: 1, wantErr: "needs --prometheus-url"},
+		{name: "broken query: rejected by the parse, not checked", content: reloadBadQuery, wantErr: "metricsQuery"},
+		{name: "unknown resource: checked, rejected by the compile", content: reloadBadResource, wantChecks: 1, wantErr: "widget"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			checks := 0
+			check := func(cfg *config.Config) error {
+				checks++
+				if got := len(cfg.Rules); got != 1 {
+					t.Errorf("check saw %d rules, want 1", got)
+				}
+				return tc.checkErr
+			}
+			c, err := parseAndCompile([]byte(tc.content), "config.yaml", checkconfig.OfflineMapper(), check)
+			if checks != tc.wantChecks {
+				t.Errorf("check called %d times, want %d", checks, tc.wantChecks)
+			}
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := len(c.custom); got != tc.wantRules {
+				t.Errorf("compiled %d rules, want %d", got, tc.wantRules)
+			}
+		})
 	}
 }

@@ -3,7 +3,11 @@
 // custom.metrics.k8s.io, external.metrics.k8s.io and metrics.k8s.io from the
 // providers, with Gantry's own /metrics and health checks.
 //
-// Flow: cmd/gantry → adapter.Server → provider → rules → collectors.
+// Flow: cmd/gantry → adapter.Server → provider → rules → collectors. Run
+// builds in that order, backwards: config → backends (backends.go) →
+// discovery and providers → APIs (install.go, resourcemetrics.go, with the
+// HTTP filters of adapter/filters) → background loops (reload.go).
+// check-config's logic is in adapter/checkconfig.
 package adapter
 
 import (
@@ -19,10 +23,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 	"k8s.io/kube-openapi/pkg/common"
@@ -38,7 +44,6 @@ import (
 	"github.com/gantry-dev/gantry/adapter/filters"
 	"github.com/gantry-dev/gantry/adapter/metricsapi"
 	"github.com/gantry-dev/gantry/adapter/provider"
-	"github.com/gantry-dev/gantry/adapter/rules"
 	"github.com/gantry-dev/gantry/collectors/backend"
 	"github.com/gantry-dev/gantry/collectors/kubelet"
 	"github.com/gantry-dev/gantry/collectors/kubestate"
@@ -188,77 +193,148 @@ func NewServer(fs *pflag.FlagSet) *Server {
 }
 
 // Run serves until ctx is cancelled. It returns an error when the server
-// cannot start; a clean shutdown returns nil.
+// cannot start; a clean shutdown returns nil. Each step builds on the one
+// before, in the order of the flow: config → backends → discovery and
+// providers → APIs → background loops.
 func (s *Server) Run(ctx context.Context) error {
 	if err := s.Options.Validate(); err != nil {
 		return err
 	}
-	// The bytes read here are the config in use: the reloader compares
-	// the file against them.
-	configData, err := os.ReadFile(s.Options.ConfigFile)
-	if err != nil {
-		return fmt.Errorf("reading config: %w", err)
-	}
 	// Validate before contacting the cluster: a broken file fails at once.
-	cfg, err := config.Parse(configData, s.Options.ConfigFile)
+	data, cfg, err := s.loadConfig()
 	if err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	back, mode, err := s.buildBackends(cfg, reg)
+	if err != nil {
+		return err
+	}
+	p, err := s.buildPipeline(ctx, cfg, back, mode, reg)
+	if err != nil {
+		return err
+	}
+	generic, err := s.buildAPIServer(p.provider, reg)
+	if err != nil {
+		return err
+	}
+	if err := s.installResourceMetrics(ctx, generic, p, reg); err != nil {
+		return err
+	}
+	if err := s.startKubeStateMetrics(ctx, generic, back, reg); err != nil {
+		return err
+	}
+	if err := s.installSelfChecks(generic, p.discovery, reg); err != nil {
+		return err
+	}
+	s.startBackgroundLoops(ctx, p, data, reg)
+
+	klog.InfoS("starting gantry", "config", s.Options.ConfigFile, "rules", len(p.rules.custom), "externalRules", len(p.rules.external), "resourceMetrics", mode,
+		"prometheus", back.prom != nil, "loki", back.loki != nil, "localStore", back.local != nil)
+	return generic.PrepareRun().RunWithContext(ctx)
+}
+
+// pipeline is what answers a metrics request, built from the options and
+// the config in the order of the flow: backends → rules → discovery →
+// object cache → providers.
+type pipeline struct {
+	back *backends
+	// resourceMode is where metrics.k8s.io comes from, resolved (never
+	// auto).
+	resourceMode string
+	mapper       apimeta.RESTMapper
+	clientConfig *rest.Config
+	// rules are the rules Gantry started with; a reload hands newer ones to
+	// discovery and resourceSource, not here.
+	rules     *compiledConfig
+	discovery *discovery.Registry
+	objects   *provider.ObjectCache
+	provider  *provider.MetricsProvider
+	// resourceSource serves metrics.k8s.io from the resource rules in use;
+	// nil unless resourceMode is rules (see installResourceMetrics).
+	resourceSource *resourceSource
+}
+
+// loadConfig reads and parses the config file. The bytes returned are the
+// config in use: the reloader compares the file against them.
+func (s *Server) loadConfig() ([]byte, *config.Config, error) {
+	data, err := os.ReadFile(s.Options.ConfigFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := config.Parse(data, s.Options.ConfigFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	return data, cfg, nil
+}
+
+// buildBackends builds the clients of the backends the flags name, resolves
+// where metrics.k8s.io comes from, and checks that every rule of cfg has
+// its backend. It needs no cluster.
+func (s *Server) buildBackends(cfg *config.Config, reg prometheus.Registerer) (*backends, string, error) {
 	back, err := newBackends(&s.Options, reg)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	resourceMode := resourceMode(s.Options.ResourceMetrics, cfg)
-	if resourceMode == ResourceMetricsRules && cfg.ResourceRules == nil {
-		return fmt.Errorf("--resource-metrics=rules: %s has no resourceRules", s.Options.ConfigFile)
+	mode := resourceMode(s.Options.ResourceMetrics, cfg)
+	if mode == ResourceMetricsRules && cfg.ResourceRules == nil {
+		return nil, "", fmt.Errorf("--resource-metrics=rules: %s has no resourceRules", s.Options.ConfigFile)
 	}
-	if err := back.check(s.Options.ConfigFile, cfg, resourceMode == ResourceMetricsRules); err != nil {
-		return err
+	if err := back.check(s.Options.ConfigFile, cfg, mode == ResourceMetricsRules); err != nil {
+		return nil, "", err
 	}
+	return back, mode, nil
+}
 
-	mapper, err := s.RESTMapper()
-	if err != nil {
-		return fmt.Errorf("building the REST mapper from the cluster's discovery: %w", err)
+// buildPipeline compiles the rules against the cluster's resources and
+// builds discovery, the object cache and the custom and external metrics
+// provider on the backends.
+func (s *Server) buildPipeline(ctx context.Context, cfg *config.Config, back *backends, mode string, reg prometheus.Registerer) (*pipeline, error) {
+	p := &pipeline{back: back, resourceMode: mode}
+	var err error
+	if p.mapper, err = s.RESTMapper(); err != nil {
+		return nil, fmt.Errorf("building the REST mapper from the cluster's discovery: %w", err)
 	}
-	custom, external, resource, err := rules.CompileConfig(cfg, s.Options.ConfigFile, mapper)
-	if err != nil {
-		return err
+	if p.rules, err = compileConfig(cfg, s.Options.ConfigFile, p.mapper); err != nil {
+		return nil, err
 	}
-
-	registry := discovery.New(discovery.Options{
-		Rules:         custom,
-		ExternalRules: external,
+	p.discovery = discovery.New(discovery.Options{
+		Rules:         p.rules.custom,
+		ExternalRules: p.rules.external,
 		Listers:       back.listers(),
-		Mapper:        mapper,
+		Mapper:        p.mapper,
 		Interval:      s.Options.RelistInterval,
 		MaxAge:        s.Options.MaxAge,
 		Registerer:    reg,
 	})
-
-	clientConfig, err := s.ClientConfig()
-	if err != nil {
-		return err
+	if p.clientConfig, err = s.ClientConfig(); err != nil {
+		return nil, err
 	}
-	metaClient, err := metadata.NewForConfig(clientConfig)
+	metaClient, err := metadata.NewForConfig(p.clientConfig)
 	if err != nil {
-		return fmt.Errorf("metadata client: %w", err)
+		return nil, fmt.Errorf("metadata client: %w", err)
 	}
-	objects := provider.NewObjectCache(ctx, metaClient, mapper, s.Options.ObjectResync, s.Options.SelectorCacheMaxBytes)
-
-	mp := provider.New(provider.Options{
-		Registry: registry,
+	p.objects = provider.NewObjectCache(ctx, metaClient, p.mapper, s.Options.ObjectResync, s.Options.SelectorCacheMaxBytes)
+	p.provider = provider.New(provider.Options{
+		Registry: p.discovery,
 		Queriers: back.queriers(),
-		Objects:  objects,
-		Mapper:   mapper,
+		Objects:  p.objects,
+		Mapper:   p.mapper,
 		Timeout:  s.Options.BackendTimeout,
 
 		ValueCacheTTL:      s.Options.ValueCacheTTL,
 		ValueCacheMaxBytes: s.Options.ValueCacheMaxBytes,
 		Registerer:         reg,
 	})
+	return p, nil
+}
 
+// buildAPIServer builds the API server, with Gantry's filters in its
+// handler chain, and installs custom.metrics.k8s.io and
+// external.metrics.k8s.io on it, served by mp.
+func (s *Server) buildAPIServer(mp metricsProvider, reg prometheus.Registerer) (*genericapiserver.GenericAPIServer, error) {
 	// metrics.k8s.io needs OpenAPI models next to the ones custom-metrics-
 	// apiserver generates, and Gantry serves /metrics from its own registry.
 	defs := mergeDefinitions(generatedcore.GetOpenAPIDefinitions, generatedcustom.GetOpenAPIDefinitions, generatedexternal.GetOpenAPIDefinitions, metricsapi.OpenAPIDefinitions)
@@ -271,118 +347,73 @@ func (s *Server) Run(ctx context.Context) error {
 
 	apiCfg, err := s.Config()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	reqMetrics := filters.NewRequestMetrics(reg)
 	apiCfg.GenericConfig.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
 		return genericapiserver.DefaultBuildHandlerChain(reqMetrics.Wrap(filters.CheckMetricSelectors(h)), c)
 	}
-
 	server, err := s.Server()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	generic := server.GenericAPIServer
 	if err := installMetricAPIs(generic, mp); err != nil {
-		return err
+		return nil, err
 	}
-	var resourceSrc *resourceSource
-	var kubeletCollector *kubelet.Collector
-	if resourceMode == ResourceMetricsKubelet || s.Options.Kubelet.Cadvisor {
-		var ing kubelet.Ingester
-		if back.local != nil {
-			ing = back.local
-		}
-		if kubeletCollector, err = kubelet.New(s.Options.Kubelet, clientConfig, ing, reg); err != nil {
-			return fmt.Errorf("kubelet collector: %w", err)
-		}
-		go kubeletCollector.Run(ctx)
+	return generic, nil
+}
+
+// startKubeStateMetrics starts scraping kube-state-metrics into the local
+// store, when --kube-state-metrics-url is set, and makes Gantry ready only
+// after its first scrape.
+func (s *Server) startKubeStateMetrics(ctx context.Context, generic *genericapiserver.GenericAPIServer, back *backends, reg prometheus.Registerer) error {
+	if s.Options.KubeStateMetricsURL == "" {
+		return nil
 	}
-	switch resourceMode {
-	case ResourceMetricsRules:
-		resourceSrc = &resourceSource{}
-		resourceSrc.p.Store(provider.NewResourceProvider(resource, back.prom, s.Options.BackendTimeout))
-		if err := metricsapi.Install(generic, resourceSrc, objects); err != nil {
-			return err
-		}
-		objects.Warm(rules.Pods, rules.Nodes)
-		klog.InfoS("metrics.k8s.io served from the config's resourceRules", "config", s.Options.ConfigFile)
-	case ResourceMetricsKubelet:
-		if err := metricsapi.Install(generic, kubeletCollector, objects); err != nil {
-			return err
-		}
-		objects.Warm(rules.Pods, rules.Nodes)
-		if err := generic.AddReadyzChecks(healthz.NamedCheck("kubelet-scrape", func(*http.Request) error {
-			return kubeletCollector.Ready()
-		})); err != nil {
-			return err
-		}
-		klog.InfoS("metrics.k8s.io served from the kubelets' /metrics/resource")
-	default:
-		klog.InfoS("metrics.k8s.io not served (--resource-metrics=none)")
+	ksm, err := kubestate.New(kubestate.Options{URL: s.Options.KubeStateMetricsURL, Interval: s.Options.KubeStateMetricsInterval, Timeout: s.Options.BackendTimeout}, back.local, reg)
+	if err != nil {
+		return fmt.Errorf("kube-state-metrics: %w", err)
 	}
-	if s.Options.KubeStateMetricsURL != "" {
-		ksm, err := kubestate.New(kubestate.Options{URL: s.Options.KubeStateMetricsURL, Interval: s.Options.KubeStateMetricsInterval, Timeout: s.Options.BackendTimeout}, back.local, reg)
-		if err != nil {
-			return fmt.Errorf("kube-state-metrics: %w", err)
-		}
-		go ksm.Run(ctx)
-		// Ready once kube-state-metrics was scraped once, so local rules
-		// have data when the APIs open; a later outage shows in
-		// gantry_kubestate_* and as 404s for its metrics, and does not take
-		// the other metrics down with an unready Gantry.
-		var scraped atomic.Bool
-		if err := generic.AddReadyzChecks(healthz.NamedCheck("kube-state-metrics-first-scrape", func(*http.Request) error {
-			if scraped.Load() {
-				return nil
-			}
-			if err := ksm.Ready(); err != nil {
-				return err
-			}
-			scraped.Store(true)
+	go ksm.Run(ctx)
+	// Ready once kube-state-metrics was scraped once, so local rules
+	// have data when the APIs open; a later outage shows in
+	// gantry_kubestate_* and as 404s for its metrics, and does not take
+	// the other metrics down with an unready Gantry.
+	var scraped atomic.Bool
+	return generic.AddReadyzChecks(healthz.NamedCheck("kube-state-metrics-first-scrape", func(*http.Request) error {
+		if scraped.Load() {
 			return nil
-		})); err != nil {
+		}
+		if err := ksm.Ready(); err != nil {
 			return err
 		}
-	}
+		scraped.Store(true)
+		return nil
+	}))
+}
+
+// installSelfChecks serves Gantry's own /metrics and makes /readyz fail
+// when discovery has not succeeded for a few relist intervals.
+func (s *Server) installSelfChecks(generic *genericapiserver.GenericAPIServer, registry *discovery.Registry, reg *prometheus.Registry) error {
 	generic.Handler.NonGoRestfulMux.Handle("/metrics", promhttp.HandlerFor(
 		prometheus.Gatherers{reg, legacyregistry.DefaultGatherer},
 		promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError},
 	))
 	staleAfter := 3*s.Options.RelistInterval + time.Minute
-	if err := generic.AddReadyzChecks(healthz.NamedCheck("metric-discovery", func(*http.Request) error {
+	return generic.AddReadyzChecks(healthz.NamedCheck("metric-discovery", func(*http.Request) error {
 		return registry.Ready(staleAfter)
-	})); err != nil {
-		return err
-	}
+	}))
+}
 
-	go registry.Run(ctx)
+// startBackgroundLoops starts discovery's relist, the config reloader
+// (unless --config-reload-interval is 0) and the warming of the object
+// caches; they stop when ctx is cancelled. data is the config file's
+// content in use.
+func (s *Server) startBackgroundLoops(ctx context.Context, p *pipeline, data []byte, reg prometheus.Registerer) {
+	go p.discovery.Run(ctx)
 	if s.Options.ConfigReloadInterval > 0 {
-		apply := func(c *compiledConfig) {
-			registry.SetRules(c.custom, c.external)
-			switch {
-			case resourceSrc != nil && c.resource != nil:
-				resourceSrc.p.Store(provider.NewResourceProvider(c.resource, back.prom, s.Options.BackendTimeout))
-			case resourceSrc == nil && c.resource != nil:
-				klog.InfoS("config reload: resourceRules were added, but where metrics.k8s.io comes from is decided at start only; restart Gantry to serve them", "config", s.Options.ConfigFile, "resourceMetrics", resourceMode)
-			case resourceSrc != nil && c.resource == nil:
-				klog.InfoS("config reload: resourceRules were removed, but metrics.k8s.io is installed at start only; it keeps serving the previous resourceRules until Gantry restarts", "config", s.Options.ConfigFile)
-			}
-			klog.InfoS("config applied", "config", s.Options.ConfigFile, "rules", len(c.custom), "externalRules", len(c.external), "resourceRules", c.resource != nil)
-		}
-		compile := func(data []byte) (*compiledConfig, error) {
-			// A rule for a backend Gantry was not started with cannot be
-			// served: reject the file, keep the config in use.
-			cfg, err := config.Parse(data, s.Options.ConfigFile)
-			if err != nil {
-				return nil, err
-			}
-			if err := back.check(s.Options.ConfigFile, cfg, resourceSrc != nil); err != nil {
-				return nil, err
-			}
-			return compileConfig(data, s.Options.ConfigFile, mapper)
-		}
-		reloader := newConfigReloader(s.Options.ConfigFile, configData, s.Options.ConfigReloadInterval, clock.RealClock{}, compile, apply, reg)
+		reloader := newConfigReloader(s.Options.ConfigFile, data, s.Options.ConfigReloadInterval, clock.RealClock{}, s.reloadCompiler(p), s.reloadApplier(p), reg)
 		go reloader.Run(ctx)
 	}
 	go func() {
@@ -391,7 +422,7 @@ func (s *Server) Run(ctx context.Context) error {
 		t := time.NewTicker(s.Options.RelistInterval)
 		defer t.Stop()
 		for {
-			objects.Warm(registry.GroupResources()...)
+			p.objects.Warm(p.discovery.GroupResources()...)
 			select {
 			case <-ctx.Done():
 				return
@@ -399,10 +430,36 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}
 	}()
+}
 
-	klog.InfoS("starting gantry", "config", s.Options.ConfigFile, "rules", len(custom), "externalRules", len(external), "resourceMetrics", resourceMode,
-		"prometheus", back.prom != nil, "loki", back.loki != nil, "localStore", back.local != nil)
-	return generic.PrepareRun().RunWithContext(ctx)
+// reloadCompiler parses a changed config file once, checks it against the
+// backends and compiles it. A rule for a backend Gantry was not started
+// with cannot be served: the file is rejected and the config in use stays.
+func (s *Server) reloadCompiler(p *pipeline) func(data []byte) (*compiledConfig, error) {
+	file := s.Options.ConfigFile
+	return func(data []byte) (*compiledConfig, error) {
+		return parseAndCompile(data, file, p.mapper, func(cfg *config.Config) error {
+			return p.back.check(file, cfg, p.resourceSource != nil)
+		})
+	}
+}
+
+// reloadApplier hands a reloaded config's rules to discovery and to
+// metrics.k8s.io, and logs what a reload cannot change.
+func (s *Server) reloadApplier(p *pipeline) func(*compiledConfig) {
+	file := s.Options.ConfigFile
+	return func(c *compiledConfig) {
+		p.discovery.SetRules(c.custom, c.external)
+		switch src := p.resourceSource; {
+		case src != nil && c.resource != nil:
+			src.p.Store(provider.NewResourceProvider(c.resource, p.back.prom, s.Options.BackendTimeout))
+		case src == nil && c.resource != nil:
+			klog.InfoS("config reload: resourceRules were added, but where metrics.k8s.io comes from is decided at start only; restart Gantry to serve them", "config", file, "resourceMetrics", p.resourceMode)
+		case src != nil && c.resource == nil:
+			klog.InfoS("config reload: resourceRules were removed, but metrics.k8s.io is installed at start only; it keeps serving the previous resourceRules until Gantry restarts", "config", file)
+		}
+		klog.InfoS("config applied", "config", file, "rules", len(c.custom), "externalRules", len(c.external), "resourceRules", c.resource != nil)
+	}
 }
 
 func mergeDefinitions(getters ...common.GetOpenAPIDefinitions) common.GetOpenAPIDefinitions {
