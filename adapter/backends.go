@@ -54,8 +54,16 @@ func newBackends(o *Options, reg prometheus.Registerer) (*backends, error) {
 }
 
 // queriers and listers map each configured source to its backend.
-func (b *backends) queriers() map[string]provider.Querier {
-	m := map[string]provider.Querier{}
+// source is what every backend is to the rules that name it: queried per
+// request, and listed for discovery.
+type source interface {
+	provider.Querier
+	discovery.SeriesLister
+}
+
+// sources are the configured backends by the rule source they serve.
+func (b *backends) sources() map[string]source {
+	m := map[string]source{}
 	if b.prom != nil {
 		m[config.SourcePrometheus] = b.prom
 	}
@@ -68,16 +76,17 @@ func (b *backends) queriers() map[string]provider.Querier {
 	return m
 }
 
+func (b *backends) queriers() map[string]provider.Querier { return bySource[provider.Querier](b) }
+
 func (b *backends) listers() map[string]discovery.SeriesLister {
-	m := map[string]discovery.SeriesLister{}
-	if b.prom != nil {
-		m[config.SourcePrometheus] = b.prom
-	}
-	if b.loki != nil {
-		m[config.SourceLoki] = b.loki
-	}
-	if b.local != nil {
-		m[config.SourceLocal] = b.local
+	return bySource[discovery.SeriesLister](b)
+}
+
+// bySource is b.sources() as T, one of the interfaces a source is.
+func bySource[T any](b *backends) map[string]T {
+	m := map[string]T{}
+	for name, s := range b.sources() {
+		m[name] = any(s).(T)
 	}
 	return m
 }
