@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -90,14 +89,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("cadvisor: parent cgroup %q must be an absolute cgroup path below /", o.Parent)
 	}
 	o.Parent = filepath.Clean(o.Parent)
-	if o.BinDir == "" {
-		d, err := toolbin.Dir()
-		if err != nil {
-			return nil, fmt.Errorf("cadvisor: %w", err)
-		}
-		o.BinDir = d
-	}
-	bin, err := toolbin.Path(o.BinDir, "cadvisor")
+	bin, err := toolbin.Find(o.BinDir, "cadvisor")
 	if err != nil {
 		return nil, fmt.Errorf("cadvisor: %w", err)
 	}
@@ -176,50 +168,28 @@ func StartT(t testing.TB, o Options) *Server {
 func (s *Server) waitReady(ctx context.Context, addrFile string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
+	err := proc.WaitReady(ctx, s.proc, 50*time.Millisecond, func(ctx context.Context) error {
 		if s.url == "" {
-			if b, err := os.ReadFile(addrFile); err == nil && len(b) > 0 {
-				s.url = "http://" + strings.TrimSpace(string(b))
-			} else {
-				last = fmt.Errorf("no address file yet")
+			b, err := os.ReadFile(addrFile)
+			if err != nil || len(b) == 0 {
+				return fmt.Errorf("no address file yet")
 			}
+			s.url = "http://" + strings.TrimSpace(string(b))
 		}
-		if s.url != "" {
-			if last = s.probe(ctx); last == nil {
-				return nil
-			}
-		}
-		select {
-		case <-s.proc.Exited():
-			return fmt.Errorf("exited before becoming ready: %v", s.proc.Err())
-		case <-ctx.Done():
-			return fmt.Errorf("not ready after %s: %w (last probe: %v)", timeout, ctx.Err(), last)
-		case <-tick.C:
-		}
+		return s.probe(ctx)
+	})
+	if err != nil {
+		return fmt.Errorf("waited up to %s: %w", timeout, err)
 	}
+	return nil
 }
 
 func (s *Server) probe(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/metrics", nil)
+	body, err := proc.GetOK(ctx, http.DefaultClient, s.url+"/metrics", 64<<20)
 	if err != nil {
 		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /metrics: %s", resp.Status)
 	}
 	if !bytes.Contains(body, []byte(`container_cpu_usage_seconds_total{`)) {
 		return fmt.Errorf("GET /metrics: no container_cpu_usage_seconds_total yet")

@@ -260,12 +260,9 @@ type binaries struct {
 // findBinaries checks every binary up front, so a machine without
 // `make tools` gets one clear error before anything starts.
 func (c *Cluster) findBinaries() (binaries, error) {
-	dir := c.opts.BinDir
-	if dir == "" {
-		var err error
-		if dir, err = toolbin.Dir(); err != nil {
-			return binaries{}, fmt.Errorf("cluster: %w", err)
-		}
+	dir, err := toolbin.DirOr(c.opts.BinDir)
+	if err != nil {
+		return binaries{}, fmt.Errorf("cluster: %w", err)
 	}
 	var b binaries
 	var errs []error
@@ -391,7 +388,7 @@ func (c *Cluster) startComponent(ctx context.Context, name Component, bin string
 			return nil, err
 		}
 		logPath := c.LogPath(name)
-		logStart := fileSize(logPath)
+		logStart := proc.FileSize(logPath)
 		p, err := startProcess(string(name), bin, c.workDir, logPath, env, args(ports)...)
 		if err != nil {
 			return nil, err
@@ -417,7 +414,7 @@ func (c *Cluster) startComponent(ctx context.Context, name Component, bin string
 		stopErr := p.terminate(c.opts.StopGrace, c.logf)
 		log := proc.LogTail(logPath, maxLogDump)
 		lastErr = errors.Join(fmt.Errorf("%s: %w\n%s log (%s):\n%s", name, err, name, logPath, log), stopErr)
-		if nports == 0 || !strings.Contains(readFrom(logPath, logStart), "address already in use") || ctx.Err() != nil {
+		if nports == 0 || !strings.Contains(proc.ReadFrom(logPath, logStart), "address already in use") || ctx.Err() != nil {
 			return nil, lastErr
 		}
 		c.logf("cluster: %s attempt %d lost a port race; retrying on other ports", name, attempt)
@@ -425,25 +422,14 @@ func (c *Cluster) startComponent(ctx context.Context, name Component, bin string
 	return nil, lastErr
 }
 
-// waitReady polls ready until it succeeds, the process exits, or ctx ends.
+// waitReady polls ready, each probe bounded to 5s, until it succeeds, the
+// process exits, or ctx ends.
 func waitReady(ctx context.Context, p *process, ready func(context.Context) error) error {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		probeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		lastErr := ready(probeCtx)
-		cancel()
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("exited before becoming ready: %v", p.waitErr)
-		case <-ctx.Done():
-			return fmt.Errorf("not ready: %w (last probe: %v)", ctx.Err(), lastErr)
-		case <-tick.C:
-		}
-	}
+	return proc.WaitReady(ctx, p.Process, 100*time.Millisecond, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return ready(ctx)
+	})
 }
 
 func (c *Cluster) etcdArgs(ports []int) []string {
@@ -674,7 +660,7 @@ func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 	// restart does not wait for that, as a crash would not.
 	if err := p.terminate(restartGrace, c.logf); err != nil {
 		select {
-		case <-p.exited:
+		case <-p.Exited():
 		default:
 			return fmt.Errorf("cluster: stopping kube-apiserver: %w", err)
 		}
@@ -771,22 +757,4 @@ func httpGet(ctx context.Context, hc *http.Client, url string) (string, error) {
 		return "", fmt.Errorf("GET %s: %s: %s", req.URL.Path, resp.Status, strings.TrimSpace(string(b)))
 	}
 	return strings.TrimSpace(string(b)), nil
-}
-
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
-// readFrom returns the content of path after offset (what one start attempt
-// logged).
-func readFrom(path string, offset int64) string {
-	b, err := os.ReadFile(path)
-	if err != nil || offset > int64(len(b)) {
-		return ""
-	}
-	return string(b[offset:])
 }

@@ -152,7 +152,7 @@ func (c *Cluster) addFakeNodes(ctx context.Context, names []string, cpu, memory 
 			return nodes, nil
 		}
 		select {
-		case <-kwok.exited:
+		case <-kwok.Exited():
 			return nil, fmt.Errorf("cluster: fake nodes: %w\nkwok log (%s):\n%s", kwok.exitErr(), kwok.logPath, c.LogTail(Kwok))
 		case <-ctx.Done():
 			return nil, fmt.Errorf("cluster: %d of %d fake nodes not Ready (e.g. %q): %w; is kwok running? see %s",

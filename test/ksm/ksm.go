@@ -15,7 +15,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -124,14 +123,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		ctx, cancel = context.WithTimeout(ctx, opts.ReadyTimeout)
 		defer cancel()
 	}
-	dir := opts.BinDir
-	if dir == "" {
-		var err error
-		if dir, err = toolbin.Dir(); err != nil {
-			return nil, err
-		}
-	}
-	bin, err := toolbin.Path(dir, "kube-state-metrics")
+	bin, err := toolbin.Find(opts.BinDir, "kube-state-metrics")
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +164,7 @@ func launch(ctx context.Context, bin string, o Options) (s *Server, retry bool, 
 		return nil, false, err
 	}
 	logPath := filepath.Join(o.WorkDir, "kube-state-metrics.log")
-	logStart := fileSize(logPath)
+	logStart := proc.FileSize(logPath)
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, false, fmt.Errorf("creating log file: %w", err)
@@ -207,7 +199,7 @@ func launch(ctx context.Context, bin string, o Options) (s *Server, retry bool, 
 	}
 	if err := s.waitReady(ctx); err != nil {
 		stopErr := s.terminate()
-		log := readFrom(logPath, logStart)
+		log := proc.ReadFrom(logPath, logStart)
 		retry = strings.Contains(log, "address already in use")
 		return nil, retry, errors.Join(fmt.Errorf("kube-state-metrics: %w\nlog (%s):\n%s", err, logPath, proc.LogTail(logPath, maxLogDump)), stopErr)
 	}
@@ -219,42 +211,13 @@ func launch(ctx context.Context, bin string, o Options) (s *Server, retry bool, 
 // port (200 once it serves).
 func (s *Server) waitReady(ctx context.Context) error {
 	hc := &http.Client{Timeout: 5 * time.Second}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var lastErr error
-	for {
-		lastErr = probe(ctx, hc, s.telemetryURL+"/readyz")
-		if lastErr == nil {
-			lastErr = probe(ctx, hc, s.url+"/healthz")
+	return proc.WaitReady(ctx, s.proc, 100*time.Millisecond, func(ctx context.Context) error {
+		if _, err := proc.GetOK(ctx, hc, s.telemetryURL+"/readyz", 1<<10); err != nil {
+			return err
 		}
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-s.proc.Exited():
-			return fmt.Errorf("exited before becoming ready: %v", s.proc.Err())
-		case <-ctx.Done():
-			return fmt.Errorf("not ready: %w (last probe: %v)", ctx.Err(), lastErr)
-		case <-tick.C:
-		}
-	}
-}
-
-func probe(ctx context.Context, hc *http.Client, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
+		_, err := proc.GetOK(ctx, hc, s.url+"/healthz", 1<<10)
 		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
+	})
 }
 
 // URL is the base URL of the metrics port: URL()+"/metrics" is what a
@@ -288,20 +251,4 @@ func (s *Server) terminate() error {
 	return s.proc.Terminate(s.stopGrace, func() {
 		s.logf("ksm: kube-state-metrics (pid %d) still running %s after SIGTERM; sending SIGKILL", s.PID(), s.stopGrace)
 	})
-}
-
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
-func readFrom(path string, offset int64) string {
-	b, err := os.ReadFile(path)
-	if err != nil || offset > int64(len(b)) {
-		return ""
-	}
-	return string(b[offset:])
 }

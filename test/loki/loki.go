@@ -118,14 +118,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
-	if opts.BinDir == "" {
-		d, err := toolbin.Dir()
-		if err != nil {
-			return nil, err
-		}
-		opts.BinDir = d
-	}
-	bin, err := toolbin.Path(opts.BinDir, "loki")
+	bin, err := toolbin.Find(opts.BinDir, "loki")
 	if err != nil {
 		return nil, err
 	}
@@ -266,38 +259,14 @@ func (s *Server) waitReady(ctx context.Context, p *proc.Process) error {
 	timeout := readyTimeout(s.opts)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		lastErr := s.probeReady(ctx)
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-p.Exited():
-			return fmt.Errorf("loki (pid %d) exited before becoming ready: %v", p.PID(), p.Err())
-		case <-ctx.Done():
-			return fmt.Errorf("loki at %s not ready after %s: %w (last probe: %v)", s.url, timeout, ctx.Err(), lastErr)
-		case <-tick.C:
-		}
-	}
-}
-
-func (s *Server) probeReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/ready", nil)
-	if err != nil {
+	err := proc.WaitReady(ctx, p, 200*time.Millisecond, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := proc.GetOK(ctx, s.client, s.url+"/ready", 4096)
 		return err
-	}
-	resp, err := s.client.Do(req)
+	})
 	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /ready: %s: %s", resp.Status, firstLine(string(body)))
+		return fmt.Errorf("loki (pid %d) at %s, waited up to %s: %w", p.PID(), s.url, timeout, err)
 	}
 	return nil
 }

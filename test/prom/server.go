@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -156,9 +155,9 @@ func StartProcess(ctx context.Context, binDir, workDir string, logf func(string,
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	bin := filepath.Join(binDir, "prometheus")
-	if fi, err := os.Stat(bin); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
-		return nil, fmt.Errorf("prometheus binary not found or not executable at %s: run `make tools` (or set %s to a directory holding it)", bin, BinDirEnv)
+	bin, err := toolbin.Path(binDir, "prometheus")
+	if err != nil {
+		return nil, err
 	}
 
 	ownsDir := false
@@ -274,42 +273,17 @@ func (s *Server) spawn(ctx context.Context, bin, configPath string, o options, a
 func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var lastErr error
-	for {
-		lastErr = s.probeReady(ctx)
-		if lastErr == nil {
-			return nil
-		}
-		s.mu.Lock()
-		p, pid := s.proc, s.pid
-		s.mu.Unlock()
-		select {
-		case <-p.Exited():
-			return fmt.Errorf("prometheus (pid %d) exited before becoming ready: %v", pid, p.Err())
-		case <-ctx.Done():
-			return fmt.Errorf("prometheus at %s not ready after %s: %w (last probe: %v)", s.url, timeout, ctx.Err(), lastErr)
-		case <-tick.C:
-		}
-	}
-}
-
-func (s *Server) probeReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/-/ready", nil)
-	if err != nil {
+	s.mu.Lock()
+	p, pid := s.proc, s.pid
+	s.mu.Unlock()
+	err := proc.WaitReady(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err := proc.GetOK(ctx, s.client, s.url+"/-/ready", 4096)
 		return err
-	}
-	resp, err := s.client.Do(req)
+	})
 	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /-/ready: %s", resp.Status)
+		return fmt.Errorf("prometheus (pid %d) at %s, waited up to %s: %w", pid, s.url, timeout, err)
 	}
 	return nil
 }

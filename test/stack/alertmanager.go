@@ -2,7 +2,6 @@ package stack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,9 +10,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
@@ -38,8 +37,7 @@ type Alertmanager struct {
 	// LogPath holds its stdout and stderr.
 	LogPath string
 
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc *proc.Process
 }
 
 // StartAlertmanager runs <binDir>/alertmanager (binDir "" means
@@ -47,13 +45,7 @@ type Alertmanager struct {
 // loopback port, gossip off, its files in workDir, and waits until it is
 // ready. ctx bounds the start only; call Stop when done.
 func StartAlertmanager(ctx context.Context, binDir, workDir, config string) (*Alertmanager, error) {
-	if binDir == "" {
-		var err error
-		if binDir, err = toolbin.Dir(); err != nil {
-			return nil, err
-		}
-	}
-	bin, err := toolbin.Path(binDir, "alertmanager")
+	bin, err := toolbin.Find(binDir, "alertmanager")
 	if err != nil {
 		return nil, err
 	}
@@ -83,39 +75,32 @@ func StartAlertmanager(ctx context.Context, binDir, workDir, config string) (*Al
 }
 
 func launchAlertmanager(ctx context.Context, bin, workDir, cfgPath string) (am *Alertmanager, retry bool, err error) {
-	port, err := freePort()
+	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return nil, false, err
 	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	am = &Alertmanager{
-		URL:     "http://127.0.0.1:" + strconv.Itoa(port),
+		URL:     "http://" + addr,
 		LogPath: filepath.Join(workDir, "alertmanager.log"),
-		exited:  make(chan struct{}),
 	}
 	logFile, err := os.Create(am.LogPath)
 	if err != nil {
 		return nil, false, err
 	}
-	am.cmd = exec.Command(bin,
+	cmd := exec.Command(bin,
 		"--config.file="+cfgPath,
 		"--storage.path="+filepath.Join(workDir, "data"),
-		"--web.listen-address="+net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		"--web.listen-address="+addr,
 		"--cluster.listen-address=", // no gossip: a single instance on loopback
 	)
-	am.cmd.Stdout, am.cmd.Stderr = logFile, logFile
-	am.cmd.SysProcAttr = sysProcAttr()
-	if err := am.cmd.Start(); err != nil {
-		logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if am.proc, err = proc.Start("alertmanager", cmd, logFile); err != nil {
 		return nil, false, fmt.Errorf("stack: starting alertmanager: %w", err)
 	}
-	go func() {
-		_ = am.cmd.Wait()
-		logFile.Close()
-		close(am.exited)
-	}()
 	if err := am.waitReady(ctx); err != nil {
 		_ = am.Stop()
-		log := tail(am.LogPath, 8<<10)
+		log := proc.LogTail(am.LogPath, 8<<10)
 		return nil, strings.Contains(log, "address already in use"), fmt.Errorf("%w\nalertmanager log:\n%s", err, log)
 	}
 	return am, false, nil
@@ -124,56 +109,25 @@ func launchAlertmanager(ctx context.Context, bin, workDir, cfgPath string) (am *
 func (am *Alertmanager) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	client := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	var last error
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, am.URL+"/-/ready", nil)
-		if err != nil {
-			return err
-		}
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("GET /-/ready: %s", resp.Status)
-		}
-		last = err
-		select {
-		case <-am.exited:
-			return fmt.Errorf("stack: alertmanager exited before becoming ready: %v", am.cmd.ProcessState)
-		case <-ctx.Done():
-			return fmt.Errorf("stack: alertmanager at %s not ready: %v (last probe: %v)", am.URL, ctx.Err(), last)
-		case <-tick.C:
-		}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	err := proc.WaitReady(ctx, am.proc, 100*time.Millisecond, func(ctx context.Context) error {
+		_, err := proc.GetOK(ctx, hc, am.URL+"/-/ready", 4096)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("stack: alertmanager at %s: %w", am.URL, err)
 	}
+	return nil
 }
 
 // Stop ends the process: SIGTERM, then SIGKILL after 10s. It is safe to call
 // more than once.
 func (am *Alertmanager) Stop() error {
-	if am == nil || am.cmd == nil || am.cmd.Process == nil {
+	if am == nil || am.proc == nil {
 		return nil
 	}
-	select {
-	case <-am.exited:
-		return nil
-	default:
+	if err := am.proc.Terminate(10*time.Second, nil); err != nil {
+		return fmt.Errorf("stack: %w", err)
 	}
-	_ = am.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-am.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-	}
-	_ = am.cmd.Process.Kill()
-	select {
-	case <-am.exited:
-		return errors.New("stack: alertmanager ignored SIGTERM and was killed")
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("stack: alertmanager (pid %d) did not exit after SIGKILL", am.cmd.Process.Pid)
-	}
+	return nil
 }

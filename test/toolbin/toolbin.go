@@ -37,6 +37,25 @@ func Dir() (string, error) {
 	return filepath.Join(root, "bin"), nil
 }
 
+// DirOr returns dir, or Dir() when dir is empty: how a harness resolves
+// its Options.BinDir.
+func DirOr(dir string) (string, error) {
+	if dir != "" {
+		return dir, nil
+	}
+	return Dir()
+}
+
+// Find returns the executable name in dir (Dir() when dir is empty), or an
+// error that tells the reader to run `make tools`.
+func Find(dir, name string) (string, error) {
+	dir, err := DirOr(dir)
+	if err != nil {
+		return "", err
+	}
+	return Path(dir, name)
+}
+
 // Path returns dir/name if it is an executable file, else an error that
 // tells the reader to run `make tools`.
 func Path(dir, name string) (string, error) {

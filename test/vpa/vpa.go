@@ -115,13 +115,11 @@ func Start(ctx context.Context, o Options) (*Recommender, error) {
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = defaultReadyTimeout
 	}
-	if o.BinDir == "" {
-		d, err := toolbin.Dir()
-		if err != nil {
-			return nil, fmt.Errorf("vpa: %w", err)
-		}
-		o.BinDir = d
+	binDir, err := toolbin.DirOr(o.BinDir)
+	if err != nil {
+		return nil, fmt.Errorf("vpa: %w", err)
 	}
+	o.BinDir = binDir
 	bin, err := toolbin.Path(o.BinDir, Binary)
 	if err != nil {
 		return nil, fmt.Errorf("vpa: %w", err)
@@ -234,25 +232,14 @@ func StartT(t testing.TB, o Options) *Recommender {
 // until it exits.
 func (r *Recommender) waitServing(ctx context.Context) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.MetricsURL, nil)
-		if resp, err := hc.Do(req); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-r.proc.Exited():
-			return fmt.Errorf("vpa: recommender exited before serving: %v; log %s:\n%s", r.proc.Err(), r.LogPath, r.LogTail(8<<10))
-		case <-ctx.Done():
-			return fmt.Errorf("vpa: recommender not serving %s: %w; log %s:\n%s", r.MetricsURL, ctx.Err(), r.LogPath, r.LogTail(8<<10))
-		case <-tick.C:
-		}
+	err := proc.WaitReady(ctx, r.proc, 100*time.Millisecond, func(ctx context.Context) error {
+		_, err := proc.GetOK(ctx, hc, r.MetricsURL, 64<<20)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("vpa: recommender at %s: %w; log %s:\n%s", r.MetricsURL, err, r.LogPath, r.LogTail(8<<10))
 	}
+	return nil
 }
 
 // Exited is closed once the process has exited.

@@ -1,10 +1,12 @@
 // Package proc is the child-process plumbing the real-component harnesses
-// under test/ (loki, ksm, vpa, cadvisor, prom) share: free loopback ports,
-// a started process whose exit is watched, termination with a grace period
-// before SIGKILL, and the tail of a log file for a failing test.
+// under test/ (cluster, loki, ksm, vpa, cadvisor, prom, stack's
+// Alertmanager) share: free loopback ports, a started process whose exit is
+// watched, polling a readiness probe until it passes or the process exits
+// (WaitReady, GetOK), termination with a grace period before SIGKILL, and
+// the tail of a log file for a failing test.
 //
 // It holds no knowledge of any component: each harness still builds its own
-// command line, decides when its server is ready and words its own messages.
+// command line, says what its readiness probe is and words its own messages.
 package proc
 
 import (
