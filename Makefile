@@ -33,6 +33,8 @@ tools:
 	@bash test/tools/install-cadvisor.sh $(BIN)
 	@bash test/tools/install-vpa.sh $(BIN)
 	@bash test/tools/install-loki.sh $(BIN)
+	@bash test/tools/install-thanos.sh $(BIN)
+	@bash test/tools/install-cortex.sh $(BIN)
 
 # The unit tier: every test that needs no built tool, with the race detector,
 # on a fresh clone (no bin/). Tests that run a real component skip under

@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package tools records the main package ../install-cortex.sh builds from
+// this module, so that `go mod tidy` keeps its dependencies in go.sum.
+package tools
+
+import (
+	_ "github.com/cortexproject/cortex/cmd/cortex"
+)
