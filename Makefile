@@ -26,7 +26,6 @@ build:
 tools:
 	@bash test/tools/install.sh $(BIN)
 	@bash test/tools/install-alertmanager.sh $(BIN)
-	@bash test/tools/install-dashboard-linter.sh $(BIN)
 	@bash test/tools/install-helm.sh $(BIN)
 	@bash test/tools/install-metrics-server.sh $(BIN)
 	@bash test/tools/install-kube-state-metrics.sh $(BIN)

@@ -13,9 +13,13 @@
 //
 //	go generate ./dashboards
 //
-// The tests check that the committed files are what this package renders,
-// that they pass the SDK's strict schema and Grafana's dashboard-linter, and
-// that every query parses and returns data from a real Prometheus.
+// Lint (lint.go) holds them to the rules that keep them usable on any
+// cluster: one data source variable, $__rate_interval, scope matchers,
+// units, titles, unique panel ids, read-only; All refuses to render a
+// dashboard that breaks one. The tests check that the committed files are
+// what this package renders, that they pass the SDK's strict schema and
+// Lint, and that every query parses and returns data from a real
+// Prometheus.
 package dashboards
 
 //go:generate go run ./gen -out . -component ../deploy/manifests/components/grafana-dashboards
@@ -23,6 +27,7 @@ package dashboards
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
@@ -65,6 +70,15 @@ func All() ([]File, error) {
 		// without a placement every Grafana shows them in the header.
 		for i := range d.Links {
 			d.Links[i].Placement = nil
+		}
+		// A dashboard that breaks a rule is not written: the generator
+		// says why instead.
+		if fs := Lint(d); len(fs) > 0 {
+			errs := make([]error, len(fs))
+			for i, f := range fs {
+				errs[i] = errors.New(f.String())
+			}
+			return nil, errors.Join(errs...)
 		}
 		b, err := Render(d)
 		if err != nil {
