@@ -2,8 +2,9 @@
 // under test/ (cluster, loki, ksm, vpa, cadvisor, prom, stack's
 // Alertmanager) share: free loopback ports, a started process whose exit is
 // watched, polling a readiness probe until it passes or the process exits
-// (WaitReady, GetOK), termination with a grace period before SIGKILL, and
-// the tail of a log file for a failing test.
+// (WaitReady, GetOK), termination with a grace period before SIGKILL, a
+// server's halt, restart and stop (Lifecycle, which test/loki and test/prom
+// share), and the tail of a log file for a failing test.
 //
 // It holds no knowledge of any component: each harness still builds its own
 // command line, says what its readiness probe is and words its own messages.
