@@ -32,6 +32,50 @@ type Sample struct {
 // newest sample already in the server, or Prometheus refuses them as too old.
 // Write stops at the first rejected request.
 func (s *Server) Write(ctx context.Context, samples []Sample) error {
+	return s.writer().Write(ctx, samples)
+}
+
+// WriteCounter writes a counter that starts at 0 at start and grows by
+// perSecond every second, sampled every step and ending exactly at end
+// (samples at end, end-step, end-2*step, ... not before start). With uniform
+// samples and no reset, rate(x[w]) evaluated at end is perSecond (up to
+// float rounding) whenever end-start >= w+step and step < w; increase(x[w])
+// is perSecond*w.
+func (s *Server) WriteCounter(ctx context.Context, labels map[string]string, perSecond float64, start, end time.Time, step time.Duration) error {
+	return s.writer().WriteCounter(ctx, labels, perSecond, start, end, step)
+}
+
+// writer is the server's own remote-write receiver as a Writer.
+func (s *Server) writer() Writer {
+	return Writer{URL: s.url + "/api/v1/write", BatchSize: s.batchSize, Client: s.client}
+}
+
+// Writer sends samples through remote write 1.0 to any receiver of it: a
+// Prometheus (Server.Write uses one), a Thanos receive, a Cortex
+// distributor. The zero value is not usable: set URL.
+type Writer struct {
+	// URL is the remote-write endpoint, e.g.
+	// http://127.0.0.1:19291/api/v1/receive.
+	URL string
+	// Header is added to every request, e.g. a tenant's X-Scope-OrgID or
+	// THANOS-TENANT.
+	Header http.Header
+	// BatchSize caps the samples per request (default 10000).
+	BatchSize int
+	// Client sends the requests (default: one with a 30s timeout); each
+	// request is bounded by 30s as well.
+	Client *http.Client
+}
+
+// Write sends samples as Server.Write does: grouped by series, each series
+// in time order across requests, stopping at the first rejected request.
+func (w Writer) Write(ctx context.Context, samples []Sample) error {
+	if w.BatchSize <= 0 {
+		w.BatchSize = defaultBatchSize
+	}
+	if w.Client == nil {
+		w.Client = &http.Client{Timeout: 30 * time.Second}
+	}
 	series, err := groupSeries(samples)
 	if err != nil {
 		return err
@@ -45,7 +89,7 @@ func (s *Server) Write(ctx context.Context, samples []Sample) error {
 		if n == 0 {
 			return nil
 		}
-		if err := s.send(ctx, &req); err != nil {
+		if err := w.send(ctx, &req); err != nil {
 			return fmt.Errorf("remote write of samples %d..%d of %d: %w", sent, sent+n-1, len(samples), err)
 		}
 		sent += n
@@ -54,10 +98,10 @@ func (s *Server) Write(ctx context.Context, samples []Sample) error {
 	}
 	for _, ts := range series {
 		for rest := ts.Samples; len(rest) > 0; {
-			k := min(len(rest), s.batchSize-n)
+			k := min(len(rest), w.BatchSize-n)
 			req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: ts.Labels, Samples: rest[:k]})
 			rest, n = rest[k:], n+k
-			if n == s.batchSize {
+			if n == w.BatchSize {
 				if err := flush(); err != nil {
 					return err
 				}
@@ -67,13 +111,8 @@ func (s *Server) Write(ctx context.Context, samples []Sample) error {
 	return flush()
 }
 
-// WriteCounter writes a counter that starts at 0 at start and grows by
-// perSecond every second, sampled every step and ending exactly at end
-// (samples at end, end-step, end-2*step, ... not before start). With uniform
-// samples and no reset, rate(x[w]) evaluated at end is perSecond (up to
-// float rounding) whenever end-start >= w+step and step < w; increase(x[w])
-// is perSecond*w.
-func (s *Server) WriteCounter(ctx context.Context, labels map[string]string, perSecond float64, start, end time.Time, step time.Duration) error {
+// WriteCounter writes a counter as Server.WriteCounter does.
+func (w Writer) WriteCounter(ctx context.Context, labels map[string]string, perSecond float64, start, end time.Time, step time.Duration) error {
 	switch {
 	case step <= 0:
 		return fmt.Errorf("counter step must be positive, got %s", step)
@@ -88,7 +127,7 @@ func (s *Server) WriteCounter(ctx context.Context, labels map[string]string, per
 		t := end.Add(-time.Duration(n-1-i) * step)
 		samples[i] = Sample{Labels: labels, Value: perSecond * t.Sub(start).Seconds(), Time: t}
 	}
-	return s.Write(ctx, samples)
+	return w.Write(ctx, samples)
 }
 
 // groupSeries turns samples into one prompb.TimeSeries per label set, with
@@ -145,8 +184,8 @@ func seriesKey(lbls []prompb.Label) string {
 	return b.String()
 }
 
-// send posts one request to /api/v1/write.
-func (s *Server) send(ctx context.Context, wr *prompb.WriteRequest) error {
+// send posts one request to the remote-write endpoint.
+func (w Writer) send(ctx context.Context, wr *prompb.WriteRequest) error {
 	raw, err := wr.Marshal()
 	if err != nil {
 		return fmt.Errorf("encoding write request: %w", err)
@@ -154,22 +193,27 @@ func (s *Server) send(ctx context.Context, wr *prompb.WriteRequest) error {
 	body := snappy.Encode(nil, raw)
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url+"/api/v1/write", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
 		return err
+	}
+	for name, values := range w.Header {
+		for _, v := range values {
+			req.Header.Add(name, v)
+		}
 	}
 	req.Header.Set("Content-Encoding", "snappy")
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 	req.Header.Set("User-Agent", "gantry-test-prom")
-	resp, err := s.client.Do(req)
+	resp, err := w.Client.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("POST /api/v1/write: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
+		return fmt.Errorf("POST %s: %s: %s", req.URL.Path, resp.Status, strings.TrimSpace(string(msg)))
 	}
 	return nil
 }
