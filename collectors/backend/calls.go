@@ -77,11 +77,11 @@ func (c *Calls) Timeout() time.Duration { return c.timeout }
 func (c *Calls) Limits() Limits { return c.limits }
 
 // Query runs query at ts through run, once for all identical queries in
-// flight (same text, same evaluation time), waiting for a slot first, within
+// flight (same tenant, same text, same evaluation time), waiting for a slot first, within
 // the deadline. NaN and ±Inf samples are dropped from the answer. run
 // reports its failures with Fail.
-func (c *Calls) Query(ctx context.Context, query string, ts time.Time, run func(ctx context.Context) (model.Vector, error)) (model.Vector, error) {
-	key := strconv.FormatInt(ts.Truncate(c.precision).UnixNano(), 10) + "\x00" + query
+func (c *Calls) Query(ctx context.Context, tenant, query string, ts time.Time, run func(ctx context.Context) (model.Vector, error)) (model.Vector, error) {
+	key := strconv.FormatInt(ts.Truncate(c.precision).UnixNano(), 10) + "\x00" + tenant + "\x00" + query
 	waiting := c.metrics.waiting.WithLabelValues(c.backend)
 	waiting.Inc()
 	defer waiting.Dec()
@@ -167,6 +167,12 @@ type Metrics struct {
 	inFlight *promclient.GaugeVec
 	waiting  *promclient.GaugeVec
 	rejected *promclient.CounterVec
+
+	// The members of HA sets.
+	memberUp       *promclient.GaugeVec
+	memberDuration *promclient.HistogramVec
+	memberFailures *promclient.CounterVec
+	memberRetries  *promclient.CounterVec
 }
 
 // NewMetrics registers the backend metrics on reg (nil registers nothing),
@@ -198,6 +204,23 @@ func NewMetrics(reg promclient.Registerer) (*Metrics, error) {
 			Name: "gantry_backend_answers_rejected_total",
 			Help: "Backend answers refused for exceeding a limit (max_response_bytes, max_samples, max_series), by backend, call and limit.",
 		}, []string{"backend", "call", "limit"}),
+		memberUp: promclient.NewGaugeVec(promclient.GaugeOpts{
+			Name: "gantry_backend_member_up",
+			Help: "Whether a member of a backend's HA set is used (1) or skipped until a probe finds it healthy (0).",
+		}, []string{"backend", "member"}),
+		memberDuration: promclient.NewHistogramVec(promclient.HistogramOpts{
+			Name:    "gantry_backend_member_request_duration_seconds",
+			Help:    "Duration of requests to one member of a backend's HA set, by outcome.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"backend", "member", "outcome"}),
+		memberFailures: promclient.NewCounterVec(promclient.CounterOpts{
+			Name: "gantry_backend_member_failures_total",
+			Help: "Failed requests to one member of a backend's HA set, by reason (unreachable, timeout, server_error).",
+		}, []string{"backend", "member", "reason"}),
+		memberRetries: promclient.NewCounterVec(promclient.CounterOpts{
+			Name: "gantry_backend_member_retries_total",
+			Help: "Requests to a backend's HA set sent on to another member after a failure.",
+		}, []string{"backend"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -219,6 +242,18 @@ func NewMetrics(reg promclient.Registerer) (*Metrics, error) {
 		return nil, err
 	}
 	if m.rejected, err = register(reg, m.rejected); err != nil {
+		return nil, err
+	}
+	if m.memberUp, err = register(reg, m.memberUp); err != nil {
+		return nil, err
+	}
+	if m.memberDuration, err = register(reg, m.memberDuration); err != nil {
+		return nil, err
+	}
+	if m.memberFailures, err = register(reg, m.memberFailures); err != nil {
+		return nil, err
+	}
+	if m.memberRetries, err = register(reg, m.memberRetries); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -49,7 +49,7 @@ func TestMaxInFlight(t *testing.T) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			_, err := c.Query(context.Background(), fmt.Sprintf("q%d", i), time.Now(), run)
+			_, err := c.Query(context.Background(), "", fmt.Sprintf("q%d", i), time.Now(), run)
 			errs <- err
 		})
 	}
@@ -67,7 +67,7 @@ func TestMaxInFlight(t *testing.T) {
 		t.Errorf("gantry_backend_queries_in_flight = %v, want %d", got, limit)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	_, err = c.Query(ctx, "late", time.Now(), run)
+	_, err = c.Query(ctx, "", "late", time.Now(), run)
 	cancel()
 	var be *backend.Error
 	if !errors.As(err, &be) || be.Reason != "timeout" {

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
+	"time"
 
 	commoncfg "github.com/prometheus/common/config"
 	"k8s.io/klog/v2"
@@ -36,25 +38,70 @@ const (
 // maxRedirects is net/http's bound on a chain of redirects.
 const maxRedirects = 10
 
-// NewHTTPClient returns the HTTP client of the query backend at base,
-// configured by cfg, following the redirects that redirects allows.
-// cfg.FollowRedirects is not read: redirects decides. Requests within
-// base's origin go out as cfg says; those outside it (redirects, when
-// followed) through a transport with cfg's proxy and CAs only, and with
-// only the headers that describe the request (Accept, Content-Type,
-// User-Agent): the tenant and custom headers set on a request are dropped
-// too. Refused redirects are *Error with reason redirected.
-func NewHTTPClient(backend string, base *url.URL, cfg commoncfg.HTTPClientConfig, redirects Redirects) (*http.Client, error) {
-	own, err := commoncfg.NewRoundTripperFromConfig(cfg, "gantry")
+// ClientOptions configure a query backend's HTTP client.
+type ClientOptions struct {
+	// Backend names the backend in errors, logs and metrics.
+	Backend string
+	// URLs are the backend's members: one URL, or an HA set whose members
+	// hold the same data. Requests are built for the first.
+	URLs []*url.URL
+	// HTTP configures the client (auth, TLS, headers); its
+	// FollowRedirects is not read: Redirects decides.
+	HTTP commoncfg.HTTPClientConfig
+	// Redirects says which redirects are followed.
+	Redirects Redirects
+	// TenantHeader, when set, carries the tenant of each request's context
+	// (WithTenant); a request without one is refused.
+	TenantHeader string
+	// ProbePath is what an HA set's prober GETs on a member that is down,
+	// such as /api/v1/query?query=1.
+	ProbePath string
+	// ProbeInterval is how often members that are down are probed;
+	// default 5s.
+	ProbeInterval time.Duration
+	// Metrics take the per-member metrics of an HA set.
+	Metrics *Metrics
+}
+
+// NewHTTPClient returns the HTTP client of a query backend, configured by
+// o.HTTP, following the redirects that o.Redirects allows. Requests within
+// the members' origins go out as o.HTTP says; those outside them
+// (redirects, when followed) through a transport with the config's proxy
+// and CAs only, and with only the headers that describe the request
+// (Accept, Content-Type, User-Agent): the tenant and custom headers set on
+// a request are dropped too. Refused redirects are *Error with reason
+// redirected. With several URLs, requests fail over between them
+// (memberSet).
+func NewHTTPClient(o ClientOptions) (*http.Client, error) {
+	if len(o.URLs) == 0 {
+		return nil, errors.New("no backend URL")
+	}
+	own, err := commoncfg.NewRoundTripperFromConfig(o.HTTP, "gantry")
 	if err != nil {
 		return nil, err
 	}
-	rt := &originRoundTripper{origin: originOf(base), own: own}
-	if redirects == AnyOrigin {
-		if rt.other, err = commoncfg.NewRoundTripperFromConfig(withoutCredentials(cfg), "gantry"); err != nil {
+	rt := &originRoundTripper{own: own}
+	for _, u := range o.URLs {
+		rt.origins = append(rt.origins, originOf(u))
+	}
+	if o.Redirects == AnyOrigin {
+		if rt.other, err = commoncfg.NewRoundTripperFromConfig(withoutCredentials(o.HTTP), "gantry"); err != nil {
 			return nil, err
 		}
 	}
+	var top http.RoundTripper = rt
+	if len(o.URLs) > 1 {
+		if o.Metrics == nil {
+			if o.Metrics, err = NewMetrics(nil); err != nil {
+				return nil, err
+			}
+		}
+		top = newMemberSet(o.Backend, o.URLs, top, o.ProbePath, o.ProbeInterval, o.Metrics)
+	}
+	if o.TenantHeader != "" {
+		top = &tenantRoundTripper{header: o.TenantHeader, next: top}
+	}
+	redirects, backend := o.Redirects, o.Backend
 	check := func(req *http.Request, via []*http.Request) error {
 		code := 0
 		if req.Response != nil {
@@ -76,7 +123,7 @@ func NewHTTPClient(backend string, base *url.URL, cfg commoncfg.HTTPClientConfig
 		klog.V(2).InfoS("backend redirect not followed", "backend", backend, "status", code, "location", req.URL.Redacted())
 		return &Error{Backend: backend, Reason: "redirected", Err: errors.New(why)}
 	}
-	return &http.Client{Transport: rt, CheckRedirect: check}, nil
+	return &http.Client{Transport: top, CheckRedirect: check}, nil
 }
 
 // withoutCredentials is cfg with nothing that identifies Gantry to the
@@ -102,9 +149,9 @@ func withoutCredentials(cfg commoncfg.HTTPClientConfig) commoncfg.HTTPClientConf
 // as net/http keeps credentials off the rest of a chain once it left the
 // original domain — through one without credentials.
 type originRoundTripper struct {
-	origin string
-	own    http.RoundTripper
-	other  http.RoundTripper // nil unless redirects to other hosts are followed
+	origins []string // of the backend's members
+	own     http.RoundTripper
+	other   http.RoundTripper // nil unless redirects to other hosts are followed
 }
 
 func (rt *originRoundTripper) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -137,7 +184,7 @@ var keptHeaders = []string{"Accept", "Content-Type", "User-Agent", "Idempotency-
 // redirects are within the backend's origin.
 func (rt *originRoundTripper) inOrigin(req *http.Request) bool {
 	for r := req; r != nil; r = r.Response.Request {
-		if originOf(r.URL) != rt.origin {
+		if !slices.Contains(rt.origins, originOf(r.URL)) {
 			return false
 		}
 		if r.Response == nil {
@@ -149,9 +196,7 @@ func (rt *originRoundTripper) inOrigin(req *http.Request) bool {
 
 func (rt *originRoundTripper) CloseIdleConnections() {
 	for _, t := range []http.RoundTripper{rt.own, rt.other} {
-		if ci, ok := t.(interface{ CloseIdleConnections() }); ok {
-			ci.CloseIdleConnections()
-		}
+		closeIdle(t)
 	}
 }
 

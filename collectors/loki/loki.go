@@ -31,8 +31,9 @@ import (
 	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
-// backendName is the client's name in errors, logs and metrics.
-const backendName = "loki"
+// defaultName is the client's name in errors, logs and metrics unless
+// Options.Name says otherwise.
+const defaultName = "loki"
 
 // tenantHeader carries the tenant (org ID) in every request to a
 // multi-tenant Loki.
@@ -55,8 +56,18 @@ type Options struct {
 	// A metric query's answer is a vector of at most Loki's
 	// max_query_series (500 by default) samples.
 	Limits backend.Limits
-	// Tenant, when set, is sent as X-Scope-OrgID on every request.
+	// URLs, when set instead of URL, are the members of an HA set of Lokis
+	// that hold the same data; requests fail over between them.
+	URLs []string
+	// Tenant, when set, is sent as X-Scope-OrgID on every request. It is
+	// Tenancy{Header: X-Scope-OrgID, Fixed: Tenant}; set one of the two.
 	Tenant string
+	// Tenancy, when set, sends each request's tenant in its header,
+	// derived from the namespace of the API request it answers; discovery
+	// lists each tenant's streams.
+	Tenancy *backend.Tenancy
+	// Name is the backend's name in metrics and logs. Default "loki".
+	Name string
 	// Timeout bounds every call that has no earlier deadline. Default 10s.
 	Timeout time.Duration
 	// MaxInFlight bounds the queries at Loki at once (identical ones share
@@ -64,67 +75,89 @@ type Options struct {
 	MaxInFlight int
 }
 
-// Client queries one Loki.
+// Client queries one Loki, or one HA set of them.
 type Client struct {
-	http   *http.Client
-	base   *url.URL
-	tenant string
-	calls  *backend.Calls
+	http    *http.Client
+	base    *url.URL
+	name    string
+	tenancy *backend.Tenancy
+	calls   *backend.Calls
 }
 
 // New returns a client for opts, registering its metrics on reg.
 func New(opts Options, reg promclient.Registerer) (*Client, error) {
-	if opts.URL == "" {
-		return nil, errors.New("loki URL is required (--loki-url)")
+	raw := opts.URLs
+	if len(raw) == 0 {
+		if opts.URL == "" {
+			return nil, errors.New("loki URL is required (--loki-url)")
+		}
+		raw = []string{opts.URL}
 	}
-	u, err := url.Parse(opts.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("loki URL %q: expected http(s)://host[:port][/path]", opts.URL)
+	urls, err := backend.ParseMembers("loki", raw)
+	if err != nil {
+		return nil, err
 	}
 	if err := opts.HTTP.Validate(); err != nil {
 		return nil, fmt.Errorf("loki HTTP client config: %w", err)
 	}
+	if opts.Name == "" {
+		opts.Name = defaultName
+	}
+	tenancy := opts.Tenancy
 	if opts.Tenant != "" {
+		if tenancy != nil {
+			return nil, errors.New("loki: set the tenant or the tenancy, not both")
+		}
+		tenancy = &backend.Tenancy{Header: tenantHeader, Fixed: opts.Tenant}
+	}
+	if tenancy != nil {
+		if err := tenancy.Validate(); err != nil {
+			return nil, fmt.Errorf("loki %w", err)
+		}
 		// The headers round tripper adds its values to ours: two org IDs
 		// would reach Loki, which reads them as a multi-tenant query or
 		// refuses them.
 		if h := opts.HTTP.HTTPHeaders; h != nil {
 			for name := range h.Headers {
-				if strings.EqualFold(name, tenantHeader) {
-					return nil, fmt.Errorf("loki tenant is set twice: as the tenant and as the HTTP header %s; keep one", tenantHeader)
+				if strings.EqualFold(name, tenancy.Header) {
+					return nil, fmt.Errorf("loki tenant is set twice: as the tenant and as the HTTP header %s; keep one", tenancy.Header)
 				}
 			}
-		}
-		if strings.ContainsAny(opts.Tenant, "\r\n\x00") {
-			return nil, errors.New("loki tenant: control characters are not allowed in a header value")
 		}
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	hc, err := backend.NewHTTPClient(backendName, u, opts.HTTP, opts.Redirects)
-	if err != nil {
-		return nil, fmt.Errorf("loki HTTP client: %w", err)
-	}
 	m, err := backend.NewMetrics(reg)
 	if err != nil {
 		return nil, fmt.Errorf("registering loki client metrics: %w", err)
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/")
-	u.RawPath = ""
-	calls := backend.NewCalls(backend.CallsOptions{Backend: backendName, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, Limits: opts.Limits}, m)
-	return &Client{http: hc, base: u, tenant: opts.Tenant, calls: calls}, nil
+	header := ""
+	if tenancy != nil {
+		header = tenancy.Header
+	}
+	hc, err := backend.NewHTTPClient(backend.ClientOptions{Backend: opts.Name, URLs: urls, HTTP: opts.HTTP, Redirects: opts.Redirects, TenantHeader: header, ProbePath: "/loki/api/v1/labels", Metrics: m})
+	if err != nil {
+		return nil, fmt.Errorf("loki HTTP client: %w", err)
+	}
+	calls := backend.NewCalls(backend.CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, Limits: opts.Limits}, m)
+	return &Client{http: hc, base: urls[0], name: opts.Name, tenancy: tenancy, calls: calls}, nil
 }
 
 // Name is the backend's name, for errors and logs.
-func (c *Client) Name() string { return backendName }
+func (c *Client) Name() string { return c.name }
 
 // Query runs an instant LogQL metric query at ts. Identical queries in
 // flight at the same time share one backend call. A log query (one that
 // selects log lines, not samples) fails with reason bad_query. NaN and ±Inf
 // samples are dropped.
 func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
-	return c.calls.Query(ctx, query, ts, func(ctx context.Context) (model.Vector, error) {
+	tenant, err := c.tenancy.TenantOf(ctx, c.name)
+	if err != nil {
+		return nil, err
+	}
+	ctx = backend.WithTenant(ctx, tenant)
+	return c.calls.Query(ctx, tenant, query, ts, func(ctx context.Context) (model.Vector, error) {
 		return c.query(ctx, query, ts)
 	})
 }
@@ -152,20 +185,28 @@ func (c *Client) Series(ctx context.Context, matchers []string, start, end time.
 	defer cancel()
 	t0 := time.Now()
 	form := url.Values{"match[]": matchers, "start": {formatTime(start)}, "end": {formatTime(end)}}
-	data, err := c.call(ctx, "/loki/api/v1/series", form)
+	limits := c.calls.Limits()
+	var all []model.LabelSet
+	err := c.tenancy.ForEach(ctx, func(ctx context.Context) error {
+		data, err := c.call(ctx, "/loki/api/v1/series", form)
+		if err != nil {
+			return err
+		}
+		sets, err := decodeList[model.LabelSet](data, limits.MaxSeries-len(all))
+		if errors.Is(err, errTooMany) {
+			return limits.TooManySeries("series")
+		}
+		if err != nil {
+			return badResponse("series data: %v", err)
+		}
+		all = append(all, sets...)
+		return nil
+	})
 	if err != nil {
 		return nil, c.fail("series", t0, err)
 	}
-	limits := c.calls.Limits()
-	sets, err := decodeList[model.LabelSet](data, limits.MaxSeries)
-	if errors.Is(err, errTooMany) {
-		return nil, c.fail("series", t0, limits.TooManySeries("series"))
-	}
-	if err != nil {
-		return nil, c.fail("series", t0, badResponse("series data: %v", err))
-	}
 	c.calls.Succeed("series", t0)
-	return sets, nil
+	return all, nil
 }
 
 // formatTime writes a timestamp the way Loki reads it unambiguously: Loki
@@ -185,9 +226,6 @@ func (c *Client) call(ctx context.Context, path string, form url.Values) (json.R
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	if c.tenant != "" {
-		req.Header.Set(tenantHeader, c.tenant)
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
@@ -229,7 +267,7 @@ func decodeBody(code int, contentType string, body []byte) (json.RawMessage, err
 			return nil, badResponse("answer without data")
 		}
 		if len(r.Warnings) > 0 {
-			klog.V(4).InfoS("query warnings", "backend", backendName, "warnings", r.Warnings)
+			klog.V(4).InfoS("query warnings", "backend", defaultName, "warnings", r.Warnings)
 		}
 		return r.Data, nil
 	case code == http.StatusBadRequest:
@@ -248,16 +286,16 @@ func decodeBody(code int, contentType string, body []byte) (json.RawMessage, err
 			// answered with streams (see decodeQueryData).
 			msg = "not a metric query: " + msg
 		}
-		return nil, &backend.Error{Backend: backendName, Reason: "bad_query", Err: errors.New(oneLine(msg))}
+		return nil, &backend.Error{Backend: defaultName, Reason: "bad_query", Err: errors.New(backend.FirstLine(msg))}
 	}
-	klog.V(2).InfoS("loki answered with an error", "status", code, "body", oneLine(string(body)))
+	klog.V(2).InfoS("loki answered with an error", "status", code, "body", backend.FirstLine(string(body)))
 	switch code {
 	case http.StatusRequestTimeout, http.StatusGatewayTimeout, 499:
 		// 504 is Loki's "request timed out", 499 a query it saw cancelled.
-		return nil, &backend.Error{Backend: backendName, Reason: "timeout", Err: fmt.Errorf("HTTP %d: query did not finish in time", code)}
+		return nil, &backend.Error{Backend: defaultName, Reason: "timeout", Err: fmt.Errorf("HTTP %d: query did not finish in time", code)}
 	}
 	if code/100 == 4 || code/100 == 5 {
-		return nil, &backend.Error{Backend: backendName, Reason: "backend_error", Err: fmt.Errorf("HTTP %d %s", code, http.StatusText(code))}
+		return nil, &backend.Error{Backend: defaultName, Reason: "backend_error", Err: fmt.Errorf("HTTP %d %s", code, http.StatusText(code))}
 	}
 	return nil, badResponse("unexpected HTTP %d", code)
 }
@@ -277,7 +315,7 @@ func apiError(errorType, msg string) error {
 	if msg == "" {
 		msg = "error of type " + errorType
 	}
-	return &backend.Error{Backend: backendName, Reason: reason, Err: errors.New(oneLine(msg))}
+	return &backend.Error{Backend: defaultName, Reason: reason, Err: errors.New(backend.FirstLine(msg))}
 }
 
 // decodeQueryData turns an instant query's data into a vector: a vector as
@@ -320,7 +358,7 @@ func decodeQueryData(data json.RawMessage, limits backend.Limits) (model.Vector,
 		}
 		return model.Vector{{Metric: model.Metric{}, Value: sc.Value, Timestamp: sc.Timestamp}}, nil
 	case "streams":
-		return nil, &backend.Error{Backend: backendName, Reason: "bad_query", Err: errors.New("not a metric query: it selects log lines, not samples; wrap it in a range aggregation such as rate(...[1m]) or count_over_time(...[1m])")}
+		return nil, &backend.Error{Backend: defaultName, Reason: "bad_query", Err: errors.New("not a metric query: it selects log lines, not samples; wrap it in a range aggregation such as rate(...[1m]) or count_over_time(...[1m])")}
 	case "":
 		return nil, badResponse("query data without a resultType")
 	default:
@@ -365,11 +403,18 @@ func decodeList[T any](raw json.RawMessage, max int) ([]T, error) {
 }
 
 func badResponse(format string, args ...any) error {
-	return &backend.Error{Backend: backendName, Reason: "bad_response", Err: errors.New(oneLine(fmt.Sprintf(format, args...)))}
+	return &backend.Error{Backend: defaultName, Reason: "bad_response", Err: errors.New(backend.FirstLine(fmt.Sprintf(format, args...)))}
 }
 
 func (c *Client) fail(call string, start time.Time, err error) error {
-	return c.calls.Fail(call, start, classify(err, c.base.Hostname()))
+	be := classify(err, c.base.Hostname())
+	if be.Backend != c.name {
+		// Answers are read without knowing the client's name.
+		named := *be
+		named.Backend = c.name
+		be = &named
+	}
+	return c.calls.Fail(call, start, be)
 }
 
 // classify turns a transport failure into a *backend.Error without the
@@ -382,26 +427,26 @@ func classify(err error, host string) *backend.Error {
 	}
 	var le *backend.LimitError
 	if errors.As(err, &le) {
-		return &backend.Error{Backend: backendName, Reason: "too_large", Err: le}
+		return &backend.Error{Backend: defaultName, Reason: "too_large", Err: le}
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &backend.Error{Backend: backendName, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+		return &backend.Error{Backend: defaultName, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		// url.Error carries the URL; keep only the cause.
 		if uerr.Timeout() {
-			return &backend.Error{Backend: backendName, Reason: "timeout", Err: errors.New("no answer within the deadline")}
+			return &backend.Error{Backend: defaultName, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 		}
 		err = uerr.Err
 	}
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) {
-		return &backend.Error{Backend: backendName, Reason: "unreachable", Err: fmt.Errorf("name lookup failed: %s", dnsErr.Err)}
+		return &backend.Error{Backend: defaultName, Reason: "unreachable", Err: fmt.Errorf("name lookup failed: %s", dnsErr.Err)}
 	}
 	var opErr *net.OpError
 	if errors.As(err, &opErr) && opErr.Err != nil {
-		return &backend.Error{Backend: backendName, Reason: "unreachable", Err: fmt.Errorf("%s: %w", opErr.Op, opErr.Err)}
+		return &backend.Error{Backend: defaultName, Reason: "unreachable", Err: fmt.Errorf("%s: %w", opErr.Op, opErr.Err)}
 	}
 	if uerr != nil {
 		// Other transport failures (TLS, a reset connection, a token file
@@ -410,20 +455,7 @@ func classify(err error, host string) *backend.Error {
 		if host != "" {
 			msg = strings.ReplaceAll(msg, host, "<loki>")
 		}
-		return &backend.Error{Backend: backendName, Reason: "unreachable", Err: errors.New(oneLine(msg))}
+		return &backend.Error{Backend: defaultName, Reason: "unreachable", Err: errors.New(backend.FirstLine(msg))}
 	}
-	return &backend.Error{Backend: backendName, Reason: "backend_error", Err: errors.New(oneLine(err.Error()))}
-}
-
-// oneLine keeps the first line of s, at most 300 bytes of it: messages go
-// on to API responses and HPA conditions.
-func oneLine(s string) string {
-	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > 300 {
-		// A rune cut in two becomes U+FFFD below, like any invalid byte.
-		s = s[:300] + "…"
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return &backend.Error{Backend: defaultName, Reason: "backend_error", Err: errors.New(backend.FirstLine(err.Error()))}
 }

@@ -12,10 +12,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	v1 "github.com/prometheus/client_golang/api/prometheus/v1"
@@ -31,6 +29,14 @@ import (
 type Options struct {
 	// URL is Prometheus' base URL, e.g. http://prometheus.monitoring:9090.
 	URL string
+	// URLs, when set instead of URL, are the members of an HA set: servers
+	// that hold the same data, such as a Prometheus HA pair. Requests go to
+	// one and fail over to the others (backend.ClientOptions).
+	URLs []string
+	// Tenancy, when set, sends each request's tenant in its header
+	// (X-Scope-OrgID, THANOS-TENANT), derived from the namespace of the API
+	// request it answers; discovery lists each tenant's series.
+	Tenancy *backend.Tenancy
 	// HTTP is the HTTP client configuration (auth, TLS, headers). Its
 	// FollowRedirects is not read: Redirects decides.
 	HTTP commoncfg.HTTPClientConfig
@@ -49,22 +55,31 @@ type Options struct {
 	MaxInFlight int
 }
 
-// Client queries one Prometheus server.
+// Client queries one Prometheus server, or one HA set of them.
 type Client struct {
-	hc    *http.Client
-	base  *url.URL
-	name  string
-	calls *backend.Calls
+	hc      *http.Client
+	base    *url.URL
+	name    string
+	calls   *backend.Calls
+	tenancy *backend.Tenancy
 }
 
 // New returns a client for opts, registering its metrics on reg.
 func New(opts Options, reg promclient.Registerer) (*Client, error) {
-	if opts.URL == "" {
-		return nil, errors.New("prometheus URL is required (--prometheus-url)")
+	raw := opts.URLs
+	if len(raw) == 0 {
+		if opts.URL == "" {
+			return nil, errors.New("prometheus URL is required (--prometheus-url)")
+		}
+		raw = []string{opts.URL}
 	}
-	u, err := url.Parse(opts.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("prometheus URL %q: expected http(s)://host[:port][/path]", opts.URL)
+	urls, err := backend.ParseMembers("prometheus", raw)
+	if err != nil {
+		return nil, err
+	}
+	u := urls[0]
+	if err := opts.Tenancy.Validate(); err != nil {
+		return nil, err
 	}
 	if err := opts.HTTP.Validate(); err != nil {
 		return nil, fmt.Errorf("prometheus HTTP client config: %w", err)
@@ -78,16 +93,20 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 	if opts.MaxInFlight <= 0 {
 		opts.MaxInFlight = 32
 	}
-	hc, err := backend.NewHTTPClient(opts.Name, u, opts.HTTP, opts.Redirects)
-	if err != nil {
-		return nil, fmt.Errorf("prometheus HTTP client: %w", err)
-	}
 	m, err := backend.NewMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
+	tenantHeader := ""
+	if opts.Tenancy != nil {
+		tenantHeader = opts.Tenancy.Header
+	}
+	hc, err := backend.NewHTTPClient(backend.ClientOptions{Backend: opts.Name, URLs: urls, HTTP: opts.HTTP, Redirects: opts.Redirects, TenantHeader: tenantHeader, ProbePath: "/api/v1/query?query=1", Metrics: m})
+	if err != nil {
+		return nil, fmt.Errorf("prometheus HTTP client: %w", err)
+	}
 	calls := backend.NewCalls(backend.CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, TimePrecision: time.Millisecond, Limits: opts.Limits}, m)
-	return &Client{hc: hc, base: u, name: opts.Name, calls: calls}, nil
+	return &Client{hc: hc, base: u, name: opts.Name, calls: calls, tenancy: opts.Tenancy}, nil
 }
 
 // Name is the backend's name, for errors and logs.
@@ -97,7 +116,12 @@ func (c *Client) Name() string { return c.name }
 // time share one backend call; at most MaxInFlight are at the backend at
 // once. NaN and ±Inf samples are dropped.
 func (c *Client) Query(ctx context.Context, query string, ts time.Time) (model.Vector, error) {
-	return c.calls.Query(ctx, query, ts, func(ctx context.Context) (model.Vector, error) {
+	tenant, err := c.tenancy.TenantOf(ctx, c.name)
+	if err != nil {
+		return nil, err
+	}
+	ctx = backend.WithTenant(ctx, tenant)
+	return c.calls.Query(ctx, tenant, query, ts, func(ctx context.Context) (model.Vector, error) {
 		return c.query(ctx, query, ts)
 	})
 }
@@ -180,13 +204,13 @@ func classify(name string, err error) *backend.Error {
 		// Prometheus' message goes on to API responses and from there to
 		// HPA conditions: one line, of bounded length, whoever wrote it.
 		case v1.ErrBadData:
-			return &backend.Error{Backend: name, Reason: "bad_query", Err: errors.New(firstLine(apiErr.Msg))}
+			return &backend.Error{Backend: name, Reason: "bad_query", Err: errors.New(backend.FirstLine(apiErr.Msg))}
 		case v1.ErrTimeout, v1.ErrCanceled:
-			return &backend.Error{Backend: name, Reason: "timeout", Err: errors.New(firstLine(apiErr.Msg))}
+			return &backend.Error{Backend: name, Reason: "timeout", Err: errors.New(backend.FirstLine(apiErr.Msg))}
 		case v1.ErrBadResponse:
-			return &backend.Error{Backend: name, Reason: "bad_response", Err: errors.New(firstLine(apiErr.Msg))}
+			return &backend.Error{Backend: name, Reason: "bad_response", Err: errors.New(backend.FirstLine(apiErr.Msg))}
 		default:
-			return &backend.Error{Backend: name, Reason: "backend_error", Err: errors.New(firstLine(fmt.Sprintf("%s: %s", apiErr.Type, apiErr.Msg)))}
+			return &backend.Error{Backend: name, Reason: "backend_error", Err: errors.New(backend.FirstLine(fmt.Sprintf("%s: %s", apiErr.Type, apiErr.Msg)))}
 		}
 	}
 	var uerr *url.Error
@@ -195,7 +219,7 @@ func classify(name string, err error) *backend.Error {
 		if uerr.Timeout() {
 			return &backend.Error{Backend: name, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 		}
-		return &backend.Error{Backend: name, Reason: "unreachable", Err: withoutAddress(uerr.Err)}
+		return &backend.Error{Backend: name, Reason: "unreachable", Err: backend.WithoutAddress(uerr.Err)}
 	}
 	return &backend.Error{Backend: name, Reason: "backend_error", Err: err}
 }
@@ -218,27 +242,4 @@ func withAPIBody(e *v1.Error) *v1.Error {
 		return e
 	}
 	return &v1.Error{Type: body.ErrorType, Msg: body.Error}
-}
-
-// withoutAddress drops the address from a connection error ("dial tcp
-// 10.0.0.1:9090: connect: connection refused"): errors reach API responses,
-// which must not say where the backend is.
-func withoutAddress(err error) error {
-	var dnsErr *net.DNSError
-	if errors.As(err, &dnsErr) {
-		return fmt.Errorf("name lookup failed: %s", dnsErr.Err)
-	}
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Err != nil {
-		return fmt.Errorf("%s: %w", opErr.Op, opErr.Err)
-	}
-	return err
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
 }

@@ -131,6 +131,13 @@ func (c *Client) SeriesShapes(ctx context.Context, matchers []string, start, end
 // call. An error from visit ends the call with it. On an error the series
 // already visited are to be dropped.
 func (c *Client) series(ctx context.Context, matchers []string, start, end time.Time, visit func([]labelPair) error) error {
+	return c.tenancy.ForEach(ctx, func(ctx context.Context) error {
+		return c.seriesOf(ctx, matchers, start, end, visit)
+	})
+}
+
+// seriesOf is series for one tenant, or without tenants.
+func (c *Client) seriesOf(ctx context.Context, matchers []string, start, end time.Time, visit func([]labelPair) error) error {
 	// Listing a large Prometheus takes longer than a query: the caller's
 	// deadline (discovery's relist timeout) bounds it, the client's
 	// timeout only when there is none.

@@ -166,21 +166,9 @@ func classify(err error) error {
 		errors.As(err, &timeout), errors.As(err, &canceled):
 		return &backend.Error{Backend: Backend, Reason: "timeout", Err: errors.New("no answer within the deadline")}
 	case errors.As(err, &perrs), errors.As(err, &perr):
-		return &backend.Error{Backend: Backend, Reason: "bad_query", Err: errors.New(firstLine(err.Error()))}
+		return &backend.Error{Backend: Backend, Reason: "bad_query", Err: errors.New(backend.FirstLine(err.Error()))}
 	}
-	return &backend.Error{Backend: Backend, Reason: "backend_error", Err: errors.New(firstLine(err.Error()))}
-}
-
-// firstLine keeps error messages one line of bounded length: they go on to
-// API responses and HPA conditions.
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	}
-	if len(s) > 300 {
-		s = s[:300] + "..."
-	}
-	return s
+	return &backend.Error{Backend: Backend, Reason: "backend_error", Err: errors.New(backend.FirstLine(err.Error()))}
 }
 
 func toMetric(lset labels.Labels) model.Metric {
