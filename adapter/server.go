@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/healthz"
@@ -44,6 +45,7 @@ import (
 	"github.com/gantry-dev/gantry/adapter/filters"
 	"github.com/gantry-dev/gantry/adapter/metricsapi"
 	"github.com/gantry-dev/gantry/adapter/provider"
+	"github.com/gantry-dev/gantry/adapter/rules"
 	"github.com/gantry-dev/gantry/collectors/backend"
 	"github.com/gantry-dev/gantry/collectors/kubelet"
 	"github.com/gantry-dev/gantry/collectors/kubestate"
@@ -274,7 +276,7 @@ func (s *Server) loadConfig() ([]byte, *config.Config, error) {
 // where metrics.k8s.io comes from, and checks that every rule of cfg has
 // its backend. It needs no cluster.
 func (s *Server) buildBackends(cfg *config.Config, reg prometheus.Registerer) (*backends, string, error) {
-	back, err := newBackends(&s.Options, reg)
+	back, err := newBackends(&s.Options, cfg, reg)
 	if err != nil {
 		return nil, "", err
 	}
@@ -317,6 +319,15 @@ func (s *Server) buildPipeline(ctx context.Context, cfg *config.Config, back *ba
 		return nil, fmt.Errorf("metadata client: %w", err)
 	}
 	p.objects = provider.NewObjectCache(ctx, metaClient, p.mapper, s.Options.ObjectResync, s.Options.SelectorCacheMaxBytes)
+	back.learnNamespaces(func() []string {
+		ctx, cancel := context.WithTimeout(ctx, s.Options.BackendTimeout)
+		defer cancel()
+		names, err := p.objects.Names(ctx, rules.Namespaces, "", labels.Everything())
+		if err != nil {
+			klog.ErrorS(err, "listing namespaces for the tenants of discovery")
+		}
+		return names
+	})
 	p.provider = provider.New(provider.Options{
 		Registry: p.discovery,
 		Queriers: back.queriers(),

@@ -28,6 +28,7 @@ import (
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
 	"github.com/gantry-dev/gantry/adapter/rules"
+	"github.com/gantry-dev/gantry/collectors/backend"
 )
 
 // Result is what `gantry check-config` found.
@@ -39,6 +40,9 @@ type Result struct {
 	Unmatched []string
 	// Metrics counts the metrics each rule would serve now, by rule ID.
 	Metrics map[string]int
+	// TenantMetrics counts them per tenant, for the rules whose backend
+	// sends tenants: rule ID → tenant → metrics.
+	TenantMetrics map[string]map[string]int
 	// Unchecked names the rules whose backend was not given, with why.
 	Unchecked []string
 	// Unverified names the resources of API groups that are not built into
@@ -99,7 +103,7 @@ func (c Check) Run(ctx context.Context, file string) (*Result, error) {
 	if offline != nil {
 		res.Unverified = offline.unverified(cfg)
 	}
-	series, err := c.listSeries(ctx, file, slices.Concat(custom, external), res)
+	series, err := c.listSeries(ctx, file, cfg, slices.Concat(custom, external), res)
 	if err != nil {
 		return res, err
 	}
@@ -122,7 +126,7 @@ func (c Check) Run(ctx context.Context, file string) (*Result, error) {
 // reduced to their shapes, and records in res how many metrics each
 // yields, which match nothing and which could not be listed. A rule is in
 // the map when its series were listed, even if there were none.
-func (c Check) listSeries(ctx context.Context, file string, all []*rules.Rule, res *Result) (map[*rules.Rule][]model.LabelSet, error) {
+func (c Check) listSeries(ctx context.Context, file string, cfg *config.Config, all []*rules.Rule, res *Result) (map[*rules.Rule][]model.LabelSet, error) {
 	series := map[*rules.Rule][]model.LabelSet{}
 	if len(c.Listers) == 0 {
 		return series, nil
@@ -138,35 +142,78 @@ func (c Check) listSeries(ctx context.Context, file string, all []*rules.Rule, r
 			res.Unchecked = append(res.Unchecked, r.ID+": "+why)
 			continue
 		}
-		sets, err := lister.Series(ctx, []string{r.SeriesQuery}, end.Add(-c.MaxAge), end)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s: listing series %s: %w", file, r.ID, r.SeriesQuery, err)
+		list := func(ctx context.Context) ([]model.LabelSet, error) {
+			sets, err := lister.Series(ctx, []string{r.SeriesQuery}, end.Add(-c.MaxAge), end)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %s: listing series %s: %w", file, r.ID, r.SeriesQuery, err)
+			}
+			return distinctShapes(sets), nil
 		}
-		sets = distinctShapes(sets)
+		var sets []model.LabelSet
+		if tenants := tenantsOf(cfg, r.Source); tenants != nil {
+			// Each tenant on its own, so that the report says what each
+			// namespace's tenant yields.
+			byTenant := map[string]int{}
+			for _, tenant := range tenants {
+				ts, err := list(backend.WithTenant(ctx, tenant))
+				if err != nil {
+					return nil, fmt.Errorf("%w (tenant %s)", err, tenant)
+				}
+				byTenant[tenant] = len(metricNames(r, ts))
+				sets = append(sets, ts...)
+			}
+			sets = distinctShapes(sets)
+			if res.TenantMetrics == nil {
+				res.TenantMetrics = map[string]map[string]int{}
+			}
+			res.TenantMetrics[r.ID] = byTenant
+		} else {
+			var err error
+			if sets, err = list(ctx); err != nil {
+				return nil, err
+			}
+		}
 		series[r] = sets
-		names := map[string]bool{}
-		for _, s := range sets {
-			name, ok := r.MetricName(string(s[model.MetricNameLabel]))
-			if !ok {
-				continue
-			}
-			if !r.External {
-				labels := make([]model.LabelName, 0, len(s))
-				for l := range s {
-					labels = append(labels, l)
-				}
-				if len(r.Labels.ResourcesFor(labels)) == 0 {
-					continue
-				}
-			}
-			names[name] = true
-		}
+		names := metricNames(r, sets)
 		res.Metrics[r.ID] = len(names)
 		if len(names) == 0 {
 			res.Unmatched = append(res.Unmatched, r.ID)
 		}
 	}
 	return series, nil
+}
+
+// tenantsOf are the tenants check-config lists for the named backend of
+// cfg, nil when it sends none. A template's tenants need the cluster's
+// namespaces: only those byNamespace and cluster name are listed.
+func tenantsOf(cfg *config.Config, name string) []string {
+	b := cfg.Lookup(name)
+	if b == nil || b.Tenancy() == nil {
+		return nil
+	}
+	return b.Tenancy().All()
+}
+
+// metricNames are the metrics rule r turns the series sets into.
+func metricNames(r *rules.Rule, sets []model.LabelSet) map[string]bool {
+	names := map[string]bool{}
+	for _, s := range sets {
+		name, ok := r.MetricName(string(s[model.MetricNameLabel]))
+		if !ok {
+			continue
+		}
+		if !r.External {
+			labels := make([]model.LabelName, 0, len(s))
+			for l := range s {
+				labels = append(labels, l)
+			}
+			if len(r.Labels.ResourcesFor(labels)) == 0 {
+				continue
+			}
+		}
+		names[name] = true
+	}
+	return names
 }
 
 // describeMetric names a metric in a warning: `custom metric "x" of pods`.
@@ -284,7 +331,27 @@ func (c *Result) Report(w io.Writer, file string) {
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		fmt.Fprintf(w, "  %s: %d metrics\n", id, c.Metrics[id])
+		fmt.Fprintf(w, "  %s: %d metrics", id, c.Metrics[id])
+		if byTenant := c.TenantMetrics[id]; byTenant != nil {
+			tenants := make([]string, 0, len(byTenant))
+			for t := range byTenant {
+				tenants = append(tenants, t)
+			}
+			sort.Strings(tenants)
+			for i, t := range tenants {
+				sep := ", "
+				if i == 0 {
+					sep = " ("
+				}
+				fmt.Fprintf(w, "%stenant %s: %d", sep, t, byTenant[t])
+			}
+			if len(tenants) > 0 {
+				fmt.Fprint(w, ")")
+			} else {
+				fmt.Fprint(w, " (no tenant to list: tenant.template needs the cluster's namespaces)")
+			}
+		}
+		fmt.Fprintln(w)
 	}
 	for _, u := range c.Unchecked {
 		fmt.Fprintf(w, "%s: note: not checked against a backend: %s\n", file, u)

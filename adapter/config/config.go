@@ -26,7 +26,62 @@ type Config struct {
 	ExternalRules []DiscoveryRule `yaml:"externalRules"`
 	// ResourceRules serve metrics.k8s.io (pod and node CPU and memory).
 	ResourceRules *ResourceRules `yaml:"resourceRules"`
+	// Backends, a Gantry extension, are named query backends beside the
+	// ones the flags define (prometheus, loki, local): a rule names its
+	// backend with backend: <name>.
+	Backends []Backend `yaml:"backends"`
 }
+
+// Backend is a named query backend: a Prometheus-compatible API
+// (Prometheus, Thanos Query, Cortex, Mimir) or a Loki.
+type Backend struct {
+	// Name is what rules call it (backend: <name>).
+	Name string `yaml:"name"`
+	// Type is "prometheus" (any Prometheus-compatible query API) or "loki".
+	Type string `yaml:"type"`
+	// URL is the backend's base URL; URLs, instead, are the members of an
+	// HA set that hold the same data (a Prometheus HA pair): a query goes
+	// to one and fails over to the others.
+	URL  string   `yaml:"url"`
+	URLs []string `yaml:"urls"`
+	// HTTP is the HTTP client configuration, in Prometheus' format
+	// (authorization, basic_auth, oauth2, tls_config, http_headers,
+	// proxy_url, ...). Secrets come from files (credentials_file,
+	// password_file, client_secret_file, key_file), never inline.
+	HTTP *HTTPConfig `yaml:"http"`
+	// Tenant sends a tenant header with every request.
+	Tenant *Tenant `yaml:"tenant"`
+	// Timeout bounds each query; default --backend-timeout.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Tenant says which tenant a backend's requests are made for: fixed, or
+// derived from the namespace of the API request being answered, never from
+// the rule or the request's selector.
+type Tenant struct {
+	// Header carries the tenant: X-Scope-OrgID (Cortex, Mimir, Loki; the
+	// default) or THANOS-TENANT.
+	Header string `yaml:"header"`
+	// Fixed is every request's tenant.
+	Fixed string `yaml:"fixed"`
+	// ByNamespace maps namespaces to tenants.
+	ByNamespace map[string]string `yaml:"byNamespace"`
+	// Template is the tenant of a namespace that ByNamespace does not
+	// name: $namespace stands for the namespace ("team-$namespace").
+	Template string `yaml:"template"`
+	// Cluster is the tenant of requests outside a namespace (nodes);
+	// without it they are refused.
+	Cluster string `yaml:"cluster"`
+}
+
+// DefaultTenantHeader is the tenant header of Cortex, Mimir and Loki.
+const DefaultTenantHeader = "X-Scope-OrgID"
+
+// The types of named backends.
+const (
+	BackendPrometheus = "prometheus"
+	BackendLoki       = "loki"
+)
 
 // DiscoveryRule finds series, associates them with Kubernetes resources,
 // names them for the API and says how to query them.
@@ -52,6 +107,10 @@ type DiscoveryRule struct {
 	// itself (kube-state-metrics, kubelet cAdvisor). LogQL rules run on
 	// "loki", which may be written out.
 	Source string `yaml:"source"`
+	// Backend, a Gantry extension, names the backend (from backends:) that
+	// lists the rule's series and runs its query; its type must match the
+	// query's language. Unset, the rule runs on its source's backend.
+	Backend string `yaml:"backend"`
 	// Window is a Gantry extension: the windowSeconds reported with each value.
 	// When unset, the longest range selector of the rendered query is used.
 	Window Duration `yaml:"window"`
@@ -121,9 +180,12 @@ const (
 	SourceLocal      = "local"
 )
 
-// SourceOrDefault is the backend the rule's query runs on.
+// SourceOrDefault is the backend the rule's query runs on: a named
+// backend, or one of the sources the flags configure.
 func (r DiscoveryRule) SourceOrDefault() string {
 	switch {
+	case r.Backend != "":
+		return r.Backend
 	case r.Source != "":
 		return r.Source
 	case r.LogQLQuery != "":

@@ -148,9 +148,9 @@ func TestLoadBadFiles(t *testing.T) {
 			file: "unknown-field.bad.yaml",
 			want: []string{
 				`testdata/unknown-field.bad.yaml:6: rules[0] (http_requests_total): resources.overrides.pod: unknown field "resouce", did you mean "resource"? (known fields: group, resource)`,
-				`testdata/unknown-field.bad.yaml:8: rules[0] (http_requests_total): unknown field "metricQuery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
-				`testdata/unknown-field.bad.yaml:10: rules[1] (queue_depth): unknown field "seriesfilters", did you mean "seriesFilters"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
-				`testdata/unknown-field.bad.yaml:13: top level: unknown field "externalrules", did you mean "externalRules"? (known fields: rules, externalRules, resourceRules)`,
+				`testdata/unknown-field.bad.yaml:8: rules[0] (http_requests_total): unknown field "metricQuery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, backend, window)`,
+				`testdata/unknown-field.bad.yaml:10: rules[1] (queue_depth): unknown field "seriesfilters", did you mean "seriesFilters"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, backend, window)`,
+				`testdata/unknown-field.bad.yaml:13: top level: unknown field "externalrules", did you mean "externalRules"? (known fields: rules, externalRules, resourceRules, backends)`,
 			},
 		},
 		{
@@ -239,7 +239,7 @@ func TestLoadBadFiles(t *testing.T) {
 		{
 			file: "multiple.bad.yaml",
 			want: []string{
-				`testdata/multiple.bad.yaml:15: rules[2] (latency_seconds): unknown field "windw", did you mean "window"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
+				`testdata/multiple.bad.yaml:15: rules[2] (latency_seconds): unknown field "windw", did you mean "window"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, backend, window)`,
 				`testdata/multiple.bad.yaml: rules[0] (http_requests_total): metricsQuery: rendered query does not parse: 1:61: parse error: unexpected <by> in aggregation (rendered: sum(rate(sample_metric{namespace="default",pod=~"a|b"}[2m]) by (pod))`,
 				"testdata/multiple.bad.yaml: rules[2] (latency_seconds): name.matches: not a regular expression: error parsing regexp: missing closing ): `(latency`",
 				`testdata/multiple.bad.yaml: externalRules[0] (queue_depth{queue!=""): seriesQuery: not a series selector: 1:22: parse error: unexpected end of input inside braces`,
@@ -374,25 +374,25 @@ func TestParse(t *testing.T) {
 		{
 			name:    "an unknown field far from any known one gets no suggestion",
 			yaml:    "rules: []\nprometheus: {url: http://prometheus:9090}\n",
-			wantErr: []string{`t.yaml:2: top level: unknown field "prometheus" (known fields: rules, externalRules, resourceRules)`},
+			wantErr: []string{`t.yaml:2: top level: unknown field "prometheus" (known fields: rules, externalRules, resourceRules, backends)`},
 		},
 		{
 			name:    "a field in the wrong case is suggested in the right one",
 			yaml:    "Rules: []\n",
-			wantErr: []string{`t.yaml:1: top level: unknown field "Rules", did you mean "rules"? (known fields: rules, externalRules, resourceRules)`},
+			wantErr: []string{`t.yaml:1: top level: unknown field "Rules", did you mean "rules"? (known fields: rules, externalRules, resourceRules, backends)`},
 		},
 		{
 			name: "a misspelt field is reported once, not again as missing",
 			yaml: "rules:\n- seriesQuery: 'x{a!=\"\"}'\n  metricsquery: '" + query + "'\n",
 			wantErr: []string{
-				`t.yaml:3: rules[0] (x): unknown field "metricsquery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
+				`t.yaml:3: rules[0] (x): unknown field "metricsquery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, backend, window)`,
 			},
 		},
 		{
 			name: "a missing field in another rule is still reported",
 			yaml: "rules:\n- seriesQuery: 'x{a!=\"\"}'\n  metricsquery: '" + query + "'\n- seriesQuery: 'y{a!=\"\"}'\n",
 			wantErr: []string{
-				`t.yaml:3: rules[0] (x): unknown field "metricsquery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, window)`,
+				`t.yaml:3: rules[0] (x): unknown field "metricsquery", did you mean "metricsQuery"? (known fields: seriesQuery, seriesFilters, resources, name, metricsQuery, logqlQuery, source, backend, window)`,
 				`t.yaml: rules[1] (y): metricsQuery: required: a query template such as 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'`,
 			},
 		},

@@ -22,7 +22,7 @@ type problem struct {
 func splitSection(path []string) (section, field string) {
 	n := 0
 	switch {
-	case len(path) >= 2 && (path[0] == "rules" || path[0] == "externalRules") && strings.HasPrefix(path[1], "["):
+	case len(path) >= 2 && (path[0] == "rules" || path[0] == "externalRules" || path[0] == "backends") && strings.HasPrefix(path[1], "["):
 		n = 2
 	case len(path) >= 2 && path[0] == "resourceRules" && (path[1] == "cpu" || path[1] == "memory"):
 		n = 2
@@ -48,7 +48,7 @@ func joinPath(path []string) string {
 // called by its name.
 func sectionName(doc *yaml.Node, section string) string {
 	key, idx, ok := strings.Cut(section, "[")
-	if !ok || (key != "rules" && key != "externalRules") {
+	if !ok || (key != "rules" && key != "externalRules" && key != "backends") {
 		return ""
 	}
 	var i int
@@ -62,6 +62,13 @@ func sectionName(doc *yaml.Node, section string) string {
 		seq := doc.Content[k+1]
 		if seq.Kind != yaml.SequenceNode || i >= len(seq.Content) {
 			return ""
+		}
+		if key == "backends" {
+			var b struct {
+				Name string `yaml:"name"`
+			}
+			_ = seq.Content[i].Decode(&b) // best effort
+			return b.Name
 		}
 		var r DiscoveryRule
 		_ = seq.Content[i].Decode(&r) // best effort: fields that do not decode stay empty

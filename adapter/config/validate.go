@@ -42,6 +42,7 @@ func (c *Config) validate(file string, schemaProblems map[string]bool) error {
 			}
 		}
 	}
+	errs = append(errs, c.validateBackends(file)...)
 	if rr := c.ResourceRules; rr != nil {
 		for _, res := range []struct {
 			name string

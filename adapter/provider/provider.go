@@ -138,6 +138,8 @@ func (p *MetricsProvider) GetMetricByName(ctx context.Context, name types.Namesp
 	if namespace != "" && !p.inNamespace(info.GroupResource, namespace, name.Name) {
 		return nil, cmprovider.NewMetricNotFoundForError(info.GroupResource, info.Metric, name.Name)
 	}
+	// A backend with tenants answers for the request's namespace's tenant.
+	ctx = backend.WithNamespace(ctx, namespace)
 	if info.GroupResource == rules.Namespaces {
 		namespace = ""
 	}
@@ -171,6 +173,7 @@ func (p *MetricsProvider) GetMetricBySelector(ctx context.Context, namespace str
 	if namespace != "" && !p.inNamespace(info.GroupResource, namespace, "") {
 		return nil, cmprovider.NewMetricNotFoundError(info.GroupResource, info.Metric)
 	}
+	ctx = backend.WithNamespace(ctx, namespace)
 	listNamespace := namespace
 	if info.GroupResource == rules.Namespaces {
 		listNamespace = ""
@@ -273,6 +276,9 @@ func (p *MetricsProvider) objectValues(ctx context.Context, entry discovery.Entr
 func (p *MetricsProvider) samples(ctx context.Context, entry discovery.Entry, info cmprovider.CustomMetricInfo, namespace string, names []string, metricSelector labels.Selector) (*objectSamples, error) {
 	wide := namespace != "" && info.GroupResource != rules.Namespaces && entry.Rule.NamespaceQueryable()
 	key := valueKey{rule: entry.Rule.ID, series: entry.Series, gr: info.GroupResource, namespace: namespace}
+	// The tenant follows the request's namespace, which is not always the
+	// objects' (a Namespace object is cluster-scoped).
+	key.requestNamespace, _ = backend.RequestNamespace(ctx)
 	if metricSelector != nil {
 		key.selector = metricSelector.String()
 	}
@@ -331,6 +337,7 @@ func (p *MetricsProvider) GetExternalMetric(ctx context.Context, namespace strin
 	if err != nil {
 		return nil, queryBuildError(err)
 	}
+	ctx = backend.WithNamespace(ctx, namespace)
 	ctx, cancel := p.withTimeout(ctx)
 	defer cancel()
 	vec, err := p.query(ctx, entry.Rule, q.Text)
@@ -449,6 +456,15 @@ func (p *MetricsProvider) query(ctx context.Context, rule *rules.Rule, q string)
 }
 
 func backendError(metric, ruleID string, err error) error {
+	var nt *backend.NoTenantError
+	if errors.As(err, &nt) {
+		return &apierrors.StatusError{ErrStatus: metav1.Status{
+			Status:  metav1.StatusFailure,
+			Code:    http.StatusNotFound,
+			Reason:  metav1.StatusReasonNotFound,
+			Message: fmt.Sprintf("metric %q: %s: %v", metric, ruleID, nt),
+		}}
+	}
 	var be *backend.Error
 	if errors.As(err, &be) && be.BadQuery() {
 		return apierrors.NewInternalError(fmt.Errorf("metric %q: %s: the backend rejected the query: %v", metric, ruleID, be.Err))

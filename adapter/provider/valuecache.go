@@ -30,6 +30,9 @@ type valueKey struct {
 	namespace    string
 	selector     string
 	names        string // "" for a namespace query
+	// requestNamespace is the namespace the request was made in, which a
+	// backend's tenant follows.
+	requestNamespace string
 }
 
 // valueCache keeps the values of recent queries for a short TTL, so that the
@@ -73,7 +76,7 @@ const DefaultValueCacheBytes = 32 << 20
 // overhead). The names are counted as their own strings: samples copies
 // them out of the backend's answer, so that they do not hold it alive.
 func entrySize(key valueKey, vals *objectSamples) int64 {
-	n := int64(len(key.rule)+len(key.series)+len(key.gr.Group)+len(key.gr.Resource)+len(key.namespace)+len(key.selector)+len(key.names)) + 256
+	n := int64(len(key.rule)+len(key.series)+len(key.gr.Group)+len(key.gr.Resource)+len(key.namespace)+len(key.requestNamespace)+len(key.selector)+len(key.names)) + 256
 	if vals != nil {
 		n += int64(len(vals.query))
 		for name := range vals.byName {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gantry-dev/gantry/adapter"
 	"github.com/gantry-dev/gantry/adapter/checkconfig"
+	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/filters"
 )
 
@@ -90,7 +91,12 @@ func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "gantry check-config: --config is required")
 		return 2
 	}
-	listers, err := adapter.CheckListers(&opts)
+	cfg, err := config.Load(opts.ConfigFile)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	listers, err := adapter.CheckListers(&opts, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "gantry check-config:", err)
 		return 1
