@@ -57,7 +57,7 @@ func (t *Tenancy) Validate() error {
 		errs = append(errs, check("tenant", tenant))
 	}
 	if t.Fixed == "" && len(t.ByNamespace) == 0 && t.Template == "" && t.Cluster == "" {
-		errs = append(errs, errors.New("tenant: set fixed, byNamespace, template or cluster"))
+		errs = append(errs, errors.New("set fixed, byNamespace, template or cluster"))
 	}
 	return errors.Join(errs...)
 }
