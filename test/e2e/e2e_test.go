@@ -351,6 +351,12 @@ func (e *env) testSelfMetrics(t *testing.T) {
 
 func (e *env) deployment(t *testing.T, name string, replicas int32, cpuRequest string) {
 	t.Helper()
+	e.deploymentIn(t, ns, name, replicas, cpuRequest)
+}
+
+// deploymentIn is deployment in namespace ns.
+func (e *env) deploymentIn(t *testing.T, ns, name string, replicas int32, cpuRequest string) {
+	t.Helper()
 	c := corev1.Container{Name: "app", Image: "registry.invalid/app:1"}
 	if cpuRequest != "" {
 		c.Resources.Requests = corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpuRequest), corev1.ResourceMemory: resource.MustParse("64Mi")}
@@ -376,6 +382,12 @@ func (e *env) deployment(t *testing.T, name string, replicas int32, cpuRequest s
 }
 
 func (e *env) hpa(t *testing.T, name string, min, max int32, metric autoscalingv2.MetricSpec) {
+	t.Helper()
+	e.hpaIn(t, ns, name, min, max, metric)
+}
+
+// hpaIn is hpa in namespace ns.
+func (e *env) hpaIn(t *testing.T, ns, name string, min, max int32, metric autoscalingv2.MetricSpec) {
 	t.Helper()
 	h := &autoscalingv2.HorizontalPodAutoscaler{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
@@ -419,6 +431,12 @@ func (e *env) feedPods(name string, set func(pod string)) (stop func()) {
 
 func (e *env) getHPA(ctx context.Context, t *testing.T, name string) *autoscalingv2.HorizontalPodAutoscaler {
 	t.Helper()
+	return e.getHPAIn(ctx, t, ns, name)
+}
+
+// getHPAIn is getHPA in namespace ns.
+func (e *env) getHPAIn(ctx context.Context, t *testing.T, ns, name string) *autoscalingv2.HorizontalPodAutoscaler {
+	t.Helper()
 	h, err := e.client.AutoscalingV2().HorizontalPodAutoscalers(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -430,8 +448,14 @@ func (e *env) getHPA(ctx context.Context, t *testing.T, name string) *autoscalin
 // them, logging how long the HPA took.
 func (e *env) waitReplicas(ctx context.Context, t *testing.T, name string, n int32, why string) {
 	t.Helper()
+	e.waitReplicasIn(ctx, t, ns, name, n, why)
+}
+
+// waitReplicasIn is waitReplicas in namespace ns.
+func (e *env) waitReplicasIn(ctx context.Context, t *testing.T, ns, name string, n int32, why string) {
+	t.Helper()
 	begin := time.Now()
-	e.waitHPA(ctx, t, name, fmt.Sprintf("%d replicas (%s)", n, why), func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+	e.waitHPAIn(ctx, t, ns, name, fmt.Sprintf("%d replicas (%s)", n, why), func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
 		if h.Status.DesiredReplicas != n {
 			return false
 		}
@@ -442,6 +466,12 @@ func (e *env) waitReplicas(ctx context.Context, t *testing.T, name string, n int
 }
 
 func (e *env) waitHPA(ctx context.Context, t *testing.T, name, what string, ok func(*autoscalingv2.HorizontalPodAutoscaler) bool) {
+	t.Helper()
+	e.waitHPAIn(ctx, t, ns, name, what, ok)
+}
+
+// waitHPAIn is waitHPA in namespace ns.
+func (e *env) waitHPAIn(ctx context.Context, t *testing.T, ns, name, what string, ok func(*autoscalingv2.HorizontalPodAutoscaler) bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(ctx, waitScale)
 	defer cancel()

@@ -70,8 +70,8 @@ resourceRules:
 // and gauges at a set value, one sample per series every step, so values
 // can change while an HPA watches.
 type Feeder struct {
-	prom *prom.Server
-	step time.Duration
+	write func(context.Context, []prom.Sample) error
+	step  time.Duration
 
 	mu     sync.Mutex
 	series map[string]*fed
@@ -87,9 +87,16 @@ type fed struct {
 	backlog []prom.Sample
 }
 
-// NewFeeder returns a feeder writing every step; call Run.
+// NewFeeder returns a feeder writing to p every step; call Run.
 func NewFeeder(p *prom.Server, step time.Duration) *Feeder {
-	return &Feeder{prom: p, step: step, series: map[string]*fed{}}
+	return NewFeederTo(p.Write, step)
+}
+
+// NewFeederTo returns a feeder handing its samples to write every step:
+// a prom.Writer's Write for a tenant of Cortex or Thanos receive, or
+// several servers' at once.
+func NewFeederTo(write func(context.Context, []prom.Sample) error, step time.Duration) *Feeder {
+	return &Feeder{write: write, step: step, series: map[string]*fed{}}
 }
 
 func key(labels map[string]string) string {
@@ -170,7 +177,7 @@ func (f *Feeder) Flush(ctx context.Context) error {
 	if len(samples) == 0 {
 		return nil
 	}
-	return f.prom.Write(ctx, samples)
+	return f.write(ctx, samples)
 }
 
 // Run flushes every step until ctx ends. Errors are passed to onErr (may be
