@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/gantry-dev/gantry/adapter/checkconfig"
+	"github.com/gantry-dev/gantry/collectors/backend/backendtest"
 	"github.com/gantry-dev/gantry/test/cluster"
 	"github.com/gantry-dev/gantry/test/prom"
 	"github.com/gantry-dev/gantry/test/vpa"
@@ -424,5 +427,50 @@ func TestVersion(t *testing.T) {
 				t.Errorf("gantry %s = %d, %q, %q; want 0, %q, nothing", arg, code, stdout, stderr, "gantry dev\n")
 			}
 		})
+	}
+}
+
+// TestCheckConfigTenants: for a backend with tenants, check-config lists
+// each tenant's series under that tenant's header and reports what each
+// yields.
+func TestCheckConfigTenants(t *testing.T) {
+	noCluster(t)
+	api := backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		// tenant-a has two pods' series, tenant-b one of another name.
+		series := map[string]string{
+			"tenant-a": `{"__name__":"http_requests_total","namespace":"a","pod":"web-1"},{"__name__":"http_requests_total","namespace":"a","pod":"web-2"}`,
+			"tenant-b": `{"__name__":"http_errors_total","namespace":"b","pod":"web-1"}`,
+		}[r.Header.Get("X-Scope-OrgID")]
+		fmt.Fprintf(w, `{"status":"success","data":[%s]}`, series)
+	})
+	file := filepath.Join(t.TempDir(), "tenants.yaml")
+	cfg := `backends:
+- name: cortex
+  type: prometheus
+  url: ` + api.URL + `
+  tenant: {byNamespace: {a: tenant-a, b: tenant-b}}
+rules:
+- seriesQuery: '{__name__=~"http_.*_total",namespace!="",pod!=""}'
+  backend: cortex
+  resources: {template: "<<.Resource>>"}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+`
+	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := runGantry(t, "check-config", "--config", file)
+	want := file + `: ok: 1 rules, 0 external rules, resource rules: false
+  rules[0] (^(.*)_total$): 2 metrics (tenant tenant-a: 1, tenant tenant-b: 1)
+`
+	if code != 0 || stdout != want {
+		t.Errorf("check-config: exit %d\nstdout:\n%s\nwant:\n%s\nstderr: %s", code, stdout, want, stderr)
+	}
+	tenants := map[string]bool{}
+	for _, r := range api.Seen() {
+		tenants[strings.Join(r.Header.Values("X-Scope-OrgID"), ",")] = true
+	}
+	if !cmp.Equal(tenants, map[string]bool{"tenant-a": true, "tenant-b": true}) {
+		t.Errorf("series were listed with tenant headers %v, want tenant-a and tenant-b, each alone", tenants)
 	}
 }
