@@ -284,3 +284,37 @@ func TestParseAndCompile(t *testing.T) {
 		})
 	}
 }
+
+// TestBackendsCheck: rules are checked against the backends Gantry runs
+// with; a rule naming a backend of the file is the file's to validate; a
+// reload may not change the backends section, which is built at start.
+func TestBackendsCheck(t *testing.T) {
+	const thanos = "backends: [{name: thanos, type: prometheus, url: 'http://127.0.0.1:1'}]\n"
+	const rule = `rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  backend: thanos
+  resources: {template: "<<.Resource>>"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+`
+	start, err := config.Parse([]byte(thanos+rule), "config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newBackends(&Options{BackendTimeout: time.Second}, start, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := b.queriers()["thanos"]; !ok {
+		t.Fatalf("no querier for the named backend: %v", b.queriers())
+	}
+	if err := b.check("config.yaml", start, false); err != nil {
+		t.Errorf("the config Gantry started with: %v", err)
+	}
+	changed, err := config.Parse([]byte(strings.Replace(thanos, "127.0.0.1:1", "127.0.0.1:2", 1)+rule), "config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.check("config.yaml", changed, false); err == nil || !strings.Contains(err.Error(), "backends: changed since Gantry started") {
+		t.Errorf("a reload that moves a backend: err = %v, want it refused until a restart", err)
+	}
+}
