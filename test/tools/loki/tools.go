@@ -5,5 +5,5 @@
 package tools
 
 import (
-	_ "github.com/grafana/loki/v3/cmd/loki"
+	_ "github.com/grafana/loki/cmd/loki"
 )
