@@ -1,4 +1,4 @@
-// Package loki runs a real Loki 3 single-binary server for Gantry's
+// Package loki runs a real Loki 2.2.1 single-binary server for Gantry's
 // integration and e2e tests, and pushes log lines into it.
 //
 // It sits under test/, beside the Prometheus harness (test/prom): the Loki
@@ -6,6 +6,12 @@
 // this package starts, never against a fake. The binary comes from `make
 // tools` (<repo root>/bin/loki, or $GANTRY_BIN_DIR/loki; built by
 // test/tools/install-loki.sh).
+//
+// Why 2.2.1: it is the last Loki release under Apache-2.0; from 2.3.0 on
+// Loki is AGPL-3.0, which this project does not take, not even into a tools
+// module. Gantry's client uses only the query API that 2.2.1 and Loki 3.x
+// both serve (instant queries and series listings, POSTed as forms), so
+// what passes here holds for a current Loki too.
 package loki
 
 import (
@@ -22,7 +28,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -54,7 +59,7 @@ type Options struct {
 	// streams. Off, Loki ignores the header and keeps everything under the
 	// tenant "fake".
 	MultiTenant bool
-	// ReadyTimeout bounds the wait for /ready (default 90s).
+	// ReadyTimeout bounds the wait for readiness (default 90s).
 	ReadyTimeout time.Duration
 	// StopGrace bounds how long Stop waits after SIGTERM before SIGKILL
 	// (default 10s).
@@ -68,14 +73,11 @@ type Server struct {
 	bin     string
 	config  string
 	workDir string
-	ownsDir bool
 	logPath string
 	client  *http.Client
 
-	mu       sync.Mutex // guards proc across Halt and Restart
-	proc     *proc.Process
-	stopOnce sync.Once
-	stopErr  error
+	// life holds the process across Halt, Restart and Stop.
+	life proc.Lifecycle
 }
 
 // StartT runs Loki for the duration of a test. A missing binary fails the
@@ -112,7 +114,7 @@ func StartT(t testing.TB, opts Options) *Server {
 }
 
 // Start runs <BinDir>/loki with every listener on a free 127.0.0.1 port and
-// waits until /ready answers 200. ctx bounds the start only: the process
+// waits until it is ready (see waitReady). ctx bounds the start only: the process
 // runs until Stop, so a long-running program must call Stop on its way out.
 func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Logf == nil {
@@ -132,14 +134,26 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	} else if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating work dir: %w", err)
 	}
+	grace := opts.StopGrace
+	if grace <= 0 {
+		grace = defaultStopGrace
+	}
+	logf := opts.Logf
 	s := &Server{
 		opts:    opts,
 		bin:     bin,
 		config:  filepath.Join(opts.WorkDir, "loki.yaml"),
 		workDir: opts.WorkDir,
-		ownsDir: ownsDir,
 		logPath: filepath.Join(opts.WorkDir, "loki.log"),
 		client:  &http.Client{Timeout: 30 * time.Second},
+		life: proc.Lifecycle{
+			Name:      "loki",
+			Title:     "Loki",
+			Logf:      func(format string, args ...any) { logf("loki: "+format, args...) },
+			StopGrace: grace,
+			WorkDir:   opts.WorkDir,
+			OwnsDir:   ownsDir,
+		},
 	}
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
@@ -155,13 +169,13 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 		opts.Logf("loki: attempt %d: %v; retrying on other ports", attempt, firstLine(err.Error()))
 	}
-	return nil, cleanupDir(ownsDir, opts.WorkDir, lastErr)
+	return nil, proc.RemoveOwnedDir(ownsDir, opts.WorkDir, lastErr)
 }
 
 // launch writes a config with fresh ports and an empty data dir, starts
 // Loki and waits for it. retry reports a lost race for a port.
 func (s *Server) launch(ctx context.Context) (retry bool, err error) {
-	ports, err := proc.FreePorts(3)
+	ports, err := proc.FreePorts(2)
 	if err != nil {
 		return false, err
 	}
@@ -169,18 +183,29 @@ func (s *Server) launch(ctx context.Context) (retry bool, err error) {
 	if err := os.RemoveAll(dataDir); err != nil {
 		return false, fmt.Errorf("clearing data dir: %w", err)
 	}
-	if err := os.WriteFile(s.config, []byte(renderConfig(dataDir, ports[0], ports[1], ports[2], s.opts.MultiTenant)), 0o644); err != nil {
+	if err := os.WriteFile(s.config, []byte(renderConfig(dataDir, ports[0], ports[1], s.opts.MultiTenant)), 0o644); err != nil {
 		return false, fmt.Errorf("writing config: %w", err)
 	}
 	s.url = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	return s.spawn(ctx, os.O_TRUNC)
 }
 
-// renderConfig is a single-binary Loki that keeps everything on loopback and
-// in dataDir: in-memory ring, filesystem chunks and TSDB index, no usage
-// reporting, and an ingester that is ready at once.
-func renderConfig(dataDir string, httpPort, grpcPort, gossipPort int, multiTenant bool) string {
-	q := func(s string) string { return strconv.Quote(s) }
+// renderConfig is Loki 2.2.1's single-binary example configuration
+// (cmd/loki/loki-local-config.yaml) kept on loopback and in dataDir: HTTP and
+// gRPC on 127.0.0.1, an in-memory ring with the ingester at 127.0.0.1 (no
+// memberlist, nothing gossips), boltdb-shipper index, chunks and compactor on
+// the file system, and a WAL, so that lines pushed before Halt are there
+// after Restart. Beside the schema's start date (below), one setting differs
+// from the example: min_ready_duration 0s (by default the ingester reports
+// not-ready for a minute after it is ACTIVE, a guard for rolling restarts of
+// an ingester set, not a state this single process has to reach). No ruler
+// storage is configured, so the single binary leaves the ruler out.
+func renderConfig(dataDir string, httpPort, grpcPort int, multiTenant bool) string {
+	q := func(elem string) string { return strconv.Quote(filepath.Join(dataDir, elem)) }
+	// The schema starts a day before the oldest line Loki accepts
+	// (reject_old_samples_max_age), not in 2020 as in the example: the
+	// table manager makes (and logs) a table per day since then.
+	schemaFrom := time.Now().UTC().Add(-8 * 24 * time.Hour).Format(time.DateOnly)
 	return fmt.Sprintf(`auth_enabled: %t
 server:
   http_listen_address: 127.0.0.1
@@ -188,37 +213,52 @@ server:
   grpc_listen_address: 127.0.0.1
   grpc_listen_port: %d
   log_level: info
-common:
-  instance_addr: 127.0.0.1
-  path_prefix: %s
-  replication_factor: 1
-  ring:
-    kvstore:
-      store: inmemory
-  storage:
-    filesystem:
-      chunks_directory: %s
-      rules_directory: %s
+ingester:
+  wal:
+    enabled: true
+    dir: %s
+  lifecycler:
+    address: 127.0.0.1
+    ring:
+      kvstore:
+        store: inmemory
+      replication_factor: 1
+    final_sleep: 0s
+    min_ready_duration: 0s
+  chunk_idle_period: 1h
+  max_chunk_age: 1h
+  chunk_target_size: 1048576
+  chunk_retain_period: 30s
+  max_transfer_retries: 0
 schema_config:
   configs:
-    - from: "2024-01-01"
-      store: tsdb
+    - from: %s
+      store: boltdb-shipper
       object_store: filesystem
-      schema: v13
+      schema: v11
       index:
         prefix: index_
         period: 24h
-memberlist:
-  bind_addr: [127.0.0.1]
-  bind_port: %d
-  advertise_addr: 127.0.0.1
-  advertise_port: %d
-analytics:
-  reporting_enabled: false
-ingester:
-  lifecycler:
-    min_ready_duration: 0s
-`, multiTenant, httpPort, grpcPort, q(dataDir), q(filepath.Join(dataDir, "chunks")), q(filepath.Join(dataDir, "rules")), gossipPort, gossipPort)
+storage_config:
+  boltdb_shipper:
+    active_index_directory: %s
+    cache_location: %s
+    cache_ttl: 24h
+    shared_store: filesystem
+  filesystem:
+    directory: %s
+compactor:
+  working_directory: %s
+  shared_store: filesystem
+limits_config:
+  reject_old_samples: true
+  reject_old_samples_max_age: 168h
+chunk_store_config:
+  max_look_back_period: 0s
+table_manager:
+  retention_deletes_enabled: false
+  retention_period: 0s
+`, multiTenant, httpPort, grpcPort, q("wal"), schemaFrom, q("boltdb-shipper-active"), q("boltdb-shipper-cache"), q("chunks"), q("compactor"))
 }
 
 // spawn starts one process with the current config and data dir and waits
@@ -237,12 +277,10 @@ func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error)
 	if err != nil {
 		return false, fmt.Errorf("starting %s: %w", s.bin, err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.mu.Unlock()
+	s.life.Set(p)
 
 	if err := s.waitReady(ctx, p); err != nil {
-		stopErr := s.terminate()
+		stopErr := s.life.Terminate()
 		log := s.logTail(maxLogDump)
 		retry = strings.Contains(log, "address already in use")
 		if stopErr != nil {
@@ -253,8 +291,11 @@ func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error)
 	return false, nil
 }
 
-// waitReady polls /ready until it answers 200, the process exits, or the
-// ready timeout passes.
+// waitReady polls until Loki says it is ready and its read path answers, the
+// process exits, or the ready timeout passes. /ready answers 200 once every
+// module runs and the ingester is ACTIVE in the ring, which the distributor
+// needs to accept a push; a label listing then shows the querier answering
+// (for a MultiTenant server, as a tenant of its own, which adds no data).
 func (s *Server) waitReady(ctx context.Context, p *proc.Process) error {
 	timeout := readyTimeout(s.opts)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -262,8 +303,10 @@ func (s *Server) waitReady(ctx context.Context, p *proc.Process) error {
 	err := proc.WaitReady(ctx, p, 200*time.Millisecond, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		_, err := proc.GetOK(ctx, s.client, s.url+"/ready", 4096)
-		return err
+		if _, err := proc.GetOK(ctx, s.client, s.url+"/ready", 4096); err != nil {
+			return err
+		}
+		return s.labelsOK(ctx)
 	})
 	if err != nil {
 		return fmt.Errorf("loki (pid %d) at %s, waited up to %s: %w", p.PID(), s.url, timeout, err)
@@ -271,18 +314,33 @@ func (s *Server) waitReady(ctx context.Context, p *proc.Process) error {
 	return nil
 }
 
+// labelsOK lists label names (/loki/api/v1/labels) and wants a success.
+func (s *Server) labelsOK(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/loki/api/v1/labels", nil)
+	if err != nil {
+		return err
+	}
+	if s.opts.MultiTenant {
+		req.Header.Set("X-Scope-OrgID", "gantry-harness-probe")
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"status":"success"`) {
+		return fmt.Errorf("GET %s: %s: %s", req.URL.Path, resp.Status, firstLine(strings.TrimSpace(string(body))))
+	}
+	return nil
+}
+
 // URL is the server's base URL, e.g. http://127.0.0.1:40123.
 func (s *Server) URL() string { return s.url }
 
-// PID is the process id of the running loki, 0 before the first start.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return 0
-	}
-	return s.proc.PID()
-}
+// PID is the process id of the running loki (after Halt or Stop, of the one
+// that ran last), 0 before the first start.
+func (s *Server) PID() int { return s.life.PID() }
 
 // LogPath is the file that holds Loki's stdout and stderr.
 func (s *Server) LogPath() string { return s.logPath }
@@ -290,68 +348,22 @@ func (s *Server) LogPath() string { return s.logPath }
 // Halt stops the process as Stop does but keeps its data dir and ports, so
 // that Restart can bring the same server back, as after a crash. Requests
 // fail meanwhile: the port refuses connections.
-func (s *Server) Halt() error {
-	pid := s.PID()
-	err := s.terminate()
-	if err == nil {
-		s.opts.Logf("loki: Loki (pid %d) halted", pid)
-	}
-	return err
-}
+func (s *Server) Halt() error { return s.life.Halt() }
 
 // Restart starts a halted server again with the same config (so the same
 // URL) and data dir, and waits until it is ready. Lines pushed before Halt
-// are queryable again once the ingester has replayed its WAL.
+// are queryable again: the ingester replays its WAL before it is ready.
 func (s *Server) Restart(ctx context.Context) error {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p != nil {
-		select {
-		case <-p.Exited():
-		default:
-			return fmt.Errorf("loki (pid %d) is still running; Halt it first", s.PID())
-		}
-	}
-	begin := time.Now()
-	if _, err := s.spawn(ctx, os.O_APPEND); err != nil {
-		return fmt.Errorf("restarting loki at %s: %w", s.url, err)
-	}
-	s.opts.Logf("loki: Loki restarted at %s (pid %d) and ready in %s", s.url, s.PID(), time.Since(begin).Round(10*time.Millisecond))
-	return nil
+	return s.life.Restart(ctx, s.url, func(ctx context.Context) error {
+		_, err := s.spawn(ctx, os.O_APPEND)
+		return err
+	})
 }
 
 // Stop ends the process: SIGTERM, then SIGKILL if it has not exited within
 // the stop grace. It removes the work dir if Start created it. Stop is safe
 // to call more than once; later calls return the first result.
-func (s *Server) Stop() error {
-	s.stopOnce.Do(func() {
-		pid := s.PID()
-		err := s.terminate()
-		if err == nil {
-			s.opts.Logf("loki: Loki (pid %d) stopped", pid)
-		}
-		s.stopErr = cleanupDir(s.ownsDir, s.workDir, err)
-	})
-	return s.stopErr
-}
-
-// terminate signals the current process by PID and waits for it to exit.
-func (s *Server) terminate() error {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	grace := s.opts.StopGrace
-	if grace <= 0 {
-		grace = defaultStopGrace
-	}
-	return p.Terminate(grace, func() {
-		s.opts.Logf("loki: Loki (pid %d) still running %s after SIGTERM; sending SIGKILL", p.PID(), grace)
-	})
-}
+func (s *Server) Stop() error { return s.life.Stop() }
 
 // Entry is one log line.
 type Entry struct {
@@ -420,16 +432,6 @@ func readyTimeout(o Options) time.Duration {
 		return o.ReadyTimeout
 	}
 	return defaultReadyTimeout
-}
-
-func cleanupDir(owns bool, dir string, err error) error {
-	if !owns {
-		return err
-	}
-	if rmErr := os.RemoveAll(dir); rmErr != nil {
-		return errors.Join(err, fmt.Errorf("removing work dir: %w", rmErr))
-	}
-	return err
 }
 
 func firstLine(s string) string {
