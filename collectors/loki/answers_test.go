@@ -2,10 +2,13 @@ package loki_test
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,6 +100,155 @@ func TestCrossHostRedirect(t *testing.T) {
 			t.Errorf("headers at Loki (-want +got):\n%s", diff)
 		}
 	})
+}
+
+// TestSameHostRedirect: a redirect within Loki's own scheme, host and port
+// (a gateway moving the API under a path) is followed with the tenant and
+// credentials by default, and not at all with NoRedirects (follow_redirects:
+// false).
+func TestSameHostRedirect(t *testing.T) {
+	var origin *backendtest.API
+	origin = backendtest.NewAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/moved/") {
+			vectorOK(w, r)
+			return
+		}
+		backendtest.RedirectTo(func() string { return origin.URL + "/moved" })(w, r)
+	})
+	t.Run("followed by default", func(t *testing.T) {
+		c := newClient(t, lokicollector.Options{URL: origin.URL, HTTP: secretConfig(t), Tenant: "team-a"}, nil)
+		vec, err := c.Query(context.Background(), `sum(rate({app="web"}[1m]))`, time.Unix(1700000000, 0))
+		if err != nil || len(vec) != 1 {
+			t.Fatalf("query = %v, %v; want the moved API's sample", vec, err)
+		}
+		reqs := origin.Seen()
+		last := reqs[len(reqs)-1]
+		got := map[string]string{"path": last.Path}
+		for _, h := range secretHeaders {
+			got[h] = last.Header.Get(h)
+		}
+		want := map[string]string{"path": "/moved/loki/api/v1/query", "Authorization": "Bearer tok-secret", "X-Api-Key": "key-secret", "X-Scope-Orgid": "team-a"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("the moved API's request (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("not with NoRedirects", func(t *testing.T) {
+		c := newClient(t, lokicollector.Options{URL: origin.URL, HTTP: secretConfig(t), Redirects: backend.NoRedirects}, nil)
+		_, err := c.Series(context.Background(), []string{`{app="web"}`}, time.Unix(1699999000, 0), time.Unix(1700000000, 0))
+		var be *backend.Error
+		if !errors.As(err, &be) || be.Reason != "redirected" || !strings.Contains(err.Error(), "follow_redirects") {
+			t.Errorf("error %v, want reason redirected naming follow_redirects", err)
+		}
+	})
+}
+
+// TestTLS runs the client against a TLS server: with the server's CA it
+// queries, without it the call is unreachable with the certificate error,
+// and neither message names the server's address.
+func TestTLS(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(vectorOK))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failed handshake is expected
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	caFile := backendtest.WriteFile(t, "ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+
+	withCA := commoncfg.DefaultHTTPClientConfig
+	withCA.TLSConfig.CAFile = caFile
+	c := newClient(t, lokicollector.Options{URL: srv.URL, HTTP: withCA, Timeout: 10 * time.Second}, nil)
+	if _, err := c.Query(context.Background(), `sum(rate({app="web"}[1m]))`, time.Now()); err != nil {
+		t.Errorf("query with the CA: %v", err)
+	}
+
+	c = newClient(t, lokicollector.Options{URL: srv.URL, Timeout: 10 * time.Second}, nil)
+	_, err := c.Query(context.Background(), `sum(rate({app="web"}[1m]))`, time.Now())
+	var be *backend.Error
+	if !errors.As(err, &be) || be.Reason != "unreachable" || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("query without the CA: %v, want unreachable naming the unknown authority", err)
+	}
+	if strings.Contains(err.Error(), strings.TrimPrefix(srv.URL, "https://")) {
+		t.Errorf("error names Loki's address: %v", err)
+	}
+}
+
+// TestConfiguredLimits: the limits are the client's options, not only the
+// defaults TestAnswerLimits checks.
+func TestConfiguredLimits(t *testing.T) {
+	vector := func(n int) func(w http.ResponseWriter, r *http.Request) {
+		var sb strings.Builder
+		sb.WriteString(`{"status":"success","data":{"resultType":"vector","result":[`)
+		for i := range n {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"metric":{"pod":"web-%d"},"value":[1700000000,"1"]}`, i)
+		}
+		sb.WriteString(`]}}`)
+		body := sb.String()
+		return func(w http.ResponseWriter, r *http.Request) { write(w, 200, "application/json", body) }
+	}
+	streams := func(n int) func(w http.ResponseWriter, r *http.Request) {
+		var sb strings.Builder
+		sb.WriteString(`{"status":"success","data":[`)
+		for i := range n {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"app":"web","pod":"web-%d"}`, i)
+		}
+		sb.WriteString(`]}`)
+		body := sb.String()
+		return func(w http.ResponseWriter, r *http.Request) { write(w, 200, "application/json", body) }
+	}
+	cases := []struct {
+		name      string
+		limits    backend.Limits
+		respond   func(w http.ResponseWriter, r *http.Request)
+		series    bool
+		wantN     int
+		wantLimit string // "" for none
+	}{
+		{name: "query within max samples", limits: backend.Limits{MaxSamples: 3}, respond: vector(3), wantN: 3},
+		{name: "query over max samples", limits: backend.Limits{MaxSamples: 3}, respond: vector(4), wantLimit: "max_samples"},
+		{name: "query over max response bytes", limits: backend.Limits{MaxResponseBytes: 1024}, respond: vector(20), wantLimit: "max_response_bytes"},
+		{name: "series within max series", limits: backend.Limits{MaxSeries: 2}, respond: streams(2), series: true, wantN: 2},
+		{name: "series over max series", limits: backend.Limits{MaxSeries: 2}, respond: streams(3), series: true, wantLimit: "max_series"},
+		{name: "series over max response bytes", limits: backend.Limits{MaxResponseBytes: 100}, respond: streams(10), series: true, wantLimit: "max_response_bytes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			api := backendtest.NewAPI(t, tc.respond)
+			reg := promclient.NewRegistry()
+			c := newClient(t, lokicollector.Options{URL: api.URL, Limits: tc.limits}, reg)
+			ctx := context.Background()
+			var n int
+			var err error
+			call := "query"
+			if tc.series {
+				call = "series"
+				var sets []model.LabelSet
+				sets, err = c.Series(ctx, []string{`{app="web"}`}, time.Unix(1699999000, 0), time.Unix(1700000000, 0))
+				n = len(sets)
+			} else {
+				var vec model.Vector
+				vec, err = c.Query(ctx, `sum by (pod) (rate({app="web"}[1m]))`, time.Unix(1700000000, 0))
+				n = len(vec)
+			}
+			if tc.wantLimit == "" {
+				if err != nil || n != tc.wantN {
+					t.Fatalf("%s = %d, %v; want %d", call, n, err, tc.wantN)
+				}
+				return
+			}
+			flag := "--backend-" + strings.ReplaceAll(tc.wantLimit, "_", "-")
+			var be *backend.Error
+			if !errors.As(err, &be) || be.Reason != "too_large" || !strings.Contains(err.Error(), flag) {
+				t.Fatalf("%s = %d, %v; want a too_large backend error naming %s", call, n, err, flag)
+			}
+			if diff := cmp.Diff(map[string]float64{"loki/" + call + "/" + tc.wantLimit: 1}, backendtest.Rejected(t, reg)); diff != "" {
+				t.Errorf("rejected answers (-want +got):\n%s", diff)
+			}
+		})
+	}
 }
 
 // TestAnswerLimits: query answers with more samples than
