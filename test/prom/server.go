@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,12 +44,9 @@ const (
 // Server is a running Prometheus child process.
 type Server struct {
 	url       string
-	pid       int
 	workDir   string
-	ownsDir   bool // workDir was created by StartProcess and is removed by Stop
 	logPath   string
 	batchSize int
-	stopGrace time.Duration
 	logf      func(string, ...any)
 	client    *http.Client
 
@@ -59,10 +55,8 @@ type Server struct {
 	configPath string
 	o          options
 
-	mu       sync.Mutex // guards proc and pid across Halt and Restart
-	proc     *proc.Process
-	stopOnce sync.Once
-	stopErr  error
+	// life holds the process across Halt, Restart and Stop.
+	life proc.Lifecycle
 }
 
 // options collects what an Option may change.
@@ -173,27 +167,33 @@ func StartProcess(ctx context.Context, binDir, workDir string, logf func(string,
 
 	configPath := filepath.Join(workDir, "prometheus.yml")
 	if err := os.WriteFile(configPath, []byte(renderConfig(o)), 0o644); err != nil {
-		return nil, cleanupDir(ownsDir, workDir, fmt.Errorf("writing config: %w", err))
+		return nil, proc.RemoveOwnedDir(ownsDir, workDir, fmt.Errorf("writing config: %w", err))
 	}
 
 	s := &Server{
 		workDir:    workDir,
-		ownsDir:    ownsDir,
 		logPath:    filepath.Join(workDir, "prometheus.log"),
 		batchSize:  o.batchSize,
-		stopGrace:  o.stopGrace,
 		logf:       logf,
 		client:     &http.Client{Timeout: 30 * time.Second},
 		bin:        bin,
 		configPath: configPath,
 		o:          o,
+		life: proc.Lifecycle{
+			Name:      "prometheus",
+			Title:     "Prometheus",
+			Logf:      func(format string, args ...any) { logf("prom: "+format, args...) },
+			StopGrace: o.stopGrace,
+			WorkDir:   workDir,
+			OwnsDir:   ownsDir,
+		},
 	}
 
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		retry, err := s.launch(ctx, bin, configPath, o)
 		if err == nil {
-			logf("prom: Prometheus ready at %s (pid %d, log %s)", s.url, s.pid, s.logPath)
+			logf("prom: Prometheus ready at %s (pid %d, log %s)", s.url, s.PID(), s.logPath)
 			return s, nil
 		}
 		lastErr = err
@@ -202,7 +202,7 @@ func StartProcess(ctx context.Context, binDir, workDir string, logf func(string,
 		}
 		logf("prom: attempt %d: %v; retrying on another port", attempt, err)
 	}
-	return nil, cleanupDir(ownsDir, workDir, lastErr)
+	return nil, proc.RemoveOwnedDir(ownsDir, workDir, lastErr)
 }
 
 // launch starts one process on a free port with an empty data dir and waits
@@ -248,16 +248,10 @@ func (s *Server) spawn(ctx context.Context, bin, configPath string, o options, a
 	if err != nil {
 		return false, fmt.Errorf("starting %s: %w", bin, err)
 	}
-	s.mu.Lock()
-	s.proc = p
-	s.pid = p.PID()
-	s.mu.Unlock()
+	s.life.Set(p)
 
-	if err := s.waitReady(ctx, o.readyTimeout); err != nil {
-		stopErr := s.terminate()
-		s.mu.Lock()
-		s.proc = nil
-		s.mu.Unlock()
+	if err := s.waitReady(ctx, p, o.readyTimeout); err != nil {
+		stopErr := s.life.Terminate()
 		log := s.logTail(maxLogDump)
 		retry = strings.Contains(log, "address already in use")
 		if stopErr != nil {
@@ -270,12 +264,9 @@ func (s *Server) spawn(ctx context.Context, bin, configPath string, o options, a
 
 // waitReady polls /-/ready until it answers 200, the process exits, or the
 // deadline passes.
-func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
+func (s *Server) waitReady(ctx context.Context, p *proc.Process, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	s.mu.Lock()
-	p, pid := s.proc, s.pid
-	s.mu.Unlock()
 	err := proc.WaitReady(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -283,7 +274,7 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("prometheus (pid %d) at %s, waited up to %s: %w", pid, s.url, timeout, err)
+		return fmt.Errorf("prometheus (pid %d) at %s, waited up to %s: %w", p.PID(), s.url, timeout, err)
 	}
 	return nil
 }
@@ -291,47 +282,26 @@ func (s *Server) waitReady(ctx context.Context, timeout time.Duration) error {
 // URL is the server's base URL, e.g. http://127.0.0.1:40123.
 func (s *Server) URL() string { return s.url }
 
-// PID is the process id of the running prometheus.
-func (s *Server) PID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pid
-}
+// PID is the process id of the running prometheus (after Halt or Stop, of
+// the one that ran last).
+func (s *Server) PID() int { return s.life.PID() }
 
 // Halt stops the process as Stop does (SIGTERM, then SIGKILL after the stop
 // grace) but keeps its data dir, so that Restart can bring the same server
 // back, as after a crash or a rescheduled pod. Requests fail meanwhile: the
 // port refuses connections.
-func (s *Server) Halt() error {
-	err := s.terminate()
-	if err == nil {
-		s.logf("prom: Prometheus (pid %d) halted", s.PID())
-	}
-	return err
-}
+func (s *Server) Halt() error { return s.life.Halt() }
 
 // Restart starts a halted server again on the same address, with the same
 // data dir, configuration and flags, and waits until it is ready; its log
 // goes on in LogPath. What was written before Halt is queryable again once
 // Prometheus has replayed its WAL.
 func (s *Server) Restart(ctx context.Context) error {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p != nil {
-		select {
-		case <-p.Exited():
-		default:
-			return fmt.Errorf("prometheus (pid %d) is still running; Halt it first", s.PID())
-		}
-	}
-	begin := time.Now()
 	addr := strings.TrimPrefix(s.url, "http://")
-	if _, err := s.spawn(ctx, s.bin, s.configPath, s.o, addr, os.O_APPEND); err != nil {
-		return fmt.Errorf("restarting prometheus at %s: %w", s.url, err)
-	}
-	s.logf("prom: Prometheus restarted at %s (pid %d) and ready in %s", s.url, s.PID(), time.Since(begin).Round(10*time.Millisecond))
-	return nil
+	return s.life.Restart(ctx, s.url, func(ctx context.Context) error {
+		_, err := s.spawn(ctx, s.bin, s.configPath, s.o, addr, os.O_APPEND)
+		return err
+	})
 }
 
 // LogPath is the file that holds Prometheus' stdout and stderr.
@@ -340,29 +310,7 @@ func (s *Server) LogPath() string { return s.logPath }
 // Stop ends the process: SIGTERM, then SIGKILL if it has not exited within
 // the stop grace. It removes the work dir if StartProcess created it. Stop
 // is safe to call more than once; later calls return the first result.
-func (s *Server) Stop() error {
-	s.stopOnce.Do(func() {
-		err := s.terminate()
-		if err == nil {
-			s.logf("prom: Prometheus (pid %d) stopped", s.pid)
-		}
-		s.stopErr = cleanupDir(s.ownsDir, s.workDir, err)
-	})
-	return s.stopErr
-}
-
-// terminate signals the current process by PID and waits for it to exit.
-func (s *Server) terminate() error {
-	s.mu.Lock()
-	p := s.proc
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	return p.Terminate(s.stopGrace, func() {
-		s.logf("prom: Prometheus (pid %d) still running %s after SIGTERM; sending SIGKILL", p.PID(), s.stopGrace)
-	})
-}
+func (s *Server) Stop() error { return s.life.Stop() }
 
 // logTail returns at most max bytes from the end of the log, starting at a
 // line boundary.
@@ -413,16 +361,6 @@ func collectOptions(opts []Option) options {
 		o.batchSize = defaultBatchSize
 	}
 	return o
-}
-
-func cleanupDir(owns bool, dir string, err error) error {
-	if !owns {
-		return err
-	}
-	if rmErr := os.RemoveAll(dir); rmErr != nil {
-		return errors.Join(err, fmt.Errorf("removing work dir: %w", rmErr))
-	}
-	return err
 }
 
 // BinDir returns where the tool binaries live: $GANTRY_BIN_DIR if set, else
