@@ -17,7 +17,7 @@ func TestQuick(t *testing.T) {
 	var out bytes.Buffer
 	args := []string{
 		"-workdir", t.TempDir(), "-timeout", "4m", "-relist", "5s", "-value-cache-ttl", "5s",
-		"-pods", "20", "-requests", "10",
+		"-pods", "20", "-requests", "10", "-idle-window", "1s",
 		"-hpas", "4", "-hpa-pods", "1", "-hpa-duration", "3s", "-hpa-poll", "1s",
 		"-soak", "6s", "-soak-rps", "10", "-soak-burst-every", "3s", "-soak-burst-for", "1s", "-soak-window", "3s", "-soak-targets", "2",
 		"-discovery", "2000",
@@ -28,6 +28,7 @@ func TestQuick(t *testing.T) {
 		t.Fatalf("bench exited with %d", code)
 	}
 	got := map[string]result{}
+	clients := map[string]result{}
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -40,6 +41,30 @@ func TestQuick(t *testing.T) {
 			t.Fatalf("JSON line %q: %v", line, err)
 		}
 		got[r.Scenario] = r
+		if r.Scenario == "pods" {
+			clients[r.Client] = r
+		}
+	}
+	// Each client's block is its own result, and its wire is what that
+	// client is meant to be: the HPA controller's protobuf without gzip
+	// over HTTP/2, JSON with and without gzip.
+	for _, c := range []struct {
+		name, contentType string
+		gzip              bool
+	}{
+		{clientHPA, "application/vnd.kubernetes.protobuf", false},
+		{clientJSON, "application/json", true},
+		{clientJSONIdentity, "application/json", false},
+	} {
+		r, ok := clients[c.name]
+		switch {
+		case !ok:
+			t.Errorf("no pods result for client %s", c.name)
+		case r.Wire == nil:
+			t.Errorf("pods result for client %s without its wire", c.name)
+		case r.Wire.Proto != "HTTP/2.0" || r.Wire.ContentType != c.contentType || (r.Wire.AcceptEncoding == "gzip") != c.gzip || r.Wire.BytesPerAnswer <= 0:
+			t.Errorf("client %s: wire %+v, want HTTP/2.0, %s, gzip asked %v", c.name, *r.Wire, c.contentType, c.gzip)
+		}
 	}
 	for _, name := range []string{"pods", "fleet", "soak", "discovery"} {
 		r, ok := got[name]

@@ -151,7 +151,7 @@ func (b *bench) floodScenario(ctx context.Context) (result, error) {
 
 	// The pollers run from here to the end of the settle period; what
 	// they see before the flood begins is a warm-up, not counted.
-	client, err := b.metricsClient(30 * time.Second)
+	client, err := b.metricsClient(30*time.Second, nil)
 	if err != nil {
 		return r, err
 	}

@@ -4,11 +4,17 @@
 // runs these scenarios on it:
 //
 //   - pods: a Pods metric over N pods behind one label selector. Requests go
-//     sequentially through the aggregator; in the same run, interleaved, the
-//     exact PromQL query Gantry sends is sent straight to Prometheus (and,
-//     for reference, the query naming every pod that prometheus-adapter
-//     sends). The overhead ratio is Gantry p99 / raw p99. Gantry's CPU comes
-//     from /proc/<pid>/stat (user+system) before and after the requests.
+//     sequentially through the aggregator, one block per client
+//     (-pods-clients; clients.go): the HPA controller's (k8s.io/metrics'
+//     custom metrics client, protobuf, no gzip, HTTP/2) and JSON with and
+//     without gzip, since Gantry's cost per request depends on what the
+//     client asks for. In each block, interleaved, the exact PromQL query
+//     Gantry sends is sent straight to Prometheus (and, for reference, the
+//     query naming every pod that prometheus-adapter sends). The overhead
+//     ratio is Gantry p99 / raw p99. Gantry's CPU comes from
+//     /proc/<pid>/stat (user+system, all its threads) before and after the
+//     block; its idle CPU, read before the blocks, says how much of that is
+//     background work.
 //   - fleet: H simulated HPAs, each polling its own Deployment's Pods metric
 //     every poll interval with k8s.io/metrics' custom metrics client (as the
 //     HPA controller does), for a fixed duration.
@@ -87,6 +93,8 @@ type flags struct {
 	soak      soakFlags
 	flood     floodFlags
 	pods      []int
+	clients   []string
+	idle      time.Duration
 	requests  int
 	ttls      []string
 	fleet     []int
@@ -109,14 +117,18 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
 // that a test can run a small configuration of it.
 func run(args []string, out io.Writer) int {
 	var f flags
-	var pods, ttls, fleet, disc string
+	var pods, ttls, fleet, disc, clients string
 	flag := flag.NewFlagSet("bench", flag.ContinueOnError)
 	flag.StringVar(&disc, "discovery", "", "discovery scenario: comma-separated series counts (ascending), e.g. 100000,1000000; empty skips it")
 	flag.StringVar(&f.load, "discovery-load", "backfill", "discovery scenario: how series get into Prometheus: backfill (promtool blocks, Prometheus restarted) or remote-write")
 	f.soak.register(flag)
 	f.flood.register(flag)
 	flag.StringVar(&pods, "pods", "100,1000", "pods scenario: comma-separated pod counts (ascending); empty skips it")
-	flag.IntVar(&f.requests, "requests", 200, "pods scenario: sequential requests per pod count")
+	flag.DurationVar(&f.idle, "idle-window", 10*time.Second, "pods scenario: how long Gantry's CPU is read without requests before the blocks, for its background share (0 skips it)")
+	flag.IntVar(&f.requests, "requests", 200, "pods scenario: sequential requests per pod count and client")
+	flag.StringVar(&clients, "pods-clients", strings.Join(podsClients, ","), "pods scenario: comma-separated clients, one block of requests each: "+
+		"hpa (k8s.io/metrics' custom metrics client configured as kube-controller-manager's HPA controller: protobuf, no gzip, HTTP/2), "+
+		"json (JSON, gzip accepted), json-nogzip (JSON, identity)")
 	flag.StringVar(&ttls, "value-cache-ttl", "0,5s", "comma-separated --value-cache-ttl values; one stack each")
 	flag.StringVar(&fleet, "hpas", "", "fleet scenario: comma-separated HPA counts, e.g. 100,1000; empty skips it")
 	flag.IntVar(&f.fleetPods, "hpa-pods", 3, "fleet scenario: pods per HPA")
@@ -149,6 +161,18 @@ func run(args []string, out io.Writer) int {
 	}
 	if f.pods, err = ints(pods); err != nil {
 		return fail(fmt.Errorf("-pods: %w", err))
+	}
+	for _, c := range strings.Split(clients, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		if !slices.Contains(podsClients, c) {
+			return fail(fmt.Errorf("-pods-clients: %q is none of %s", c, strings.Join(podsClients, ", ")))
+		}
+		f.clients = append(f.clients, c)
+	}
+	if len(f.pods) > 0 && len(f.clients) == 0 {
+		return fail(errors.New("-pods-clients: the pods scenario needs a client"))
 	}
 	if f.fleet, err = ints(fleet); err != nil {
 		return fail(fmt.Errorf("-hpas: %w", err))
@@ -244,6 +268,7 @@ type latencies struct {
 
 type result struct {
 	Scenario      string   `json:"scenario"`
+	Client        string   `json:"client,omitempty"`  // pods scenario: -pods-clients
 	Started       string   `json:"started,omitempty"` // UTC, for matching runs with the machine's load
 	LoadAvg       string   `json:"loadavg,omitempty"` // /proc/loadavg when the scenario started
 	Cores         int      `json:"cores"`
@@ -255,6 +280,7 @@ type result struct {
 	Errors        int      `json:"errors"`
 	RequestsPerS  float64  `json:"requests_per_second,omitempty"`
 
+	Wire     *wire      `json:"wire,omitempty"` // pods scenario: what its client sent and got
 	Gantry   latencies  `json:"gantry_ms"`
 	Raw      *latencies `json:"raw_query_ms,omitempty"`
 	RawNames *latencies `json:"raw_names_query_ms,omitempty"`
@@ -271,16 +297,24 @@ type result struct {
 	OverheadP99 float64 `json:"overhead_p99,omitempty"`
 	OverheadP50 float64 `json:"overhead_p50,omitempty"`
 
-	GantryCPUPer1000    float64 `json:"gantry_cpu_seconds_per_1000_requests"`
-	GantryCores         float64 `json:"gantry_cores,omitempty"`
-	APIServerCPUPer1000 float64 `json:"apiserver_cpu_seconds_per_1000_requests"`
-	GantryRSSMiB        float64 `json:"gantry_rss_mib"`
-	BackendQueries      float64 `json:"backend_queries"`
-	CacheHits           float64 `json:"cache_hits"`
-	CacheMisses         float64 `json:"cache_misses"`
-	Query               string  `json:"query,omitempty"`
-	QueryBytes          int     `json:"query_bytes,omitempty"`
-	NamesQueryBytes     int     `json:"names_query_bytes,omitempty"`
+	GantryCPUPer1000 float64 `json:"gantry_cpu_seconds_per_1000_requests"`
+	GantryCores      float64 `json:"gantry_cores,omitempty"`
+	// GantryIdleCores is Gantry's CPU without requests (relists, informers,
+	// its own loops), read over -idle-window before the pods scenario's
+	// blocks; GantryIdlePer1000 is the share of GantryCPUPer1000 it
+	// accounts for over the block's wall time (BlockSeconds), whatever
+	// the requests cost.
+	GantryIdleCores     *float64 `json:"gantry_idle_cores,omitempty"`
+	GantryIdlePer1000   *float64 `json:"gantry_idle_cpu_seconds_per_1000_requests,omitempty"`
+	BlockSeconds        float64  `json:"block_seconds,omitempty"`
+	APIServerCPUPer1000 float64  `json:"apiserver_cpu_seconds_per_1000_requests"`
+	GantryRSSMiB        float64  `json:"gantry_rss_mib"`
+	BackendQueries      float64  `json:"backend_queries"`
+	CacheHits           float64  `json:"cache_hits"`
+	CacheMisses         float64  `json:"cache_misses"`
+	Query               string   `json:"query,omitempty"`
+	QueryBytes          int      `json:"query_bytes,omitempty"`
+	NamesQueryBytes     int      `json:"names_query_bytes,omitempty"`
 
 	Discovery *discoveryResult `json:"discovery,omitempty"`
 	Soak      *soakResult      `json:"soak,omitempty"`
@@ -357,12 +391,14 @@ func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results 
 	defer func() { stopFeed(); feedWG.Wait() }()
 
 	for _, n := range f.pods {
-		r, err := b.podsScenario(ctx, n)
+		rs, err := b.podsScenario(ctx, n)
+		for _, r := range rs {
+			b.emit(r)
+		}
+		results = append(results, rs...)
 		if err != nil {
 			return results, fmt.Errorf("pods scenario, %d pods, ttl %s: %w", n, ttl, err)
 		}
-		b.emit(r)
-		results = append(results, r)
 	}
 	for _, h := range f.fleet {
 		r, err := b.fleetScenario(ctx, h)
@@ -542,60 +578,117 @@ func (b *bench) waitItems(ctx context.Context, u string, want int) error {
 	}
 }
 
-func (b *bench) podsScenario(ctx context.Context, n int) (result, error) {
+func (b *bench) podsScenario(ctx context.Context, n int) ([]result, error) {
 	const ns, app = "bench", "web"
 	names, err := b.ensurePods(ctx, ns, app, n)
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
-	u := b.customURL(ns, app)
-	if err := b.waitItems(ctx, u, n); err != nil {
-		return result{}, err
+	if err := b.waitItems(ctx, b.customURL(ns, app), n); err != nil {
+		return nil, err
 	}
 	q, err := b.rule.NamespaceQuery(series, rules.Pods, ns, labels.Everything())
 	if err != nil {
-		return result{}, err
+		return nil, err
 	}
 	nq, err := b.rule.ObjectQuery(series, rules.Pods, ns, names, labels.Everything())
 	if err != nil {
-		return result{}, err
+		return nil, err
+	}
+	idle := -1.0
+	if b.f.idle > 0 {
+		if idle, err = b.idleCores(ctx, b.f.idle); err != nil {
+			return nil, err
+		}
+	}
+	var rs []result
+	for _, name := range b.f.clients {
+		c, err := b.podsClient(name, ns, app)
+		if err != nil {
+			return rs, err
+		}
+		r, err := b.podsRun(ctx, n, c, q.Text, nq.Text)
+		if err != nil {
+			return rs, fmt.Errorf("client %s: %w", name, err)
+		}
+		if idle >= 0 {
+			cores, per := round(idle, 4), round(idle*r.BlockSeconds*1000/float64(max(r.Requests, 1)), 3)
+			r.GantryIdleCores, r.GantryIdlePer1000 = &cores, &per
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}
+
+// idleCores is Gantry's CPU over d without requests, in cores.
+func (b *bench) idleCores(ctx context.Context, d time.Duration) (float64, error) {
+	pid := b.st.GantryPID()
+	c0, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(d):
+	}
+	c1, err := procCPU(pid)
+	if err != nil {
+		return 0, err
+	}
+	return (c1 - c0) / time.Since(t0).Seconds(), nil
+}
+
+// podsRun is one block of sequential requests of one client: Gantry's CPU
+// around the block is that client's.
+func (b *bench) podsRun(ctx context.Context, n int, c *podsClient, q, nq string) (result, error) {
+	get := func() error {
+		items, err := c.list(ctx)
+		if err == nil && items != n {
+			err = fmt.Errorf("%d items, want %d", items, n)
+		}
+		return err
 	}
 	// Warm up connections and caches on both paths.
 	for range 10 {
-		if _, err := b.okGet(ctx, u); err != nil {
+		if err := get(); err != nil {
 			return result{}, err
 		}
-		if err := b.rawQuery(ctx, q.Text); err != nil {
+		if err := b.rawQuery(ctx, q); err != nil {
 			return result{}, err
 		}
 	}
-	r := result{Scenario: "pods", Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: n, Requests: b.f.requests,
-		Query: q.Text, QueryBytes: len(q.Text), NamesQueryBytes: len(nq.Text)}
+	c.obs.reset()
+	r := result{Scenario: "pods", Client: c.name, Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: n, Requests: b.f.requests,
+		Query: q, QueryBytes: len(q), NamesQueryBytes: len(nq)}
 	stamp(&r)
 	before, err := b.snapshot(ctx)
 	if err != nil {
 		return r, err
 	}
-	stopProfile := b.profile(ctx, fmt.Sprintf("gantry-pods-%d-ttl-%s.pprof", n, b.ttl))
+	stopProfile := b.profile(ctx, fmt.Sprintf("gantry-pods-%d-ttl-%s-%s.pprof", n, b.ttl, c.name))
 	defer stopProfile()
 	var gt, rt, nt []time.Duration
+	var lastErr error
 	for i := range b.f.requests {
 		t0 := time.Now()
-		if _, err := b.okGet(ctx, u); err != nil {
+		if err := get(); err != nil {
 			r.Errors++
+			lastErr = err
 			if r.Errors > b.f.requests/10 {
 				return r, err
 			}
 		}
 		gt = append(gt, time.Since(t0))
 		t0 = time.Now()
-		if err := b.rawQuery(ctx, q.Text); err != nil {
+		if err := b.rawQuery(ctx, q); err != nil {
 			return r, err
 		}
 		rt = append(rt, time.Since(t0))
 		if i%4 == 0 { // the query naming every pod, for reference
 			t0 = time.Now()
-			if err := b.rawQuery(ctx, nq.Text); err != nil {
+			if err := b.rawQuery(ctx, nq); err != nil {
 				return r, err
 			}
 			nt = append(nt, time.Since(t0))
@@ -605,6 +698,11 @@ func (b *bench) podsScenario(ctx context.Context, n int) (result, error) {
 	if err != nil {
 		return r, err
 	}
+	r.BlockSeconds = round(after.at.Sub(before.at).Seconds(), 3)
+	if lastErr != nil {
+		fmt.Fprintf(os.Stderr, "bench: pods %d, client %s: %d errors, last: %v\n", n, c.name, r.Errors, lastErr)
+	}
+	r.Wire = c.obs.wire()
 	r.Gantry = percentiles(gt)
 	raw, rawNames := percentiles(rt), percentiles(nt)
 	r.Raw, r.RawNames = &raw, &rawNames
@@ -639,7 +737,7 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	if err := b.waitItems(ctx, b.customURL(hpas[h-1].ns, hpas[h-1].app), b.f.fleetPods); err != nil {
 		return result{}, err
 	}
-	client, err := b.metricsClient(0)
+	client, err := b.metricsClient(0, nil)
 	if err != nil {
 		return result{}, err
 	}
@@ -698,7 +796,7 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	if lastEr != nil {
 		fmt.Fprintf(os.Stderr, "bench: fleet of %d: %d errors, last: %v\n", h, errs, lastEr)
 	}
-	r = result{Scenario: "fleet", Started: r.Started, LoadAvg: r.LoadAvg, Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: h * b.f.fleetPods, HPAs: h,
+	r = result{Scenario: "fleet", Client: clientHPA, Started: r.Started, LoadAvg: r.LoadAvg, Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: h * b.f.fleetPods, HPAs: h,
 		Requests: len(lat), Errors: errs, RequestsPerS: round(float64(len(lat))/wall.Seconds(), 1), Gantry: percentiles(lat)}
 	after.fill(&r, before, len(lat))
 	r.GantryCores = round((after.gantryCPU-before.gantryCPU)/after.at.Sub(before.at).Seconds(), 3)
@@ -706,17 +804,24 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 }
 
 // metricsClient is k8s.io/metrics' custom metrics client as the HPA
-// controller uses it, each request bounded by timeout (0: unbounded).
-func (b *bench) metricsClient(timeout time.Duration) (cmclient.CustomMetricsClient, error) {
+// controller uses it, each request bounded by timeout (0: unbounded);
+// wrap, if not nil, wraps its transport.
+func (b *bench) metricsClient(timeout time.Duration, wrap func(http.RoundTripper) http.RoundTripper) (cmclient.CustomMetricsClient, error) {
 	cfg := b.st.Cluster.RESTConfig()
 	cfg.QPS, cfg.Burst = 10000, 20000
 	cfg.Timeout = timeout
 	// kube-controller-manager's clients, the HPA controller's among them,
-	// ask for protobuf (--kube-api-content-type's default).
+	// ask for protobuf (--kube-api-content-type's default) and not for
+	// gzip (it sets DisableCompression on its kubeconfig).
 	cfg.ContentType = kruntime.ContentTypeProtobuf
-	kube, err := kubernetes.NewForConfig(cfg)
+	cfg.DisableCompression = true
+	kube, err := kubernetes.NewForConfig(cfg) // discovery, not observed
 	if err != nil {
 		return nil, err
+	}
+	if wrap != nil {
+		cfg = rest.CopyConfig(cfg)
+		cfg.Wrap(wrap)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(kube.Discovery()))
 	return cmclient.NewForConfig(cfg, mapper, cmclient.NewAvailableAPIsGetter(kube.Discovery())), nil
@@ -950,7 +1055,7 @@ func printTable(out io.Writer, all []result) {
 		return
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "SCENARIO\tTTL\tPODS\tHPAS\tREQ\tERR\tREQ/S\tGANTRY p50/p95/p99 ms\tRAW p50/p99 ms\tHOP p50/p99 ms\tOVERHEAD p99\tNAMES-QUERY p99 ms\tCPU s/1000 req\tAPISERVER s/1000\tRSS MiB\tBACKEND Q\tHIT RATE\t")
+	fmt.Fprintln(w, "SCENARIO\tCLIENT\tTTL\tPODS\tHPAS\tREQ\tERR\tREQ/S\tGANTRY p50/p95/p99 ms\tRAW p50/p99 ms\tHOP p50/p99 ms\tOVERHEAD p99\tNAMES-QUERY p99 ms\tCPU s/1000 req\tOF IT IDLE\tAPISERVER s/1000\tRSS MiB\tBACKEND Q\tHIT RATE\t")
 	for _, r := range rs {
 		raw, names, over, hop := "-", "-", "-", "-"
 		if r.Hop != nil {
@@ -965,13 +1070,19 @@ func printTable(out io.Writer, all []result) {
 		if t := r.CacheHits + r.CacheMisses; t > 0 {
 			hit = fmt.Sprintf("%.0f%%", 100*r.CacheHits/t)
 		}
-		hpas, rps := "-", "-"
+		hpas, rps, client, idle := "-", "-", "-", "-"
+		if r.GantryIdlePer1000 != nil {
+			idle = fmt.Sprintf("%.3f", *r.GantryIdlePer1000)
+		}
+		if r.Client != "" {
+			client = r.Client
+		}
 		if r.HPAs > 0 {
 			hpas, rps = strconv.Itoa(r.HPAs), fmt.Sprintf("%.1f", r.RequestsPerS)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%d\t%s\t%.1f/%.1f/%.1f\t%s\t%s\t%s\t%s\t%.3f\t%.3f\t%.0f\t%.0f\t%s\t\n",
-			r.Scenario, r.ValueCacheTTL, r.Pods, hpas, r.Requests, r.Errors, rps, r.Gantry.P50, r.Gantry.P95, r.Gantry.P99,
-			raw, hop, over, names, r.GantryCPUPer1000, r.APIServerCPUPer1000, r.GantryRSSMiB, r.BackendQueries, hit)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%.1f/%.1f/%.1f\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.3f\t%.0f\t%.0f\t%s\t\n",
+			r.Scenario, client, r.ValueCacheTTL, r.Pods, hpas, r.Requests, r.Errors, rps, r.Gantry.P50, r.Gantry.P95, r.Gantry.P99,
+			raw, hop, over, names, r.GantryCPUPer1000, idle, r.APIServerCPUPer1000, r.GantryRSSMiB, r.BackendQueries, hit)
 	}
 	w.Flush()
 }
