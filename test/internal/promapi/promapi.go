@@ -70,29 +70,6 @@ func Instant(ctx context.Context, hc *http.Client, r Request) (Result, error) {
 	if !r.Time.IsZero() {
 		form.Set("time", strconv.FormatFloat(float64(r.Time.UnixMilli())/1e3, 'f', 3, 64))
 	}
-	u := strings.TrimSuffix(r.Base, "/") + "/api/v1/query?" + form.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return Result{}, err
-	}
-	for name, values := range r.Header {
-		for _, v := range values {
-			req.Header.Add(name, v)
-		}
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return Result{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return Result{}, fmt.Errorf("GET %s: reading body: %w", req.URL.Path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
-		return Result{}, &StatusError{Path: req.URL.Path, Code: resp.StatusCode, Body: line}
-	}
 	var answer struct {
 		Status string `json:"status"`
 		Data   struct {
@@ -104,21 +81,22 @@ func Instant(ctx context.Context, hc *http.Client, r Request) (Result, error) {
 		} `json:"data"`
 		Warnings []string `json:"warnings"`
 	}
-	if err := json.Unmarshal(body, &answer); err != nil {
-		return Result{}, fmt.Errorf("GET %s: decoding answer: %w", req.URL.Path, err)
+	path, err := get(ctx, hc, strings.TrimSuffix(r.Base, "/")+"/api/v1/query?"+form.Encode(), r.Header, &answer)
+	if err != nil {
+		return Result{}, err
 	}
 	if answer.Status != "success" || answer.Data.ResultType != "vector" {
-		return Result{}, fmt.Errorf("GET %s: status %q, result type %q, want a success with a vector", req.URL.Path, answer.Status, answer.Data.ResultType)
+		return Result{}, fmt.Errorf("GET %s: status %q, result type %q, want a success with a vector", path, answer.Status, answer.Data.ResultType)
 	}
 	res := Result{Samples: make([]Sample, 0, len(answer.Data.Result)), Warnings: answer.Warnings}
 	for _, s := range answer.Data.Result {
 		str, ok := s.Value[1].(string)
 		if !ok {
-			return Result{}, fmt.Errorf("GET %s: sample %v: value %v is not a string", req.URL.Path, s.Metric, s.Value[1])
+			return Result{}, fmt.Errorf("GET %s: sample %v: value %v is not a string", path, s.Metric, s.Value[1])
 		}
 		v, err := strconv.ParseFloat(str, 64)
 		if err != nil {
-			return Result{}, fmt.Errorf("GET %s: sample %v: %w", req.URL.Path, s.Metric, err)
+			return Result{}, fmt.Errorf("GET %s: sample %v: %w", path, s.Metric, err)
 		}
 		res.Samples = append(res.Samples, Sample{Labels: s.Metric, Value: v})
 	}
@@ -126,6 +104,78 @@ func Instant(ctx context.Context, hc *http.Client, r Request) (Result, error) {
 		return LabelString(res.Samples[i].Labels) < LabelString(res.Samples[j].Labels)
 	})
 	return res, nil
+}
+
+// SeriesRequest is a /api/v1/series request.
+type SeriesRequest struct {
+	// Base is the API root, as in Request.
+	Base string
+	// Match are the series selectors (match[]).
+	Match []string
+	// Start and End bound the search; zero leaves them to the server.
+	Start, End time.Time
+	// Params are further form values, e.g. dedup=false for Thanos Query.
+	Params url.Values
+	// Header is sent with the request, e.g. a tenant header.
+	Header http.Header
+}
+
+// Series returns the label sets /api/v1/series finds, sorted.
+func Series(ctx context.Context, hc *http.Client, r SeriesRequest) ([]map[string]string, error) {
+	form := url.Values{"match[]": r.Match}
+	for k, vs := range r.Params {
+		form[k] = append(form[k], vs...)
+	}
+	if !r.Start.IsZero() {
+		form.Set("start", strconv.FormatFloat(float64(r.Start.UnixMilli())/1e3, 'f', 3, 64))
+	}
+	if !r.End.IsZero() {
+		form.Set("end", strconv.FormatFloat(float64(r.End.UnixMilli())/1e3, 'f', 3, 64))
+	}
+	var answer struct {
+		Status string              `json:"status"`
+		Data   []map[string]string `json:"data"`
+	}
+	path, err := get(ctx, hc, strings.TrimSuffix(r.Base, "/")+"/api/v1/series?"+form.Encode(), r.Header, &answer)
+	if err != nil {
+		return nil, err
+	}
+	if answer.Status != "success" {
+		return nil, fmt.Errorf("GET %s: status %q", path, answer.Status)
+	}
+	sort.Slice(answer.Data, func(i, j int) bool { return LabelString(answer.Data[i]) < LabelString(answer.Data[j]) })
+	return answer.Data, nil
+}
+
+// get fetches u with header and decodes a 200 answer's JSON into v. It
+// returns the request's path for messages.
+func get(ctx context.Context, hc *http.Client, u string, header http.Header, v any) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", err
+	}
+	for name, values := range header {
+		for _, val := range values {
+			req.Header.Add(name, val)
+		}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return req.URL.Path, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return req.URL.Path, fmt.Errorf("GET %s: reading body: %w", req.URL.Path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
+		return req.URL.Path, &StatusError{Path: req.URL.Path, Code: resp.StatusCode, Body: line}
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return req.URL.Path, fmt.Errorf("GET %s: decoding answer: %w", req.URL.Path, err)
+	}
+	return req.URL.Path, nil
 }
 
 // LabelString renders a label set as {a="1", b="2"}, names sorted.

@@ -22,6 +22,8 @@ func TestInstant(t *testing.T) {
 			w.Write([]byte(`{"status":"success","warnings":["partial"],"data":{"resultType":"vector","result":[
 				{"metric":{"pod":"web-1"},"value":[1700000000,"2"]},
 				{"metric":{"pod":"web-0"},"value":[1700000000,"1.5"]}]}}`))
+		case "/prometheus/api/v1/series":
+			w.Write([]byte(`{"status":"success","data":[{"__name__":"up","pod":"web-1"},{"__name__":"up","pod":"web-0"}]}`))
 		case "/scalar/api/v1/query":
 			w.Write([]byte(`{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"]}}`))
 		default:
@@ -49,6 +51,21 @@ func TestInstant(t *testing.T) {
 	wantForm := url.Values{"query": {"up"}, "time": {"1700000000.250"}, "dedup": {"false"}}
 	if diff := cmp.Diff(wantForm, got); diff != "" || gotTenant != "team-a" {
 		t.Errorf("request form (-want +got):\n%s\ntenant header %q, want team-a", diff, gotTenant)
+	}
+
+	series, err := Series(ctx, srv.Client(), SeriesRequest{
+		Base: srv.URL + "/prometheus", Match: []string{"up", `{pod="web-0"}`}, Start: at, End: at.Add(time.Minute),
+		Header: http.Header{"X-Scope-OrgID": {"team-b"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]map[string]string{{"__name__": "up", "pod": "web-0"}, {"__name__": "up", "pod": "web-1"}}, series); diff != "" {
+		t.Errorf("series (-want +got):\n%s", diff)
+	}
+	wantForm = url.Values{"match[]": {"up", `{pod="web-0"}`}, "start": {"1700000000.250"}, "end": {"1700000060.250"}}
+	if diff := cmp.Diff(wantForm, got); diff != "" || gotTenant != "team-b" {
+		t.Errorf("series request form (-want +got):\n%s\ntenant header %q, want team-b", diff, gotTenant)
 	}
 
 	_, err = Instant(ctx, srv.Client(), Request{Base: srv.URL, Query: "up"})
