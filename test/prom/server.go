@@ -68,6 +68,7 @@ type options struct {
 	readyTimeout   time.Duration
 	stopGrace      time.Duration
 	batchSize      int
+	externalLabels map[string]string
 }
 
 // Option changes how Start and StartProcess run Prometheus.
@@ -320,6 +321,7 @@ func renderConfig(o options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  evaluation_interval: %s\n",
 		promDuration(o.scrapeInterval), promDuration(o.scrapeInterval))
+	renderExternalLabels(&b, o.externalLabels)
 	if o.extraConfig != "" {
 		b.WriteString(o.extraConfig)
 		if !strings.HasSuffix(o.extraConfig, "\n") {
