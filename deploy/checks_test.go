@@ -32,7 +32,8 @@ import (
 // (TestHelmTemplate).
 
 // checkRendered checks what every rendering must satisfy: Gantry's args
-// parse, nodes/proxy is granted exactly when the kubelet collector goes
+// parse, the config loads and the files its backends name are in mounted
+// Secrets, nodes/proxy is granted exactly when the kubelet collector goes
 // through the kube-apiserver's proxy, a system-critical priority comes with
 // the ResourceQuota that admits it, and a ServiceMonitor or NetworkPolicy, if
 // rendered, does what it is for.
@@ -46,6 +47,7 @@ func checkRendered(t *testing.T, m manifests) {
 	fs := parseArgs(t, c.Args)
 	checkKubeletProxy(t, m, d, fs)
 	checkPriority(t, m, d)
+	checkBackendFiles(t, d, c, renderedConfig(t, m, d))
 	if len(m.ofKind("ServiceMonitor")) > 0 {
 		checkServiceMonitorTLS(t, m)
 	}

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/gantry-dev/gantry/adapter"
 	"github.com/gantry-dev/gantry/adapter/checkconfig"
+	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/deploy"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
@@ -786,6 +788,25 @@ var kustomizeCases = []struct {
 		check: func(t *testing.T, m manifests) {
 			if n := len(m.ofKind("ServiceMonitor")); n != 1 {
 				t.Errorf("%d ServiceMonitors, want 1", n)
+			}
+		},
+	},
+	{
+		name:       "backend-secrets",
+		components: []string{"backend-secrets"},
+		check: func(t *testing.T, m manifests) {
+			d, c := m.deployment(t)
+			// The ConfigMap's commented backends example, once
+			// uncommented, reads its files from the Secret the component
+			// mounts.
+			cfg, err := config.Parse([]byte(commentedBlock(t, string(deploy.Config()), "backends")), "configmap.yaml example")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := checkBackendFiles(t, d, c, cfg)
+			want := []string{"secret gantry-backends/thanos-token", "secret gantry-backends/thanos-ca.crt", "secret gantry-backends/loki-password"}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("backend files (-want +got):\n%s", diff)
 			}
 		},
 	},

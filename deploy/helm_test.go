@@ -504,6 +504,54 @@ replicas: 3
 		},
 	},
 	{
+		name: "named backends with their secrets",
+		release: release{name: "gantry", namespace: "monitoring", values: `
+config:
+  backends:
+    - name: thanos
+      type: prometheus
+      urls: [https://thanos-query-0.monitoring.svc:10902, https://thanos-query-1.monitoring.svc:10902]
+      timeout: 5s
+      http:
+        authorization: {credentials_file: /etc/gantry/backends/thanos-auth/token}
+        tls_config: {ca_file: /etc/gantry/backends/thanos-auth/ca.crt}
+      tenant: {header: THANOS-TENANT, byNamespace: {shop: team-shop}, template: team-$namespace}
+    - name: logs
+      type: loki
+      url: https://loki-gateway.logging.svc
+      http:
+        basic_auth: {username: gantry, password_file: /etc/gantry/backends/loki.auth/password}
+      tenant: {fixed: apps}
+  rules:
+    - seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+      backend: thanos
+      resources: {template: "<<.Resource>>"}
+      metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+backendSecrets:
+  - name: thanos-auth
+  - name: loki.auth
+`},
+		check: func(t *testing.T, r release, m manifests) {
+			d, c := deploymentOf(t, m, "gantry")
+			// checkRendered checks each file is in a Secret mounted
+			// read-only; these are the Secrets the values list.
+			got := checkBackendFiles(t, d, c, renderedConfig(t, m, d))
+			want := []string{"secret thanos-auth/token", "secret thanos-auth/ca.crt", "secret loki.auth/password"}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("backend files (-want +got):\n%s", diff)
+			}
+			var mounts []string
+			for _, vm := range c.VolumeMounts {
+				if strings.HasPrefix(vm.MountPath, backendsDir+"/") {
+					mounts = append(mounts, vm.MountPath)
+				}
+			}
+			if diff := cmp.Diff([]string{backendsDir + "/thanos-auth", backendsDir + "/loki.auth"}, mounts); diff != "" {
+				t.Errorf("backend Secret mounts (-want +got):\n%s", diff)
+			}
+		},
+	},
+	{
 		name: "config given as a file",
 		release: release{name: "gantry", namespace: "gantry", files: map[string]string{
 			"config": string(deploy.Config()),
@@ -970,6 +1018,11 @@ func TestHelmBadValues(t *testing.T) {
 		{"network policy peer misspelt", "networkPolicy:\n  apiServer: [{ipblock: {cidr: 10.0.0.0/8}}]", "additional properties 'ipblock' not allowed", true},
 		{"network policy CIDR without a prefix", "networkPolicy:\n  apiServer: [{ipBlock: {cidr: 10.0.0.1}}]", "/networkPolicy/apiServer/0/ipBlock/cidr", true},
 		{"kubelet proxy switch not a boolean", "kubelet: {viaAPIServerProxy: \"yes\"}", "/kubelet/viaAPIServerProxy", true},
+		{"backend secret name not a Secret's", "backendSecrets: [{name: Thanos_Auth}]", "/backendSecrets/0/name", true},
+		{"backend secret listed twice", "backendSecrets: [{name: thanos-auth}, {name: thanos-auth}]", "'/backendSecrets': items at 0 and 1 are equal", true},
+		{"backend secret given as a string", "backendSecrets: [thanos-auth]", "/backendSecrets/0", true},
+		{"backend tenant field misspelt", "config:\n  backends: [{name: t, type: prometheus, url: 'http://t:9090', tenant: {fixd: a}}]", "'/config/backends/0/tenant': additional properties 'fixd' not allowed", true},
+		{"backend of an unknown type", "config:\n  backends: [{name: t, type: mimir, url: 'http://t:9090'}]", "'/config/backends/0/type': value must be one of 'prometheus', 'loki'", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := release{name: "gantry", namespace: "gantry", values: tc.values + "\n"}

@@ -104,3 +104,12 @@ v1beta1 metrics.k8s.io
 {{- define "gantry.prometheusAuthDir" -}}
 /etc/prometheus-auth
 {{- end }}
+
+{{/*
+Where backendSecrets are mounted, one directory per Secret. Inside the
+config volume's directory: the kubelet makes the mount points of volumes
+nested in a ConfigMap volume itself.
+*/}}
+{{- define "gantry.backendsDir" -}}
+/etc/gantry/backends
+{{- end }}
