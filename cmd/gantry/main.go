@@ -80,6 +80,8 @@ func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	opts.AddFlags(fs)
 	var kubeconfig string
 	fs.StringVar(&kubeconfig, "kubeconfig", "", "Check the resources rules name against the API discovery of this kubeconfig's cluster, CRDs included. Without it only the built-in kinds are known, and a resource of another API group is taken as written, with a warning.")
+	var offline bool
+	fs.BoolVar(&offline, "offline", false, "Validate the file only: list no backend's series, not even those of the file's backends section.")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -96,7 +98,13 @@ func checkConfig(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	if offline {
+		opts.PrometheusURL, opts.LokiURL = "", ""
+	}
 	listers, err := adapter.CheckListers(&opts, cfg)
+	if offline {
+		listers = nil
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "gantry check-config:", err)
 		return 1

@@ -459,7 +459,12 @@ rules:
 	if err := os.WriteFile(file, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := runGantry(t, "check-config", "--config", file)
+	// --offline validates the file and asks no backend.
+	code, stdout, stderr := runGantry(t, "check-config", "--offline", "--config", file)
+	if want := file + ": ok: 1 rules, 0 external rules, resource rules: false\n"; code != 0 || stdout != want || len(api.Seen()) != 0 {
+		t.Errorf("check-config --offline: exit %d, %d backend requests\nstdout:\n%s\nwant:\n%s\nstderr: %s", code, len(api.Seen()), stdout, want, stderr)
+	}
+	code, stdout, stderr = runGantry(t, "check-config", "--config", file)
 	want := file + `: ok: 1 rules, 0 external rules, resource rules: false
   rules[0] (^(.*)_total$): 2 metrics (tenant tenant-a: 1, tenant tenant-b: 1)
 `
