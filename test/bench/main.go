@@ -267,10 +267,13 @@ type latencies struct {
 }
 
 type result struct {
-	Scenario      string   `json:"scenario"`
-	Client        string   `json:"client,omitempty"`  // pods scenario: -pods-clients
-	Started       string   `json:"started,omitempty"` // UTC, for matching runs with the machine's load
-	LoadAvg       string   `json:"loadavg,omitempty"` // /proc/loadavg when the scenario started
+	Scenario string `json:"scenario"`
+	Client   string `json:"client,omitempty"`  // pods scenario: -pods-clients
+	Started  string `json:"started,omitempty"` // UTC, for matching runs with the machine's load
+	LoadAvg  string `json:"loadavg,omitempty"` // /proc/loadavg when the scenario started
+	// CalibrationMs is calibrate's figure when the scenario started: CPU
+	// figures are comparable only at similar values of it.
+	CalibrationMs float64  `json:"calibration_cpu_ms,omitempty"`
 	Cores         int      `json:"cores"`
 	ValueCacheTTL string   `json:"value_cache_ttl"`
 	GantryFlags   []string `json:"gantry_flags,omitempty"` // -gantry-flag
@@ -449,6 +452,7 @@ func (b *bench) emit(r result) {
 // stamp fills the scenario's start time and the machine's load then: the
 // machine may be shared.
 func stamp(r *result) {
+	r.CalibrationMs = calibrate()
 	r.Started = time.Now().UTC().Format(time.RFC3339)
 	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
 		f := strings.Fields(string(data))
@@ -796,7 +800,7 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	if lastEr != nil {
 		fmt.Fprintf(os.Stderr, "bench: fleet of %d: %d errors, last: %v\n", h, errs, lastEr)
 	}
-	r = result{Scenario: "fleet", Client: clientHPA, Started: r.Started, LoadAvg: r.LoadAvg, Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: h * b.f.fleetPods, HPAs: h,
+	r = result{Scenario: "fleet", Client: clientHPA, Started: r.Started, LoadAvg: r.LoadAvg, CalibrationMs: r.CalibrationMs, Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: h * b.f.fleetPods, HPAs: h,
 		Requests: len(lat), Errors: errs, RequestsPerS: round(float64(len(lat))/wall.Seconds(), 1), Gantry: percentiles(lat)}
 	after.fill(&r, before, len(lat))
 	r.GantryCores = round((after.gantryCPU-before.gantryCPU)/after.at.Sub(before.at).Seconds(), 3)
@@ -1055,7 +1059,7 @@ func printTable(out io.Writer, all []result) {
 		return
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "SCENARIO\tCLIENT\tTTL\tPODS\tHPAS\tREQ\tERR\tREQ/S\tGANTRY p50/p95/p99 ms\tRAW p50/p99 ms\tHOP p50/p99 ms\tOVERHEAD p99\tNAMES-QUERY p99 ms\tCPU s/1000 req\tOF IT IDLE\tAPISERVER s/1000\tRSS MiB\tBACKEND Q\tHIT RATE\t")
+	fmt.Fprintln(w, "SCENARIO\tCLIENT\tTTL\tPODS\tHPAS\tREQ\tERR\tREQ/S\tGANTRY p50/p95/p99 ms\tRAW p50/p99 ms\tHOP p50/p99 ms\tOVERHEAD p99\tNAMES-QUERY p99 ms\tCPU s/1000 req\tOF IT IDLE\tAPISERVER s/1000\tRSS MiB\tBACKEND Q\tHIT RATE\tCAL ms\t")
 	for _, r := range rs {
 		raw, names, over, hop := "-", "-", "-", "-"
 		if r.Hop != nil {
@@ -1080,9 +1084,9 @@ func printTable(out io.Writer, all []result) {
 		if r.HPAs > 0 {
 			hpas, rps = strconv.Itoa(r.HPAs), fmt.Sprintf("%.1f", r.RequestsPerS)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%.1f/%.1f/%.1f\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.3f\t%.0f\t%.0f\t%s\t\n",
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%.1f/%.1f/%.1f\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.3f\t%.0f\t%.0f\t%s\t%.1f\t\n",
 			r.Scenario, client, r.ValueCacheTTL, r.Pods, hpas, r.Requests, r.Errors, rps, r.Gantry.P50, r.Gantry.P95, r.Gantry.P99,
-			raw, hop, over, names, r.GantryCPUPer1000, idle, r.APIServerCPUPer1000, r.GantryRSSMiB, r.BackendQueries, hit)
+			raw, hop, over, names, r.GantryCPUPer1000, idle, r.APIServerCPUPer1000, r.GantryRSSMiB, r.BackendQueries, hit, r.CalibrationMs)
 	}
 	w.Flush()
 }
