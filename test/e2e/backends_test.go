@@ -199,10 +199,11 @@ func TestBackends(t *testing.T) {
 
 	t.Run("tenants on cortex", func(t *testing.T) {
 		// team-a's pods do 25 req/s in tenant-a, team-b's 15 in tenant-b:
-		// with AverageValue 10, team-a's HPA goes to its maximum 4 and
-		// team-b's to 2. Tenant-b also holds series named after team-a's
-		// pods, at 100 req/s, labelled namespace team-a and team-b: read
-		// under the wrong tenant they would show.
+		// with AverageValue 10 both HPAs scale up, team-a's to its maximum
+		// 4 and team-b's to its 2, each reporting its own tenant's value.
+		// Tenant-b also holds series named after team-a's pods, at 100
+		// req/s, labelled namespace team-a and team-b: read under the
+		// wrong tenant they would show.
 		name := "tenant-app"
 		for _, n := range []string{nsA, nsB} {
 			e.deploymentIn(t, n, name, 1, "")
@@ -218,9 +219,20 @@ func TestBackends(t *testing.T) {
 		})
 		defer stopB()
 		e.hpaIn(t, nsA, name, 1, 4, podsMetric("cortex_requests_per_second", "10"))
-		e.hpaIn(t, nsB, name, 1, 4, podsMetric("cortex_requests_per_second", "10"))
+		e.hpaIn(t, nsB, name, 1, 2, podsMetric("cortex_requests_per_second", "10"))
 		e.waitReplicasIn(ctx, t, nsA, name, 4, "25 req/s per pod in tenant-a against a target of 10")
 		e.waitReplicasIn(ctx, t, nsB, name, 2, "15 req/s per pod in tenant-b against a target of 10")
+		for n, want := range map[string]float64{nsA: 25, nsB: 15} {
+			e.waitHPAIn(ctx, t, n, name, fmt.Sprintf("an average of %v, its tenant's", want), func(h *autoscalingv2.HorizontalPodAutoscaler) bool {
+				for _, m := range h.Status.CurrentMetrics {
+					if m.Pods != nil && m.Pods.Current.AverageValue != nil {
+						v := m.Pods.Current.AverageValue.AsApproximateFloat64()
+						return v > want-0.5 && v < want+0.5
+					}
+				}
+				return false
+			})
+		}
 
 		pathA := "/apis/custom.metrics.k8s.io/v1beta2/namespaces/" + nsA + "/pods/*/cortex_requests_per_second?labelSelector=app%3D" + name
 		waitFor(ctx, t, time.Minute, "cortex_requests_per_second 25 for team-a's 4 pods", func() bool {
