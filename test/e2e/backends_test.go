@@ -327,6 +327,7 @@ func TestBackends(t *testing.T) {
 			if r.took > backendTimeout {
 				t.Errorf("request %d with the preferred member stopped took %s, more than the backend timeout", i, r.took)
 			}
+			t.Logf("prom-ha: request %d after the preferred member stopped: %d in %s", i, r.code, r.took.Round(time.Millisecond))
 		}
 		if n := served(ha2) - byTwo; n < 5 {
 			t.Errorf("the second member answered %v of 5 requests", n)
@@ -341,9 +342,11 @@ func TestBackends(t *testing.T) {
 		if err := ha1.Restart(upCtx); err != nil {
 			t.Fatal(err)
 		}
+		back := time.Now()
 		waitFor(ctx, t, time.Minute, "the probe to find the preferred member up", func() bool {
 			return e.gantryMetrics(ctx, t, e.st.GantryURL).sum("gantry_backend_member_up", member(ha1)) == 1
 		})
+		t.Logf("prom-ha: the probe found the preferred member up %s after its restart", time.Since(back).Round(100*time.Millisecond))
 		byOne := served(ha1)
 		if r := admin.get(ctx, path); r.code != http.StatusOK {
 			t.Fatalf("after the member's return: %d %s", r.code, r.message())
