@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -26,6 +27,7 @@ import (
 const lokiRule = `externalRules:
 # Log-derived: error lines per second of the web app, from Loki.
 - seriesQuery: '{app="web"}'
+  backend: logs
   logqlQuery: 'sum(rate({app="web",<<.LabelMatchers>>} |= "error" [1m]))'
   resources:
     namespaced: true
@@ -37,30 +39,45 @@ const lokiRule = `externalRules:
 const lokiPodsRule = `rules:
 # Log-derived: error lines per second of each pod, from Loki.
 - seriesQuery: '{job="e2e-logs",namespace!="",pod!=""}'
+  backend: logs
   logqlQuery: 'sum by (<<.GroupBy>>) (rate({job="e2e-logs",<<.LabelMatchers>>} |= "error" [1m]))'
   resources: {template: "<<.Resource>>"}
   name: {as: log_errors_per_second}
 `
 
+// lokiTenants maps namespaces to tenants of the multi-tenant Loki.
+var lokiTenants = map[string]string{ns: "team-e2e", "elsewhere": "team-elsewhere"}
+
 // TestLoki scales Deployments with real HPAs on an External and a Pods
-// metric Gantry computes with LogQL on a real Loki, from log lines the test
-// pushes at a set rate; then stops Loki: the metric answers 503 naming
-// Loki, the HPA stops scaling and says why, and both recover when Loki is
-// back.
+// metric Gantry computes with LogQL on a real multi-tenant Loki (auth
+// enabled, a tenant per namespace), from log lines the test pushes at a
+// set rate into each namespace's tenant; then stops Loki: the metric
+// answers 503 naming the backend, the HPA stops scaling and says why, and
+// both recover when Loki is back.
 func TestLoki(t *testing.T) {
-	lk := loki.StartT(t, loki.Options{})
+	lk := loki.StartT(t, loki.Options{MultiTenant: true})
 	rules := strings.Replace(stack.DefaultRules, "externalRules:\n", lokiRule, 1)
 	rules = strings.Replace(rules, "rules:\n", lokiPodsRule, 1)
 	if strings.Count(rules, "logqlQuery") != 2 {
 		t.Fatal("the default rules have no rules or externalRules section to extend")
 	}
-	e := startEnv(t, stack.Options{Rules: rules, GantryArgs: []string{"--loki-url=" + lk.URL()}}, true)
+	rules = fmt.Sprintf("backends:\n- name: logs\n  type: loki\n  url: %s\n  tenant: {byNamespace: {%s: %s, elsewhere: %s}}\n", lk.URL(), ns, lokiTenants[ns], lokiTenants["elsewhere"]) + rules
+	e := startEnv(t, stack.Options{Rules: rules}, true)
 	ctx := context.Background()
 
 	// 18 error lines per second in the test's namespace; the same app in
 	// another namespace and another app in this one log far more errors,
-	// which the rule's selector and the namespace must keep out.
+	// which the rule's selector and the namespace must keep out. So must
+	// the tenants: the "intruder" stream is labelled as this namespace's
+	// web app but goes to the other namespace's tenant.
 	pusher := newLogPusher(lk, t.Logf)
+	pusher.tenantOf = func(lbls map[string]string) string {
+		if lbls["pod"] == "intruder" {
+			return lokiTenants["elsewhere"]
+		}
+		return lokiTenants[lbls["namespace"]]
+	}
+	pusher.set(map[string]string{"app": "web", "namespace": ns, "pod": "intruder"}, 40)
 	pusher.set(map[string]string{"app": "web", "namespace": ns, "pod": "web-0"}, 12)
 	pusher.set(map[string]string{"app": "web", "namespace": ns, "pod": "web-1"}, 6)
 	pusher.set(map[string]string{"app": "web", "namespace": "elsewhere", "pod": "web-0"}, 40)
@@ -86,10 +103,10 @@ func TestLoki(t *testing.T) {
 	e.waitReplicas(ctx, t, name, 4, "18 error lines/s in Loki against an AverageValue target of 5")
 	// The HPA's value is Loki's rate over the last minute: 18, less the
 	// lines of the last second or so, not pushed yet. The other
-	// namespace's and app's 40 lines/s each would show.
+	// namespace's, app's and tenant's 40 lines/s each would show.
 	reported := externalValue(e.getHPA(ctx, t, name))
 	if q, err := resource.ParseQuantity(reported); err != nil || !lokiRateNear(q.AsApproximateFloat64(), 18) {
-		t.Errorf("HPA reports web_errors_per_second %q, want 18 less up to 1.5 (the other namespace's and app's lines must be kept out)", reported)
+		t.Errorf("HPA reports web_errors_per_second %q, want 18 less up to 1.5 (the other namespace's, app's and tenant's lines must be kept out)", reported)
 	}
 
 	// A Pods metric from the same Loki: each pod of another Deployment
@@ -167,8 +184,8 @@ func TestLoki(t *testing.T) {
 	})
 	t.Logf("loki down: first 503 %s after the halt: %s", time.Since(down).Round(10*time.Millisecond), first503.message())
 	r := admin.get(ctx, extPath)
-	if r.code != http.StatusServiceUnavailable || !strings.Contains(r.message(), "loki: unreachable") {
-		t.Errorf("GET %s with Loki down: %d %q, want 503 naming loki and the reason", extPath, r.code, r.message())
+	if r.code != http.StatusServiceUnavailable || !strings.Contains(r.message(), "logs: unreachable") {
+		t.Errorf("GET %s with Loki down: %d %q, want 503 naming the backend (logs) and the reason", extPath, r.code, r.message())
 	}
 	if strings.Contains(string(r.body), strings.TrimPrefix(lk.URL(), "http://")) {
 		t.Errorf("the 503 names Loki's address: %s", r.body)
@@ -220,6 +237,8 @@ func lokiRateNear(got, want float64) bool { return got <= want+0.1 && got >= wan
 type logPusher struct {
 	lk   *loki.Server
 	logf func(string, ...any)
+	// tenantOf, when set, is the tenant a stream is pushed as.
+	tenantOf func(lbls map[string]string) string
 
 	mu    sync.Mutex
 	rates map[string]float64 // stream key → error lines per second
@@ -260,7 +279,7 @@ func (p *logPusher) add(ctx context.Context, lbls map[string]string, errorsPerSe
 	}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := p.lk.Push(pctx, []loki.Stream{st}); err != nil {
+	if err := p.send(pctx, []loki.Stream{st}); err != nil {
 		p.logf("log pusher: history of %v: %v", lbls, err)
 		return // tried again on the next call
 	}
@@ -306,7 +325,24 @@ func (p *logPusher) push(ctx context.Context, now time.Time) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return p.lk.Push(ctx, streams)
+	return p.send(ctx, streams)
+}
+
+// send pushes streams, each as its tenant's when tenantOf is set.
+func (p *logPusher) send(ctx context.Context, streams []loki.Stream) error {
+	if p.tenantOf == nil {
+		return p.lk.Push(ctx, streams)
+	}
+	byTenant := map[string][]loki.Stream{}
+	for _, st := range streams {
+		tenant := p.tenantOf(st.Labels)
+		byTenant[tenant] = append(byTenant[tenant], st)
+	}
+	var errs []error
+	for tenant, sts := range byTenant {
+		errs = append(errs, p.lk.PushTenant(ctx, tenant, sts))
+	}
+	return errors.Join(errs...)
 }
 
 // run pushes every second until the returned stop is called.
