@@ -79,6 +79,7 @@ type Options struct {
 type Client struct {
 	http    *http.Client
 	base    *url.URL
+	hosts   []string // of every member, kept out of errors
 	name    string
 	tenancy *backend.Tenancy
 	calls   *backend.Calls
@@ -141,7 +142,11 @@ func New(opts Options, reg promclient.Registerer) (*Client, error) {
 		return nil, fmt.Errorf("loki HTTP client: %w", err)
 	}
 	calls := backend.NewCalls(backend.CallsOptions{Backend: opts.Name, Timeout: opts.Timeout, MaxInFlight: opts.MaxInFlight, Limits: opts.Limits}, m)
-	return &Client{http: hc, base: urls[0], name: opts.Name, tenancy: tenancy, calls: calls}, nil
+	var hosts []string
+	for _, u := range urls {
+		hosts = append(hosts, u.Hostname())
+	}
+	return &Client{http: hc, base: urls[0], hosts: hosts, name: opts.Name, tenancy: tenancy, calls: calls}, nil
 }
 
 // Name is the backend's name, for errors and logs.
@@ -407,7 +412,7 @@ func badResponse(format string, args ...any) error {
 }
 
 func (c *Client) fail(call string, start time.Time, err error) error {
-	be := classify(err, c.base.Hostname())
+	be := classify(err, c.hosts...)
 	if be.Backend != c.name {
 		// Answers are read without knowing the client's name.
 		named := *be
@@ -418,9 +423,9 @@ func (c *Client) fail(call string, start time.Time, err error) error {
 }
 
 // classify turns a transport failure into a *backend.Error without the
-// backend's address (host is its name, which a TLS error may carry);
+// backend's address (hosts are its members' names, which a TLS error may carry);
 // answers were classified by decodeBody already.
-func classify(err error, host string) *backend.Error {
+func classify(err error, hosts ...string) *backend.Error {
 	var be *backend.Error
 	if errors.As(err, &be) {
 		return be
@@ -452,8 +457,10 @@ func classify(err error, host string) *backend.Error {
 		// Other transport failures (TLS, a reset connection, a token file
 		// that cannot be read).
 		msg := err.Error()
-		if host != "" {
-			msg = strings.ReplaceAll(msg, host, "<loki>")
+		for _, host := range hosts {
+			if host != "" {
+				msg = strings.ReplaceAll(msg, host, "<loki>")
+			}
 		}
 		return &backend.Error{Backend: defaultName, Reason: "unreachable", Err: errors.New(backend.FirstLine(msg))}
 	}
