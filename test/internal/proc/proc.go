@@ -3,11 +3,14 @@
 // Alertmanager) share: free loopback ports, a started process whose exit is
 // watched, polling a readiness probe until it passes or the process exits
 // (WaitReady, GetOK), termination with a grace period before SIGKILL, a
-// server's halt, restart and stop (Lifecycle, which test/loki and test/prom
-// share), and the tail of a log file for a failing test.
+// server's halt, restart and stop (Lifecycle), and the tail of a log file
+// for a failing test. Server puts these together for a harness's server
+// process (test/prom, test/loki, test/thanos, test/cortex): start attempts
+// retried after a lost port race, readiness, the log file, Halt, Restart
+// and Stop, and the *T starter (StartT) with its cleanup and log dump.
 //
 // It holds no knowledge of any component: each harness still builds its own
-// command line, says what its readiness probe is and words its own messages.
+// command line and config, picks its ports and says what ready means.
 package proc
 
 import (
