@@ -13,15 +13,12 @@ package cortex
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,11 +34,6 @@ const TenantHeader = "X-Scope-OrgID"
 const (
 	defaultReadyTimeout = 90 * time.Second
 	defaultStopGrace    = 10 * time.Second
-	// startAttempts covers the window in which another process can take
-	// one of the free ports between our probe and Cortex' bind.
-	startAttempts = 3
-	// maxLogDump caps how much of the log a failing test prints.
-	maxLogDump = 64 << 10
 )
 
 // Options configure a Cortex server.
@@ -66,15 +58,12 @@ type Options struct {
 
 // Server is a running Cortex child process.
 type Server struct {
-	url     string
-	opts    Options
-	bin     string
-	config  string
-	workDir string
-	logPath string
-	client  *http.Client
+	url    string
+	opts   Options
+	config string
+	client *http.Client
 
-	life proc.Lifecycle
+	srv proc.Server
 }
 
 // StartT runs Cortex for the duration of a test. A missing binary fails the
@@ -83,33 +72,10 @@ type Server struct {
 // stops the process and, if the test failed, prints Cortex' log.
 func StartT(t testing.TB, opts Options) *Server {
 	t.Helper()
-	if opts.BinDir == "" {
-		opts.BinDir = toolbin.Require(t, "cortex")
-	} else if testing.Short() {
-		t.Skip("needs the real cortex (skipped by -short; `make test` runs it)")
-	}
-	if opts.WorkDir == "" {
-		// TempDir registers its removal first, so it runs after Stop.
-		opts.WorkDir = t.TempDir()
-	}
-	if opts.Logf == nil {
-		opts.Logf = t.Logf
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout(opts)*startAttempts+30*time.Second)
-	defer cancel()
-	s, err := Start(ctx, opts)
-	if err != nil {
-		t.Fatalf("cortex: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("cortex: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("cortex: Cortex log (%s):\n%s", s.logPath, s.logTail(maxLogDump))
-		}
-	})
-	return s
+	opts.BinDir, opts.WorkDir, opts.Logf = proc.TestDefaults(t, opts.BinDir, opts.WorkDir, opts.Logf, "cortex")
+	return proc.StartT(t, "cortex", proc.DurationOr(opts.ReadyTimeout, defaultReadyTimeout),
+		func(ctx context.Context) (*Server, error) { return Start(ctx, opts) },
+		func(s *Server) *proc.Server { return &s.srv })
 }
 
 // Start runs <BinDir>/cortex -target=all with its HTTP and gRPC listeners
@@ -117,80 +83,61 @@ func StartT(t testing.TB, opts Options) *Server {
 // has joined the ring). ctx bounds the start only: the process runs until
 // Stop, so a long-running program must call Stop on its way out.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
 	bin, err := toolbin.Find(opts.BinDir, "cortex")
 	if err != nil {
 		return nil, err
 	}
-	ownsDir := false
-	if opts.WorkDir == "" {
-		d, err := os.MkdirTemp("", "gantry-cortex-")
-		if err != nil {
-			return nil, fmt.Errorf("creating work dir: %w", err)
-		}
-		opts.WorkDir, ownsDir = d, true
-	} else if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating work dir: %w", err)
+	dir, ownsDir, err := proc.MakeWorkDir(opts.WorkDir, "gantry-cortex-")
+	if err != nil {
+		return nil, err
 	}
 	s := &Server{
-		opts:    opts,
-		bin:     bin,
-		config:  filepath.Join(opts.WorkDir, "cortex.yaml"),
-		workDir: opts.WorkDir,
-		logPath: filepath.Join(opts.WorkDir, "cortex.log"),
-		client:  &http.Client{Timeout: 30 * time.Second},
-		life: proc.Lifecycle{
-			Name:      "cortex",
-			Title:     "Cortex",
-			Logf:      func(format string, args ...any) { opts.Logf("cortex: "+format, args...) },
-			StopGrace: stopGrace(opts),
-			WorkDir:   opts.WorkDir,
-			OwnsDir:   ownsDir,
+		opts:   opts,
+		config: filepath.Join(dir, "cortex.yaml"),
+		client: &http.Client{Timeout: 30 * time.Second},
+	}
+	s.srv = proc.Server{
+		Name: "cortex", Title: "Cortex", Tag: "cortex",
+		Bin: bin, WorkDir: dir, OwnsDir: ownsDir, LogPath: filepath.Join(dir, "cortex.log"), Logf: opts.Logf,
+		ReadyTimeout: proc.DurationOr(opts.ReadyTimeout, defaultReadyTimeout),
+		StopGrace:    proc.DurationOr(opts.StopGrace, defaultStopGrace),
+		Prepare:      s.prepare,
+		Ready: func(ctx context.Context) error {
+			_, err := proc.GetOK(ctx, s.client, s.url+"/ready", 4096)
+			return err
 		},
 	}
-	var lastErr error
-	for attempt := 1; attempt <= startAttempts; attempt++ {
-		begin := time.Now()
-		retry, err := s.launch(ctx)
-		if err == nil {
-			opts.Logf("cortex: Cortex ready at %s in %s (pid %d, log %s)", s.url, time.Since(begin).Round(10*time.Millisecond), s.PID(), s.logPath)
-			return s, nil
-		}
-		lastErr = err
-		if !retry || ctx.Err() != nil {
-			break
-		}
-		opts.Logf("cortex: attempt %d: %v; retrying on other ports", attempt, firstLine(err.Error()))
+	if err := s.srv.Start(ctx); err != nil {
+		return nil, err
 	}
-	return nil, proc.RemoveOwnedDir(ownsDir, opts.WorkDir, lastErr)
+	return s, nil
 }
 
-// launch writes a config with fresh ports and an empty data dir, starts
-// Cortex and waits for it. retry reports a lost race for a port.
-func (s *Server) launch(ctx context.Context) (retry bool, err error) {
+// prepare writes a config with fresh ports and an empty data dir for a
+// start attempt.
+func (s *Server) prepare() (proc.Launch, error) {
 	ports, err := proc.FreePorts(2)
 	if err != nil {
-		return false, err
+		return proc.Launch{}, err
 	}
-	dataDir := filepath.Join(s.workDir, "data")
+	dataDir := filepath.Join(s.srv.WorkDir, "data")
 	if err := os.RemoveAll(dataDir); err != nil {
-		return false, fmt.Errorf("clearing data dir: %w", err)
+		return proc.Launch{}, fmt.Errorf("clearing data dir: %w", err)
 	}
 	// The ruler and the Alertmanager read their (empty) local stores at
 	// start and fail if the directories are missing; the ruler logs an
 	// error every sync without its rule_path.
 	for _, d := range []string{"rules", "alerts", "ruler"} {
 		if err := os.MkdirAll(filepath.Join(dataDir, d), 0o755); err != nil {
-			return false, fmt.Errorf("creating %s dir: %w", d, err)
+			return proc.Launch{}, fmt.Errorf("creating %s dir: %w", d, err)
 		}
 	}
 	if err := os.WriteFile(s.config, []byte(renderConfig(dataDir, ports[0], ports[1])), 0o644); err != nil {
-		return false, fmt.Errorf("writing config: %w", err)
+		return proc.Launch{}, fmt.Errorf("writing config: %w", err)
 	}
 	s.url = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	return s.spawn(ctx, os.O_TRUNC)
+	args := append([]string{"-config.file=" + s.config, "-target=all"}, s.opts.Flags...)
+	return proc.Launch{Addr: s.url, Args: args}, nil
 }
 
 // renderConfig is Cortex' single-process blocks example
@@ -267,54 +214,6 @@ alertmanager_storage:
 		dir("compactor"), dir("ruler"), dir("rules"), dir("alertmanager"), dir("alerts"))
 }
 
-// spawn starts one process with the current config and data dir and waits
-// for readiness. logFlag is os.O_TRUNC or os.O_APPEND.
-func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error) {
-	logFile, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|logFlag, 0o644)
-	if err != nil {
-		return false, fmt.Errorf("opening log file: %w", err)
-	}
-	offset := proc.FileSize(s.logPath)
-	args := append([]string{"-config.file=" + s.config, "-target=all"}, s.opts.Flags...)
-	// Not CommandContext: ctx bounds the start, not the process' life.
-	cmd := exec.Command(s.bin, args...)
-	cmd.Dir = s.workDir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	p, err := proc.Start("cortex", cmd, logFile)
-	if err != nil {
-		return false, fmt.Errorf("starting %s: %w", s.bin, err)
-	}
-	s.life.Set(p)
-	if err := s.waitReady(ctx, p); err != nil {
-		stopErr := s.life.Terminate()
-		retry = strings.Contains(proc.ReadFrom(s.logPath, offset), "address already in use")
-		if stopErr != nil {
-			err = errors.Join(err, stopErr)
-		}
-		return retry, fmt.Errorf("%w\nCortex log (%s):\n%s", err, s.logPath, s.logTail(maxLogDump))
-	}
-	return false, nil
-}
-
-// waitReady polls /ready until it answers 200, the process exits, or the
-// ready timeout passes.
-func (s *Server) waitReady(ctx context.Context, p *proc.Process) error {
-	timeout := readyTimeout(s.opts)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err := proc.WaitReady(ctx, p, 200*time.Millisecond, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_, err := proc.GetOK(ctx, s.client, s.url+"/ready", 4096)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("cortex (pid %d) at %s, waited up to %s: %w", p.PID(), s.url, timeout, err)
-	}
-	return nil
-}
-
 // URL is the server's base URL, e.g. http://127.0.0.1:40123.
 func (s *Server) URL() string { return s.url }
 
@@ -327,30 +226,25 @@ func (s *Server) RemoteWriteURL() string { return s.url + "/api/v1/push" }
 
 // PID is the process id of the running cortex (after Halt or Stop, of the
 // one that ran last).
-func (s *Server) PID() int { return s.life.PID() }
+func (s *Server) PID() int { return s.srv.PID() }
 
 // LogPath is the file that holds Cortex' stdout and stderr.
-func (s *Server) LogPath() string { return s.logPath }
+func (s *Server) LogPath() string { return s.srv.LogPath }
 
 // Halt stops the process as Stop does but keeps its data dir and ports, so
 // that Restart can bring the same server back, as after a crash. Requests
 // fail meanwhile: the port refuses connections.
-func (s *Server) Halt() error { return s.life.Halt() }
+func (s *Server) Halt() error { return s.srv.Halt() }
 
 // Restart starts a halted server again with the same config (so the same
 // URL) and data dir, and waits until it is ready. Series written before
 // Halt are queryable again once the ingester has replayed its WAL.
-func (s *Server) Restart(ctx context.Context) error {
-	return s.life.Restart(ctx, s.url, func(ctx context.Context) error {
-		_, err := s.spawn(ctx, os.O_APPEND)
-		return err
-	})
-}
+func (s *Server) Restart(ctx context.Context) error { return s.srv.Restart(ctx) }
 
 // Stop ends the process (SIGTERM, then SIGKILL if it has not exited within
 // the stop grace) and removes the work dir if Start created it. It is safe
 // to call more than once; later calls return the first result.
-func (s *Server) Stop() error { return s.life.Stop() }
+func (s *Server) Stop() error { return s.srv.Stop() }
 
 // Writer is a remote writer to Cortex for tenant; an empty tenant sends no
 // X-Scope-OrgID, which Cortex refuses with 401.
@@ -389,26 +283,4 @@ func (s *Server) Series(ctx context.Context, tenant string, match []string, star
 		r.Header = http.Header{TenantHeader: {tenant}}
 	}
 	return promapi.Series(ctx, s.client, r)
-}
-
-// logTail returns at most max bytes from the end of the log.
-func (s *Server) logTail(max int) string { return proc.LogTail(s.logPath, max) }
-
-func readyTimeout(o Options) time.Duration {
-	if o.ReadyTimeout > 0 {
-		return o.ReadyTimeout
-	}
-	return defaultReadyTimeout
-}
-
-func stopGrace(o Options) time.Duration {
-	if o.StopGrace > 0 {
-		return o.StopGrace
-	}
-	return defaultStopGrace
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }
