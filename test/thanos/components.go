@@ -133,8 +133,8 @@ func queryComponent(cfg QueryConfig) component {
 			}
 			return args
 		},
-		ready: func(s *Server) func(context.Context) error {
-			return func(ctx context.Context) error { return s.checkEndpoints(ctx, cfg.Endpoints, time.Time{}) }
+		ready: func(ctx context.Context, s *Server) error {
+			return s.checkEndpoints(ctx, cfg.Endpoints, time.Time{})
 		},
 	}
 }

@@ -126,18 +126,7 @@ func StartPair(ctx context.Context, opts PairOptions) (*HAPair, error) {
 // every process and, if the test failed, prints their logs.
 func Pair(t testing.TB, opts PairOptions) *HAPair {
 	t.Helper()
-	if opts.BinDir == "" {
-		opts.BinDir = toolbin.Require(t, "thanos", "prometheus")
-	} else if testing.Short() {
-		t.Skip("needs the real thanos and prometheus (skipped by -short; `make test` runs it)")
-	}
-	if opts.WorkDir == "" {
-		// TempDir registers its removal first, so it runs after Stop.
-		opts.WorkDir = t.TempDir()
-	}
-	if opts.Logf == nil {
-		opts.Logf = t.Logf
-	}
+	opts.BinDir, opts.WorkDir, opts.Logf = proc.TestDefaults(t, opts.BinDir, opts.WorkDir, opts.Logf, "thanos", "prometheus")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*readyTimeout(Options{ReadyTimeout: opts.ReadyTimeout})+time.Minute)
 	defer cancel()
 	p, err := StartPair(ctx, opts)
@@ -150,10 +139,10 @@ func Pair(t testing.TB, opts PairOptions) *HAPair {
 		}
 		if t.Failed() {
 			for _, r := range p.Replicas {
-				t.Logf("thanos: replica %s Prometheus log (%s):\n%s", r.Name, r.Prom.LogPath(), proc.LogTail(r.Prom.LogPath(), maxLogDump))
-				t.Logf("thanos: replica %s sidecar log (%s):\n%s", r.Name, r.Sidecar.LogPath(), r.Sidecar.logTail(maxLogDump))
+				t.Logf("thanos: replica %s Prometheus log (%s):\n%s", r.Name, r.Prom.LogPath(), proc.LogTail(r.Prom.LogPath(), proc.MaxLogDump))
+				t.Logf("thanos: replica %s sidecar log (%s):\n%s", r.Name, r.Sidecar.LogPath(), r.Sidecar.srv.LogTail())
 			}
-			t.Logf("thanos: query log (%s):\n%s", p.Query.LogPath(), p.Query.logTail(maxLogDump))
+			t.Logf("thanos: query log (%s):\n%s", p.Query.LogPath(), p.Query.srv.LogTail())
 		}
 	})
 	return p
