@@ -18,13 +18,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,11 +36,6 @@ import (
 const (
 	defaultReadyTimeout = 90 * time.Second
 	defaultStopGrace    = 10 * time.Second
-	// startAttempts covers the window in which another process can take
-	// one of the free ports between our probe and Loki's bind.
-	startAttempts = 3
-	// maxLogDump caps how much of the log a failing test prints.
-	maxLogDump = 64 << 10
 )
 
 // Options configure a Loki server.
@@ -68,126 +61,74 @@ type Options struct {
 
 // Server is a running Loki child process.
 type Server struct {
-	url     string
-	opts    Options
-	bin     string
-	config  string
-	workDir string
-	logPath string
-	client  *http.Client
+	url    string
+	opts   Options
+	config string
+	client *http.Client
 
-	// life holds the process across Halt, Restart and Stop.
-	life proc.Lifecycle
+	srv proc.Server
 }
 
 // StartT runs Loki for the duration of a test. A missing binary fails the
-// test (it never skips). Data, config and log live in a per-test temporary
-// directory unless opts.WorkDir says otherwise. Cleanup stops the process
-// and, if the test failed, prints Loki's log.
+// test (it never skips outside -short). Data, config and log live in a
+// per-test temporary directory unless opts.WorkDir says otherwise. Cleanup
+// stops the process and, if the test failed, prints Loki's log.
 func StartT(t testing.TB, opts Options) *Server {
 	t.Helper()
-	if opts.BinDir == "" {
-		opts.BinDir = toolbin.Require(t, "loki")
-	}
-	if opts.WorkDir == "" {
-		// TempDir registers its removal first, so it runs after Stop.
-		opts.WorkDir = t.TempDir()
-	}
-	if opts.Logf == nil {
-		opts.Logf = t.Logf
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout(opts)*startAttempts+30*time.Second)
-	defer cancel()
-	s, err := Start(ctx, opts)
-	if err != nil {
-		t.Fatalf("loki: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("loki: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("loki: Loki log (%s):\n%s", s.logPath, s.logTail(maxLogDump))
-		}
-	})
-	return s
+	opts.BinDir, opts.WorkDir, opts.Logf = proc.TestDefaults(t, opts.BinDir, opts.WorkDir, opts.Logf, "loki")
+	return proc.StartT(t, "loki", proc.DurationOr(opts.ReadyTimeout, defaultReadyTimeout),
+		func(ctx context.Context) (*Server, error) { return Start(ctx, opts) },
+		func(s *Server) *proc.Server { return &s.srv })
 }
 
 // Start runs <BinDir>/loki with every listener on a free 127.0.0.1 port and
-// waits until it is ready (see waitReady). ctx bounds the start only: the process
-// runs until Stop, so a long-running program must call Stop on its way out.
+// waits until it is ready (see ready). ctx bounds the start only: the
+// process runs until Stop, so a long-running program must call Stop on its
+// way out.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if opts.Logf == nil {
-		opts.Logf = func(string, ...any) {}
-	}
 	bin, err := toolbin.Find(opts.BinDir, "loki")
 	if err != nil {
 		return nil, err
 	}
-	ownsDir := false
-	if opts.WorkDir == "" {
-		d, err := os.MkdirTemp("", "gantry-loki-")
-		if err != nil {
-			return nil, fmt.Errorf("creating work dir: %w", err)
-		}
-		opts.WorkDir, ownsDir = d, true
-	} else if err := os.MkdirAll(opts.WorkDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating work dir: %w", err)
+	dir, ownsDir, err := proc.MakeWorkDir(opts.WorkDir, "gantry-loki-")
+	if err != nil {
+		return nil, err
 	}
-	grace := opts.StopGrace
-	if grace <= 0 {
-		grace = defaultStopGrace
-	}
-	logf := opts.Logf
 	s := &Server{
-		opts:    opts,
-		bin:     bin,
-		config:  filepath.Join(opts.WorkDir, "loki.yaml"),
-		workDir: opts.WorkDir,
-		logPath: filepath.Join(opts.WorkDir, "loki.log"),
-		client:  &http.Client{Timeout: 30 * time.Second},
-		life: proc.Lifecycle{
-			Name:      "loki",
-			Title:     "Loki",
-			Logf:      func(format string, args ...any) { logf("loki: "+format, args...) },
-			StopGrace: grace,
-			WorkDir:   opts.WorkDir,
-			OwnsDir:   ownsDir,
-		},
+		opts:   opts,
+		config: filepath.Join(dir, "loki.yaml"),
+		client: &http.Client{Timeout: 30 * time.Second},
 	}
-	var lastErr error
-	for attempt := 1; attempt <= startAttempts; attempt++ {
-		begin := time.Now()
-		retry, err := s.launch(ctx)
-		if err == nil {
-			opts.Logf("loki: Loki ready at %s in %s (pid %d, log %s)", s.url, time.Since(begin).Round(10*time.Millisecond), s.PID(), s.logPath)
-			return s, nil
-		}
-		lastErr = err
-		if !retry || ctx.Err() != nil {
-			break
-		}
-		opts.Logf("loki: attempt %d: %v; retrying on other ports", attempt, firstLine(err.Error()))
+	s.srv = proc.Server{
+		Name: "loki", Title: "Loki", Tag: "loki",
+		Bin: bin, WorkDir: dir, OwnsDir: ownsDir, LogPath: filepath.Join(dir, "loki.log"), Logf: opts.Logf,
+		ReadyTimeout: proc.DurationOr(opts.ReadyTimeout, defaultReadyTimeout),
+		StopGrace:    proc.DurationOr(opts.StopGrace, defaultStopGrace),
+		Prepare:      s.prepare,
+		Ready:        s.ready,
 	}
-	return nil, proc.RemoveOwnedDir(ownsDir, opts.WorkDir, lastErr)
+	if err := s.srv.Start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
-// launch writes a config with fresh ports and an empty data dir, starts
-// Loki and waits for it. retry reports a lost race for a port.
-func (s *Server) launch(ctx context.Context) (retry bool, err error) {
+// prepare writes a config with fresh ports and an empty data dir for a
+// start attempt.
+func (s *Server) prepare() (proc.Launch, error) {
 	ports, err := proc.FreePorts(2)
 	if err != nil {
-		return false, err
+		return proc.Launch{}, err
 	}
-	dataDir := filepath.Join(s.workDir, "data")
+	dataDir := filepath.Join(s.srv.WorkDir, "data")
 	if err := os.RemoveAll(dataDir); err != nil {
-		return false, fmt.Errorf("clearing data dir: %w", err)
+		return proc.Launch{}, fmt.Errorf("clearing data dir: %w", err)
 	}
 	if err := os.WriteFile(s.config, []byte(renderConfig(dataDir, ports[0], ports[1], s.opts.MultiTenant)), 0o644); err != nil {
-		return false, fmt.Errorf("writing config: %w", err)
+		return proc.Launch{}, fmt.Errorf("writing config: %w", err)
 	}
 	s.url = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	return s.spawn(ctx, os.O_TRUNC)
+	return proc.Launch{Addr: s.url, Args: []string{"-config.file=" + s.config, "-target=all"}}, nil
 }
 
 // renderConfig is Loki 2.2.1's single-binary example configuration
@@ -261,57 +202,16 @@ table_manager:
 `, multiTenant, httpPort, grpcPort, q("wal"), schemaFrom, q("boltdb-shipper-active"), q("boltdb-shipper-cache"), q("chunks"), q("compactor"))
 }
 
-// spawn starts one process with the current config and data dir and waits
-// for readiness. logFlag is os.O_TRUNC or os.O_APPEND.
-func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error) {
-	logFile, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|logFlag, 0o644)
-	if err != nil {
-		return false, fmt.Errorf("opening log file: %w", err)
+// ready says whether Loki is ready and its read path answers. /ready
+// answers 200 once every module runs and the ingester is ACTIVE in the
+// ring, which the distributor needs to accept a push; a label listing then
+// shows the querier answering (for a MultiTenant server, as a tenant of its
+// own, which adds no data).
+func (s *Server) ready(ctx context.Context) error {
+	if _, err := proc.GetOK(ctx, s.client, s.url+"/ready", 4096); err != nil {
+		return err
 	}
-	// Not CommandContext: ctx bounds the start, not the process' life.
-	cmd := exec.Command(s.bin, "-config.file="+s.config, "-target=all")
-	cmd.Dir = s.workDir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	p, err := proc.Start("loki", cmd, logFile)
-	if err != nil {
-		return false, fmt.Errorf("starting %s: %w", s.bin, err)
-	}
-	s.life.Set(p)
-
-	if err := s.waitReady(ctx, p); err != nil {
-		stopErr := s.life.Terminate()
-		log := s.logTail(maxLogDump)
-		retry = strings.Contains(log, "address already in use")
-		if stopErr != nil {
-			err = errors.Join(err, stopErr)
-		}
-		return retry, fmt.Errorf("%w\nLoki log (%s):\n%s", err, s.logPath, log)
-	}
-	return false, nil
-}
-
-// waitReady polls until Loki says it is ready and its read path answers, the
-// process exits, or the ready timeout passes. /ready answers 200 once every
-// module runs and the ingester is ACTIVE in the ring, which the distributor
-// needs to accept a push; a label listing then shows the querier answering
-// (for a MultiTenant server, as a tenant of its own, which adds no data).
-func (s *Server) waitReady(ctx context.Context, p *proc.Process) error {
-	timeout := readyTimeout(s.opts)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err := proc.WaitReady(ctx, p, 200*time.Millisecond, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		if _, err := proc.GetOK(ctx, s.client, s.url+"/ready", 4096); err != nil {
-			return err
-		}
-		return s.labelsOK(ctx)
-	})
-	if err != nil {
-		return fmt.Errorf("loki (pid %d) at %s, waited up to %s: %w", p.PID(), s.url, timeout, err)
-	}
-	return nil
+	return s.labelsOK(ctx)
 }
 
 // labelsOK lists label names (/loki/api/v1/labels) and wants a success.
@@ -330,7 +230,7 @@ func (s *Server) labelsOK(ctx context.Context) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"status":"success"`) {
-		return fmt.Errorf("GET %s: %s: %s", req.URL.Path, resp.Status, firstLine(strings.TrimSpace(string(body))))
+		return fmt.Errorf("GET %s: %s: %s", req.URL.Path, resp.Status, proc.FirstLine(strings.TrimSpace(string(body))))
 	}
 	return nil
 }
@@ -340,30 +240,25 @@ func (s *Server) URL() string { return s.url }
 
 // PID is the process id of the running loki (after Halt or Stop, of the one
 // that ran last), 0 before the first start.
-func (s *Server) PID() int { return s.life.PID() }
+func (s *Server) PID() int { return s.srv.PID() }
 
 // LogPath is the file that holds Loki's stdout and stderr.
-func (s *Server) LogPath() string { return s.logPath }
+func (s *Server) LogPath() string { return s.srv.LogPath }
 
 // Halt stops the process as Stop does but keeps its data dir and ports, so
 // that Restart can bring the same server back, as after a crash. Requests
 // fail meanwhile: the port refuses connections.
-func (s *Server) Halt() error { return s.life.Halt() }
+func (s *Server) Halt() error { return s.srv.Halt() }
 
 // Restart starts a halted server again with the same config (so the same
 // URL) and data dir, and waits until it is ready. Lines pushed before Halt
 // are queryable again: the ingester replays its WAL before it is ready.
-func (s *Server) Restart(ctx context.Context) error {
-	return s.life.Restart(ctx, s.url, func(ctx context.Context) error {
-		_, err := s.spawn(ctx, os.O_APPEND)
-		return err
-	})
-}
+func (s *Server) Restart(ctx context.Context) error { return s.srv.Restart(ctx) }
 
 // Stop ends the process: SIGTERM, then SIGKILL if it has not exited within
 // the stop grace. It removes the work dir if Start created it. Stop is safe
 // to call more than once; later calls return the first result.
-func (s *Server) Stop() error { return s.life.Stop() }
+func (s *Server) Stop() error { return s.srv.Stop() }
 
 // Entry is one log line.
 type Entry struct {
@@ -421,20 +316,4 @@ func (s *Server) PushTenant(ctx context.Context, tenant string, streams []Stream
 		return fmt.Errorf("pushing to loki: %s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
 	return nil
-}
-
-// logTail returns at most max bytes from the end of the log, starting at a
-// line boundary.
-func (s *Server) logTail(max int) string { return proc.LogTail(s.logPath, max) }
-
-func readyTimeout(o Options) time.Duration {
-	if o.ReadyTimeout > 0 {
-		return o.ReadyTimeout
-	}
-	return defaultReadyTimeout
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }
