@@ -40,4 +40,4 @@ func renderExternalLabels(b *strings.Builder, labels map[string]string) {
 
 // DataDir is the TSDB directory (--storage.tsdb.path), which a Thanos
 // sidecar reads beside the server.
-func (s *Server) DataDir() string { return filepath.Join(s.workDir, "data") }
+func (s *Server) DataDir() string { return filepath.Join(s.srv.WorkDir, "data") }

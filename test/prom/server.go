@@ -9,12 +9,10 @@ package prom
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -34,29 +32,15 @@ const (
 	defaultReadyTimeout   = 60 * time.Second
 	defaultStopGrace      = 10 * time.Second
 	defaultBatchSize      = 10000
-	// startAttempts covers the small window in which another process can
-	// take the free port between our probe and Prometheus' bind.
-	startAttempts = 3
-	// maxLogDump caps how much of the log a failing test prints.
-	maxLogDump = 64 << 10
 )
 
 // Server is a running Prometheus child process.
 type Server struct {
 	url       string
-	workDir   string
-	logPath   string
 	batchSize int
-	logf      func(string, ...any)
 	client    *http.Client
 
-	// bin, configPath and o are the command line, for Restart.
-	bin        string
-	configPath string
-	o          options
-
-	// life holds the process across Halt, Restart and Stop.
-	life proc.Lifecycle
+	srv proc.Server
 }
 
 // options collects what an Option may change.
@@ -108,36 +92,16 @@ func WithBatchSize(n int) Option { return func(o *options) { o.batchSize = n } }
 
 // Start runs Prometheus for the duration of a test. The binary is
 // $GANTRY_BIN_DIR/prometheus, else <repo root>/bin/prometheus; a missing
-// binary fails the test (it never skips). Data, config and log live in a
-// per-test temporary directory. Cleanup stops the process and, if the test
-// failed, prints Prometheus' log.
+// binary fails the test (it never skips outside -short). Data, config and
+// log live in a per-test temporary directory. Cleanup stops the process
+// and, if the test failed, prints Prometheus' log.
 func Start(t testing.TB, opts ...Option) *Server {
 	t.Helper()
 	o := collectOptions(opts)
-	binDir := o.binDir
-	if binDir == "" {
-		binDir = toolbin.Require(t, "prometheus")
-	} else if testing.Short() {
-		t.Skip("needs the real prometheus (skipped by -short; `make test` runs it)")
-	}
-	// TempDir registers its removal first, so it runs after Stop below.
-	workDir := t.TempDir()
-
-	ctx, cancel := context.WithTimeout(context.Background(), o.readyTimeout+10*time.Second)
-	defer cancel()
-	s, err := StartProcess(ctx, binDir, workDir, t.Logf, opts...)
-	if err != nil {
-		t.Fatalf("prom: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("prom: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("prom: Prometheus log (%s):\n%s", s.logPath, s.logTail(maxLogDump))
-		}
-	})
-	return s
+	binDir, workDir, logf := proc.TestDefaults(t, o.binDir, "", nil, "prometheus")
+	return proc.StartT(t, "prom", o.readyTimeout,
+		func(ctx context.Context) (*Server, error) { return StartProcess(ctx, binDir, workDir, logf, opts...) },
+		func(s *Server) *proc.Server { return &s.srv })
 }
 
 // StartProcess runs <binDir>/prometheus on a free 127.0.0.1 port and waits
@@ -147,137 +111,57 @@ func Start(t testing.TB, opts ...Option) *Server {
 // must call Stop on its way out. logf (may be nil) receives progress lines.
 func StartProcess(ctx context.Context, binDir, workDir string, logf func(string, ...any), opts ...Option) (*Server, error) {
 	o := collectOptions(opts)
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
 	bin, err := toolbin.Path(binDir, "prometheus")
 	if err != nil {
 		return nil, err
 	}
-
-	ownsDir := false
-	if workDir == "" {
-		d, err := os.MkdirTemp("", "gantry-prom-")
-		if err != nil {
-			return nil, fmt.Errorf("creating work dir: %w", err)
-		}
-		workDir, ownsDir = d, true
-	} else if err := os.MkdirAll(workDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating work dir: %w", err)
+	dir, ownsDir, err := proc.MakeWorkDir(workDir, "gantry-prom-")
+	if err != nil {
+		return nil, err
 	}
-
-	configPath := filepath.Join(workDir, "prometheus.yml")
+	configPath := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(configPath, []byte(renderConfig(o)), 0o644); err != nil {
-		return nil, proc.RemoveOwnedDir(ownsDir, workDir, fmt.Errorf("writing config: %w", err))
+		return nil, proc.RemoveOwnedDir(ownsDir, dir, fmt.Errorf("writing config: %w", err))
 	}
 
-	s := &Server{
-		workDir:    workDir,
-		logPath:    filepath.Join(workDir, "prometheus.log"),
-		batchSize:  o.batchSize,
-		logf:       logf,
-		client:     &http.Client{Timeout: 30 * time.Second},
-		bin:        bin,
-		configPath: configPath,
-		o:          o,
-		life: proc.Lifecycle{
-			Name:      "prometheus",
-			Title:     "Prometheus",
-			Logf:      func(format string, args ...any) { logf("prom: "+format, args...) },
-			StopGrace: o.stopGrace,
-			WorkDir:   workDir,
-			OwnsDir:   ownsDir,
+	s := &Server{batchSize: o.batchSize, client: &http.Client{Timeout: 30 * time.Second}}
+	s.srv = proc.Server{
+		Name: "prometheus", Title: "Prometheus", Tag: "prom",
+		Bin: bin, WorkDir: dir, OwnsDir: ownsDir, LogPath: filepath.Join(dir, "prometheus.log"), Logf: logf,
+		ReadyTimeout:  o.readyTimeout,
+		StopGrace:     o.stopGrace,
+		ProbeInterval: 100 * time.Millisecond,
+		Prepare:       func() (proc.Launch, error) { return s.prepare(configPath, o.extraFlags) },
+		Ready: func(ctx context.Context) error {
+			_, err := proc.GetOK(ctx, s.client, s.url+"/-/ready", 4096)
+			return err
 		},
 	}
-
-	var lastErr error
-	for attempt := 1; attempt <= startAttempts; attempt++ {
-		retry, err := s.launch(ctx, bin, configPath, o)
-		if err == nil {
-			logf("prom: Prometheus ready at %s (pid %d, log %s)", s.url, s.PID(), s.logPath)
-			return s, nil
-		}
-		lastErr = err
-		if !retry {
-			break
-		}
-		logf("prom: attempt %d: %v; retrying on another port", attempt, err)
+	if err := s.srv.Start(ctx); err != nil {
+		return nil, err
 	}
-	return nil, proc.RemoveOwnedDir(ownsDir, workDir, lastErr)
+	return s, nil
 }
 
-// launch starts one process on a free port with an empty data dir and waits
-// for readiness. retry reports whether the failure was a lost race for the
-// port.
-func (s *Server) launch(ctx context.Context, bin, configPath string, o options) (retry bool, err error) {
+// prepare picks a free port and empties the data dir for a start attempt.
+func (s *Server) prepare(configPath string, extraFlags []string) (proc.Launch, error) {
 	ports, err := proc.FreePorts(1)
 	if err != nil {
-		return false, err
+		return proc.Launch{}, err
 	}
-	port := ports[0]
 	// A previous attempt may have left a lock file or a half-made WAL.
-	if err := os.RemoveAll(filepath.Join(s.workDir, "data")); err != nil {
-		return false, fmt.Errorf("clearing data dir: %w", err)
+	if err := os.RemoveAll(s.DataDir()); err != nil {
+		return proc.Launch{}, fmt.Errorf("clearing data dir: %w", err)
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 	s.url = "http://" + addr
-	return s.spawn(ctx, bin, configPath, o, addr, os.O_TRUNC)
-}
-
-// spawn starts one process listening on addr, keeping what the data dir
-// holds, and waits for readiness. logFlag is os.O_TRUNC or os.O_APPEND.
-func (s *Server) spawn(ctx context.Context, bin, configPath string, o options, addr string, logFlag int) (retry bool, err error) {
-	dataDir := filepath.Join(s.workDir, "data")
-	logFile, err := os.OpenFile(s.logPath, os.O_WRONLY|os.O_CREATE|logFlag, 0o644)
-	if err != nil {
-		return false, fmt.Errorf("opening log file: %w", err)
-	}
-
 	args := []string{
 		"--config.file=" + configPath,
-		"--storage.tsdb.path=" + dataDir,
+		"--storage.tsdb.path=" + s.DataDir(),
 		"--web.listen-address=" + addr,
 		"--web.enable-remote-write-receiver",
 	}
-	args = append(args, o.extraFlags...)
-	// Not CommandContext: ctx bounds the start, not the process' life.
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = s.workDir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	p, err := proc.Start("prometheus", cmd, logFile)
-	if err != nil {
-		return false, fmt.Errorf("starting %s: %w", bin, err)
-	}
-	s.life.Set(p)
-
-	if err := s.waitReady(ctx, p, o.readyTimeout); err != nil {
-		stopErr := s.life.Terminate()
-		log := s.logTail(maxLogDump)
-		retry = strings.Contains(log, "address already in use")
-		if stopErr != nil {
-			err = errors.Join(err, stopErr)
-		}
-		return retry, fmt.Errorf("%w\nPrometheus log (%s):\n%s", err, s.logPath, log)
-	}
-	return false, nil
-}
-
-// waitReady polls /-/ready until it answers 200, the process exits, or the
-// deadline passes.
-func (s *Server) waitReady(ctx context.Context, p *proc.Process, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err := proc.WaitReady(ctx, p, 100*time.Millisecond, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_, err := proc.GetOK(ctx, s.client, s.url+"/-/ready", 4096)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("prometheus (pid %d) at %s, waited up to %s: %w", p.PID(), s.url, timeout, err)
-	}
-	return nil
+	return proc.Launch{Addr: s.url, Args: append(args, extraFlags...)}, nil
 }
 
 // URL is the server's base URL, e.g. http://127.0.0.1:40123.
@@ -285,37 +169,27 @@ func (s *Server) URL() string { return s.url }
 
 // PID is the process id of the running prometheus (after Halt or Stop, of
 // the one that ran last).
-func (s *Server) PID() int { return s.life.PID() }
+func (s *Server) PID() int { return s.srv.PID() }
 
 // Halt stops the process as Stop does (SIGTERM, then SIGKILL after the stop
 // grace) but keeps its data dir, so that Restart can bring the same server
 // back, as after a crash or a rescheduled pod. Requests fail meanwhile: the
 // port refuses connections.
-func (s *Server) Halt() error { return s.life.Halt() }
+func (s *Server) Halt() error { return s.srv.Halt() }
 
 // Restart starts a halted server again on the same address, with the same
 // data dir, configuration and flags, and waits until it is ready; its log
 // goes on in LogPath. What was written before Halt is queryable again once
 // Prometheus has replayed its WAL.
-func (s *Server) Restart(ctx context.Context) error {
-	addr := strings.TrimPrefix(s.url, "http://")
-	return s.life.Restart(ctx, s.url, func(ctx context.Context) error {
-		_, err := s.spawn(ctx, s.bin, s.configPath, s.o, addr, os.O_APPEND)
-		return err
-	})
-}
+func (s *Server) Restart(ctx context.Context) error { return s.srv.Restart(ctx) }
 
 // LogPath is the file that holds Prometheus' stdout and stderr.
-func (s *Server) LogPath() string { return s.logPath }
+func (s *Server) LogPath() string { return s.srv.LogPath }
 
 // Stop ends the process: SIGTERM, then SIGKILL if it has not exited within
 // the stop grace. It removes the work dir if StartProcess created it. Stop
 // is safe to call more than once; later calls return the first result.
-func (s *Server) Stop() error { return s.life.Stop() }
-
-// logTail returns at most max bytes from the end of the log, starting at a
-// line boundary.
-func (s *Server) logTail(max int) string { return proc.LogTail(s.logPath, max) }
+func (s *Server) Stop() error { return s.srv.Stop() }
 
 func renderConfig(o options) string {
 	var b strings.Builder
