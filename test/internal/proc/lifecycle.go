@@ -12,10 +12,10 @@ import (
 // Lifecycle is what a harness's server process goes through after its first
 // start: Halt (ended as after a crash, its data dir and address kept),
 // Restart (the harness's command line again, on the same address) and Stop
-// (once; the work dir goes too if the harness created it). The harness
-// records each process it starts with Set and keeps its command line,
-// readiness probe and start-up retries; Lifecycle holds the process, the
-// grace before SIGKILL and the wording of the progress lines.
+// (once; the work dir goes too if the harness created it). Its user (a
+// Server) records each process it starts with Set and keeps the command
+// line, readiness probe and start-up retries; Lifecycle holds the process,
+// the grace before SIGKILL and the wording of the progress lines.
 //
 // The zero value is not usable: set Name, Title and Logf. A Lifecycle must
 // not be copied after first use.
