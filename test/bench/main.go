@@ -28,6 +28,12 @@
 //     distinct label selectors, then distinct metric selectors, while a few
 //     HPA-like pollers go on; Gantry's RSS every second, and whether it
 //     stayed under a bound and the pollers kept their answers (flood.go).
+//   - thanos (-thanos-pods): on a second stack whose Pods rule is routed to
+//     a named backend, Thanos Query over two Prometheus replicas, the pods
+//     scenario against Thanos Query; then the rule moves to an HA set of
+//     two queriers, the preferred one is killed under steady requests, and
+//     latency before and after is reported with Gantry's per-member
+//     metrics (thanos.go).
 //
 // Pods are bound to a node that does not exist: nothing here runs pod GC or
 // the node lifecycle controller, so they stay Pending and cost nothing but
@@ -92,6 +98,7 @@ type flags struct {
 	load      string
 	soak      soakFlags
 	flood     floodFlags
+	thanos    thanosFlags
 	pods      []int
 	clients   []string
 	idle      time.Duration
@@ -123,6 +130,7 @@ func run(args []string, out io.Writer) int {
 	flag.StringVar(&f.load, "discovery-load", "backfill", "discovery scenario: how series get into Prometheus: backfill (promtool blocks, Prometheus restarted) or remote-write")
 	f.soak.register(flag)
 	f.flood.register(flag)
+	f.thanos.register(flag)
 	flag.StringVar(&pods, "pods", "100,1000", "pods scenario: comma-separated pod counts (ascending); empty skips it")
 	flag.DurationVar(&f.idle, "idle-window", 10*time.Second, "pods scenario: how long Gantry's CPU is read without requests before the blocks, for its background share (0 skips it)")
 	flag.IntVar(&f.requests, "requests", 200, "pods scenario: sequential requests per pod count and client")
@@ -213,6 +221,10 @@ func run(args []string, out io.Writer) int {
 	for _, ttl := range f.ttls {
 		rs, err := runStack(ctx, f, ttl, out)
 		results = append(results, rs...)
+		if err == nil && len(f.thanos.pods) > 0 {
+			rs, err = runThanos(ctx, f, ttl, out)
+			results = append(results, rs...)
+		}
 		if err != nil {
 			printTable(out, results)
 			return fail(err)
@@ -322,6 +334,7 @@ type result struct {
 	Discovery *discoveryResult `json:"discovery,omitempty"`
 	Soak      *soakResult      `json:"soak,omitempty"`
 	Flood     *floodResult     `json:"flood,omitempty"`
+	Failover  *failoverResult  `json:"failover,omitempty"`
 }
 
 // bench is one running stack and its clients.
@@ -340,6 +353,7 @@ type bench struct {
 
 	discLoaded  int          // series of the discovery scenario in Prometheus
 	plainGantry *http.Client // b.gantry without compression
+	rawURL      string       // where rawQuery sends queries; "" is the stack's Prometheus
 }
 
 func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results []result, err error) {
@@ -362,25 +376,8 @@ func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results 
 	}
 	defer func() { err = errors.Join(err, st.Stop()) }()
 
-	b := &bench{out: out, f: f, ttl: ttl, st: st, pods: map[string]int{}}
-	cfg := st.Cluster.RESTConfig()
-	cfg.QPS, cfg.Burst = 2000, 4000
-	if b.kube, err = kubernetes.NewForConfig(cfg); err != nil {
-		return nil, err
-	}
-	if b.hc, err = rest.HTTPClientFor(cfg); err != nil {
-		return nil, err
-	}
-	cert, err := tls.X509KeyPair(cfg.TLSClientConfig.CertData, cfg.TLSClientConfig.KeyData)
+	b, err := newBench(out, f, ttl, st)
 	if err != nil {
-		return nil, err
-	}
-	b.gantry = st.GantryClient()
-	tr := b.gantry.Transport.(*http.Transport).Clone()
-	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
-	b.gantry.Transport = tr
-	b.prom = &http.Client{Timeout: 30 * time.Second}
-	if b.rule, err = podsRule(); err != nil {
 		return nil, err
 	}
 	b.feed = stack.NewFeeder(st.Prom, 5*time.Second)
@@ -441,6 +438,33 @@ func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results 
 		results = append(results, r)
 	}
 	return results, nil
+}
+
+// newBench is the bench's clients of a running stack.
+func newBench(out io.Writer, f flags, ttl string, st *stack.Stack) (*bench, error) {
+	b := &bench{out: out, f: f, ttl: ttl, st: st, pods: map[string]int{}}
+	var err error
+	cfg := st.Cluster.RESTConfig()
+	cfg.QPS, cfg.Burst = 2000, 4000
+	if b.kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, err
+	}
+	if b.hc, err = rest.HTTPClientFor(cfg); err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair(cfg.TLSClientConfig.CertData, cfg.TLSClientConfig.KeyData)
+	if err != nil {
+		return nil, err
+	}
+	b.gantry = st.GantryClient()
+	tr := b.gantry.Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+	b.gantry.Transport = tr
+	b.prom = &http.Client{Timeout: 30 * time.Second}
+	if b.rule, err = podsRule(); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 func (b *bench) emit(r result) {
@@ -996,7 +1020,11 @@ func get(ctx context.Context, hc *http.Client, u string) ([]byte, int, error) {
 // does (POST, evaluated now) and reads the whole answer.
 func (b *bench) rawQuery(ctx context.Context, q string) error {
 	form := url.Values{"query": {q}, "time": {strconv.FormatFloat(float64(time.Now().UnixMilli())/1000, 'f', 3, 64)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.st.Prom.URL()+"/api/v1/query", strings.NewReader(form.Encode()))
+	u := b.st.Prom.URL()
+	if b.rawURL != "" {
+		u = b.rawURL
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u+"/api/v1/query", strings.NewReader(form.Encode()))
 	if err != nil {
 		return err
 	}
@@ -1048,13 +1076,14 @@ func firstLine(s string) string {
 func printTable(out io.Writer, all []result) {
 	var rs []result
 	for _, r := range all {
-		if r.Discovery == nil && r.Soak == nil && r.Flood == nil {
+		if r.Discovery == nil && r.Soak == nil && r.Flood == nil && r.Failover == nil {
 			rs = append(rs, r)
 		}
 	}
 	defer printDiscoveryTable(out, all)
 	defer printSoakTable(out, all)
 	defer printFloodTable(out, all)
+	defer printFailoverTable(out, all)
 	if len(rs) == 0 {
 		return
 	}
