@@ -25,16 +25,12 @@ import (
 	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/internal/promapi"
 	"github.com/gantry-dev/gantry/test/prom"
-	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 // TenantHeader is the header that names a request's tenant.
 const TenantHeader = "X-Scope-OrgID"
 
-const (
-	defaultReadyTimeout = 90 * time.Second
-	defaultStopGrace    = 10 * time.Second
-)
+const defaultReadyTimeout = 90 * time.Second
 
 // Options configure a Cortex server.
 type Options struct {
@@ -60,7 +56,6 @@ type Options struct {
 type Server struct {
 	url    string
 	opts   Options
-	config string
 	client *http.Client
 
 	srv proc.Server
@@ -83,24 +78,12 @@ func StartT(t testing.TB, opts Options) *Server {
 // has joined the ring). ctx bounds the start only: the process runs until
 // Stop, so a long-running program must call Stop on its way out.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	bin, err := toolbin.Find(opts.BinDir, "cortex")
-	if err != nil {
-		return nil, err
-	}
-	dir, ownsDir, err := proc.MakeWorkDir(opts.WorkDir, "gantry-cortex-")
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{
-		opts:   opts,
-		config: filepath.Join(dir, "cortex.yaml"),
-		client: &http.Client{Timeout: 30 * time.Second},
-	}
+	s := &Server{opts: opts, client: &http.Client{Timeout: 30 * time.Second}}
 	s.srv = proc.Server{
-		Name: "cortex", Title: "Cortex", Tag: "cortex",
-		Bin: bin, WorkDir: dir, OwnsDir: ownsDir, LogPath: filepath.Join(dir, "cortex.log"), Logf: opts.Logf,
+		Name: "cortex", Title: "Cortex", Tag: "cortex", Tool: "cortex", BinDir: opts.BinDir,
+		WorkDir: opts.WorkDir, LogName: "cortex.log", Logf: opts.Logf,
 		ReadyTimeout: proc.DurationOr(opts.ReadyTimeout, defaultReadyTimeout),
-		StopGrace:    proc.DurationOr(opts.StopGrace, defaultStopGrace),
+		StopGrace:    opts.StopGrace,
 		Prepare:      s.prepare,
 		Ready: func(ctx context.Context) error {
 			_, err := proc.GetOK(ctx, s.client, s.url+"/ready", 4096)
@@ -132,11 +115,12 @@ func (s *Server) prepare() (proc.Launch, error) {
 			return proc.Launch{}, fmt.Errorf("creating %s dir: %w", d, err)
 		}
 	}
-	if err := os.WriteFile(s.config, []byte(renderConfig(dataDir, ports[0], ports[1])), 0o644); err != nil {
+	config := filepath.Join(s.srv.WorkDir, "cortex.yaml")
+	if err := os.WriteFile(config, []byte(renderConfig(dataDir, ports[0], ports[1])), 0o644); err != nil {
 		return proc.Launch{}, fmt.Errorf("writing config: %w", err)
 	}
 	s.url = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	args := append([]string{"-config.file=" + s.config, "-target=all"}, s.opts.Flags...)
+	args := append([]string{"-config.file=" + config, "-target=all"}, s.opts.Flags...)
 	return proc.Launch{Addr: s.url, Args: args}, nil
 }
 
@@ -229,7 +213,7 @@ func (s *Server) RemoteWriteURL() string { return s.url + "/api/v1/push" }
 func (s *Server) PID() int { return s.srv.PID() }
 
 // LogPath is the file that holds Cortex' stdout and stderr.
-func (s *Server) LogPath() string { return s.srv.LogPath }
+func (s *Server) LogPath() string { return s.srv.LogPath() }
 
 // Halt stops the process as Stop does but keeps its data dir and ports, so
 // that Restart can bring the same server back, as after a crash. Requests

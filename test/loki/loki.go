@@ -30,13 +30,9 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/test/internal/proc"
-	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
-const (
-	defaultReadyTimeout = 90 * time.Second
-	defaultStopGrace    = 10 * time.Second
-)
+const defaultReadyTimeout = 90 * time.Second
 
 // Options configure a Loki server.
 type Options struct {
@@ -63,7 +59,6 @@ type Options struct {
 type Server struct {
 	url    string
 	opts   Options
-	config string
 	client *http.Client
 
 	srv proc.Server
@@ -86,24 +81,12 @@ func StartT(t testing.TB, opts Options) *Server {
 // process runs until Stop, so a long-running program must call Stop on its
 // way out.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	bin, err := toolbin.Find(opts.BinDir, "loki")
-	if err != nil {
-		return nil, err
-	}
-	dir, ownsDir, err := proc.MakeWorkDir(opts.WorkDir, "gantry-loki-")
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{
-		opts:   opts,
-		config: filepath.Join(dir, "loki.yaml"),
-		client: &http.Client{Timeout: 30 * time.Second},
-	}
+	s := &Server{opts: opts, client: &http.Client{Timeout: 30 * time.Second}}
 	s.srv = proc.Server{
-		Name: "loki", Title: "Loki", Tag: "loki",
-		Bin: bin, WorkDir: dir, OwnsDir: ownsDir, LogPath: filepath.Join(dir, "loki.log"), Logf: opts.Logf,
+		Name: "loki", Title: "Loki", Tag: "loki", Tool: "loki", BinDir: opts.BinDir,
+		WorkDir: opts.WorkDir, LogName: "loki.log", Logf: opts.Logf,
 		ReadyTimeout: proc.DurationOr(opts.ReadyTimeout, defaultReadyTimeout),
-		StopGrace:    proc.DurationOr(opts.StopGrace, defaultStopGrace),
+		StopGrace:    opts.StopGrace,
 		Prepare:      s.prepare,
 		Ready:        s.ready,
 	}
@@ -124,11 +107,12 @@ func (s *Server) prepare() (proc.Launch, error) {
 	if err := os.RemoveAll(dataDir); err != nil {
 		return proc.Launch{}, fmt.Errorf("clearing data dir: %w", err)
 	}
-	if err := os.WriteFile(s.config, []byte(renderConfig(dataDir, ports[0], ports[1], s.opts.MultiTenant)), 0o644); err != nil {
+	config := filepath.Join(s.srv.WorkDir, "loki.yaml")
+	if err := os.WriteFile(config, []byte(renderConfig(dataDir, ports[0], ports[1], s.opts.MultiTenant)), 0o644); err != nil {
 		return proc.Launch{}, fmt.Errorf("writing config: %w", err)
 	}
 	s.url = "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
-	return proc.Launch{Addr: s.url, Args: []string{"-config.file=" + s.config, "-target=all"}}, nil
+	return proc.Launch{Addr: s.url, Args: []string{"-config.file=" + config, "-target=all"}}, nil
 }
 
 // renderConfig is Loki 2.2.1's single-binary example configuration
@@ -243,7 +227,7 @@ func (s *Server) URL() string { return s.url }
 func (s *Server) PID() int { return s.srv.PID() }
 
 // LogPath is the file that holds Loki's stdout and stderr.
-func (s *Server) LogPath() string { return s.srv.LogPath }
+func (s *Server) LogPath() string { return s.srv.LogPath() }
 
 // Halt stops the process as Stop does but keeps its data dir and ports, so
 // that Restart can bring the same server back, as after a crash. Requests

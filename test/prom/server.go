@@ -104,34 +104,21 @@ func Start(t testing.TB, opts ...Option) *Server {
 		func(s *Server) *proc.Server { return &s.srv })
 }
 
-// StartProcess runs <binDir>/prometheus on a free 127.0.0.1 port and waits
-// until it reports ready. Config, data and log go to workDir; an empty
+// StartProcess runs <binDir>/prometheus (an empty binDir means
+// toolbin.Dir()) on a free 127.0.0.1 port and waits until it reports ready. Config, data and log go to workDir; an empty
 // workDir means a fresh temporary directory that Stop removes. ctx bounds
 // the start only: the process runs until Stop, so a long-running program
 // must call Stop on its way out. logf (may be nil) receives progress lines.
 func StartProcess(ctx context.Context, binDir, workDir string, logf func(string, ...any), opts ...Option) (*Server, error) {
 	o := collectOptions(opts)
-	bin, err := toolbin.Path(binDir, "prometheus")
-	if err != nil {
-		return nil, err
-	}
-	dir, ownsDir, err := proc.MakeWorkDir(workDir, "gantry-prom-")
-	if err != nil {
-		return nil, err
-	}
-	configPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(configPath, []byte(renderConfig(o)), 0o644); err != nil {
-		return nil, proc.RemoveOwnedDir(ownsDir, dir, fmt.Errorf("writing config: %w", err))
-	}
-
 	s := &Server{batchSize: o.batchSize, client: &http.Client{Timeout: 30 * time.Second}}
 	s.srv = proc.Server{
-		Name: "prometheus", Title: "Prometheus", Tag: "prom",
-		Bin: bin, WorkDir: dir, OwnsDir: ownsDir, LogPath: filepath.Join(dir, "prometheus.log"), Logf: logf,
+		Name: "prometheus", Title: "Prometheus", Tag: "prom", Tool: "prometheus", BinDir: binDir,
+		WorkDir: workDir, LogName: "prometheus.log", Logf: logf,
 		ReadyTimeout:  o.readyTimeout,
 		StopGrace:     o.stopGrace,
 		ProbeInterval: 100 * time.Millisecond,
-		Prepare:       func() (proc.Launch, error) { return s.prepare(configPath, o.extraFlags) },
+		Prepare:       func() (proc.Launch, error) { return s.prepare(o) },
 		Ready: func(ctx context.Context) error {
 			_, err := proc.GetOK(ctx, s.client, s.url+"/-/ready", 4096)
 			return err
@@ -143,8 +130,13 @@ func StartProcess(ctx context.Context, binDir, workDir string, logf func(string,
 	return s, nil
 }
 
-// prepare picks a free port and empties the data dir for a start attempt.
-func (s *Server) prepare(configPath string, extraFlags []string) (proc.Launch, error) {
+// prepare writes the config, picks a free port and empties the data dir
+// for a start attempt.
+func (s *Server) prepare(o options) (proc.Launch, error) {
+	configPath := filepath.Join(s.srv.WorkDir, "prometheus.yml")
+	if err := os.WriteFile(configPath, []byte(renderConfig(o)), 0o644); err != nil {
+		return proc.Launch{}, fmt.Errorf("writing config: %w", err)
+	}
 	ports, err := proc.FreePorts(1)
 	if err != nil {
 		return proc.Launch{}, err
@@ -161,7 +153,7 @@ func (s *Server) prepare(configPath string, extraFlags []string) (proc.Launch, e
 		"--web.listen-address=" + addr,
 		"--web.enable-remote-write-receiver",
 	}
-	return proc.Launch{Addr: s.url, Args: append(args, extraFlags...)}, nil
+	return proc.Launch{Addr: s.url, Args: append(args, o.extraFlags...)}, nil
 }
 
 // URL is the server's base URL, e.g. http://127.0.0.1:40123.
@@ -184,7 +176,7 @@ func (s *Server) Halt() error { return s.srv.Halt() }
 func (s *Server) Restart(ctx context.Context) error { return s.srv.Restart(ctx) }
 
 // LogPath is the file that holds Prometheus' stdout and stderr.
-func (s *Server) LogPath() string { return s.srv.LogPath }
+func (s *Server) LogPath() string { return s.srv.LogPath() }
 
 // Stop ends the process: SIGTERM, then SIGKILL if it has not exited within
 // the stop grace. It removes the work dir if StartProcess created it. Stop

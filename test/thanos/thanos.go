@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/gantry-dev/gantry/test/internal/proc"
-	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 const (
@@ -39,7 +38,6 @@ const (
 	DefaultTenant = "default-tenant"
 
 	defaultReadyTimeout = 60 * time.Second
-	defaultStopGrace    = 10 * time.Second
 )
 
 // Options say how to run a component, whichever it is.
@@ -95,20 +93,12 @@ type component struct {
 // start runs one component until it is ready, retrying on other ports when
 // a bind race was lost.
 func start(ctx context.Context, c component, opts Options) (*Server, error) {
-	bin, err := toolbin.Find(opts.BinDir, "thanos")
-	if err != nil {
-		return nil, err
-	}
-	dir, ownsDir, err := proc.MakeWorkDir(opts.WorkDir, "gantry-thanos-"+c.kind+"-")
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{c: c, opts: opts, client: &http.Client{Timeout: 30 * time.Second}}
 	s.srv = proc.Server{
-		Name: "thanos " + c.kind, Title: "Thanos " + c.kind, Tag: "thanos",
-		Bin: bin, WorkDir: dir, OwnsDir: ownsDir, LogPath: filepath.Join(dir, c.kind+".log"), Logf: opts.Logf,
+		Name: "thanos " + c.kind, Title: "Thanos " + c.kind, Tag: "thanos", Tool: "thanos", BinDir: opts.BinDir,
+		WorkDir: opts.WorkDir, LogName: c.kind + ".log", Logf: opts.Logf,
 		ReadyTimeout: readyTimeout(opts),
-		StopGrace:    proc.DurationOr(opts.StopGrace, defaultStopGrace),
+		StopGrace:    opts.StopGrace,
 		Prepare:      s.prepare,
 		Ready:        s.probe,
 	}
@@ -165,7 +155,7 @@ func (s *Server) GRPCAddr() string { return s.grpcAddr }
 func (s *Server) PID() int { return s.srv.PID() }
 
 // LogPath is the file that holds the component's stdout and stderr.
-func (s *Server) LogPath() string { return s.srv.LogPath }
+func (s *Server) LogPath() string { return s.srv.LogPath() }
 
 // Halt ends the process (SIGTERM, then SIGKILL after the stop grace) but
 // keeps its ports and data, so that Restart can bring it back, as after a

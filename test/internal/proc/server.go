@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,32 +44,37 @@ type Server struct {
 	Title string
 	// Tag begins progress lines and a *T starter's messages: "thanos: …".
 	Tag string
-	// Bin is the binary's path.
-	Bin string
-	// WorkDir is the process' working directory (see MakeWorkDir). Stop,
-	// or a Start that fails, removes it if OwnsDir.
+	// Tool is the binary's name, looked up in BinDir (empty:
+	// toolbin.Dir()) by toolbin.Find.
+	Tool   string
+	BinDir string
+	// WorkDir is the process' working directory, made if missing; empty
+	// means a fresh temporary directory, which Start puts here and Stop
+	// (or a Start that fails) removes.
 	WorkDir string
-	OwnsDir bool
-	// LogPath receives the process' stdout and stderr: each start attempt
-	// truncates it, Restart appends to it.
-	LogPath string
+	// LogName is the file in WorkDir that receives the process' stdout and
+	// stderr: each start attempt truncates it, Restart appends to it.
+	LogName string
 	// Logf receives progress lines, Tag added; nil discards them.
 	Logf func(string, ...any)
 	// ReadyTimeout bounds each start's wait for Ready.
 	ReadyTimeout time.Duration
-	// StopGrace bounds the wait after SIGTERM before SIGKILL.
+	// StopGrace bounds the wait after SIGTERM before SIGKILL (default
+	// 10s).
 	StopGrace time.Duration
 	// ProbeInterval is the pause between probes (default 200ms).
 	ProbeInterval time.Duration
-	// Prepare readies a fresh start attempt (free ports, a config file, an
-	// empty data dir) and returns what it runs. Restart runs the last one
-	// again, so it keeps the addresses and the data.
+	// Prepare readies a fresh start attempt in WorkDir (free ports, a
+	// config file, an empty data dir) and returns what it runs. Restart
+	// runs the last one again, so it keeps the addresses and the data.
 	Prepare func() (Launch, error)
 	// Ready is one readiness probe; its ctx ends after ProbeTimeout.
 	Ready func(ctx context.Context) error
 
-	launch Launch
-	life   Lifecycle
+	bin     string
+	ownsDir bool
+	launch  Launch
+	life    Lifecycle
 }
 
 // Launch is what one start attempt runs.
@@ -80,10 +86,10 @@ type Launch struct {
 	Args []string
 }
 
-// MakeWorkDir returns dir, created if missing, or, if dir is empty, a fresh
+// makeWorkDir returns dir, made if missing, or, if dir is empty, a fresh
 // temporary directory named after pattern (as os.MkdirTemp) that the
-// harness owns and removes on Stop.
-func MakeWorkDir(dir, pattern string) (string, bool, error) {
+// caller owns.
+func makeWorkDir(dir, pattern string) (string, bool, error) {
 	if dir == "" {
 		d, err := os.MkdirTemp("", pattern)
 		if err != nil {
@@ -105,12 +111,22 @@ func DurationOr(d, def time.Duration) time.Duration {
 	return def
 }
 
-// Start runs the server until Ready passes, preparing each attempt afresh
-// and trying again, up to StartAttempts times, while a failed attempt's log
-// says "address already in use". ctx bounds the start only: the process
-// runs until Stop. When Start fails no process is left and an owned work
-// dir is removed; the error ends with the log's tail.
+// Start finds the binary, makes the work dir and runs the server until
+// Ready passes, preparing each attempt afresh and trying again, up to
+// StartAttempts times, while a failed attempt's log says "address already
+// in use". ctx bounds the start only: the process runs until Stop. When
+// Start fails no process is left and an owned work dir is removed; the
+// error ends with the log's tail.
 func (s *Server) Start(ctx context.Context) error {
+	bin, err := toolbin.Find(s.BinDir, s.Tool)
+	if err != nil {
+		return err
+	}
+	s.bin = bin
+	s.WorkDir, s.ownsDir, err = makeWorkDir(s.WorkDir, "gantry-"+strings.ReplaceAll(s.Name, " ", "-")+"-")
+	if err != nil {
+		return err
+	}
 	logf := s.Logf
 	if logf == nil {
 		logf = func(string, ...any) {}
@@ -119,9 +135,9 @@ func (s *Server) Start(ctx context.Context) error {
 		Name:      s.Name,
 		Title:     s.Title,
 		Logf:      func(format string, args ...any) { logf(s.Tag+": "+format, args...) },
-		StopGrace: s.StopGrace,
+		StopGrace: DurationOr(s.StopGrace, 10*time.Second),
 		WorkDir:   s.WorkDir,
-		OwnsDir:   s.OwnsDir,
+		OwnsDir:   s.ownsDir,
 	}
 	var lastErr error
 	for attempt := 1; attempt <= StartAttempts; attempt++ {
@@ -129,7 +145,7 @@ func (s *Server) Start(ctx context.Context) error {
 		retry, err := s.attempt(ctx)
 		if err == nil {
 			s.life.Logf("%s ready at %s in %s (pid %d, log %s)", s.Title, s.launch.Addr,
-				time.Since(begin).Round(10*time.Millisecond), s.PID(), s.LogPath)
+				time.Since(begin).Round(10*time.Millisecond), s.PID(), s.LogPath())
 			return nil
 		}
 		lastErr = err
@@ -138,7 +154,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		s.life.Logf("%s attempt %d: %v; retrying on other ports", s.Title, attempt, FirstLine(err.Error()))
 	}
-	return RemoveOwnedDir(s.OwnsDir, s.WorkDir, lastErr)
+	return RemoveOwnedDir(s.ownsDir, s.WorkDir, lastErr)
 }
 
 // attempt prepares a fresh start and runs it; retry reports a lost race for
@@ -155,28 +171,29 @@ func (s *Server) attempt(ctx context.Context) (retry bool, err error) {
 // spawn starts the current command line and waits for readiness. logFlag
 // is os.O_TRUNC or os.O_APPEND.
 func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error) {
-	logFile, err := os.OpenFile(s.LogPath, os.O_WRONLY|os.O_CREATE|logFlag, 0o644)
+	logPath := s.LogPath()
+	logFile, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|logFlag, 0o644)
 	if err != nil {
 		return false, fmt.Errorf("opening log file: %w", err)
 	}
-	offset := FileSize(s.LogPath)
+	offset := FileSize(logPath)
 	// Not CommandContext: ctx bounds the start, not the process' life.
-	cmd := exec.Command(s.Bin, s.launch.Args...)
+	cmd := exec.Command(s.bin, s.launch.Args...)
 	cmd.Dir = s.WorkDir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	p, err := Start(s.Name, cmd, logFile)
 	if err != nil {
-		return false, fmt.Errorf("starting %s (%s): %w", s.Name, s.Bin, err)
+		return false, fmt.Errorf("starting %s (%s): %w", s.Name, s.bin, err)
 	}
 	s.life.Set(p)
 	if err := s.waitReady(ctx, p); err != nil {
 		stopErr := s.life.Terminate()
-		retry = strings.Contains(ReadFrom(s.LogPath, offset), "address already in use")
+		retry = strings.Contains(ReadFrom(logPath, offset), "address already in use")
 		if stopErr != nil {
 			err = errors.Join(err, stopErr)
 		}
-		return retry, fmt.Errorf("%w\n%s log (%s):\n%s", err, s.Title, s.LogPath, s.LogTail())
+		return retry, fmt.Errorf("%w\n%s log (%s):\n%s", err, s.Title, logPath, s.LogTail())
 	}
 	return false, nil
 }
@@ -202,8 +219,11 @@ func (s *Server) waitReady(ctx context.Context, p *Process) error {
 // one that ran last), 0 before the first start.
 func (s *Server) PID() int { return s.life.PID() }
 
+// LogPath is the file that holds the process' stdout and stderr.
+func (s *Server) LogPath() string { return filepath.Join(s.WorkDir, s.LogName) }
+
 // LogTail is at most MaxLogDump bytes from the end of the log.
-func (s *Server) LogTail() string { return LogTail(s.LogPath, MaxLogDump) }
+func (s *Server) LogTail() string { return LogTail(s.LogPath(), MaxLogDump) }
 
 // Halt ends the process as Stop does but keeps its work dir and addresses,
 // so that Restart can bring the same server back, as after a crash.
@@ -263,7 +283,7 @@ func StartT[H any](t testing.TB, tag string, readyTimeout time.Duration, start f
 			t.Errorf("%s: %v", s.Tag, err)
 		}
 		if t.Failed() {
-			t.Logf("%s: %s log (%s):\n%s", s.Tag, s.Title, s.LogPath, s.LogTail())
+			t.Logf("%s: %s log (%s):\n%s", s.Tag, s.Title, s.LogPath(), s.LogTail())
 		}
 	})
 	return h

@@ -74,22 +74,13 @@ func TestServer(t *testing.T) {
 			c.Close()
 		}
 	}()
-	dir, owns, err := MakeWorkDir("", "gantry-proc-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if !owns {
-		t.Fatal("MakeWorkDir(\"\") does not own the dir it made")
-	}
-
 	var mu sync.Mutex
 	var lines []string
 	var addrs []string
 	hc := &http.Client{}
 	s := &Server{
 		Name: "sleeper", Title: "Sleeper", Tag: "proc",
-		Bin: os.Args[0], WorkDir: dir, OwnsDir: owns, LogPath: filepath.Join(dir, "server.log"),
+		Tool: filepath.Base(os.Args[0]), BinDir: filepath.Dir(os.Args[0]), LogName: "server.log",
 		Logf: func(format string, args ...any) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -121,6 +112,11 @@ func TestServer(t *testing.T) {
 
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatalf("Start: %v", err)
+	}
+	dir := s.WorkDir
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if dir == "" {
+		t.Fatal("Start made no work dir")
 	}
 	if len(addrs) != 2 {
 		t.Fatalf("Start prepared %d attempts (%v), want 2: the first port was taken", len(addrs), addrs)
@@ -175,15 +171,10 @@ func TestServerStartFails(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("needs SIGTERM")
 	}
-	dir, owns, err := MakeWorkDir("", "gantry-proc-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	attempts := 0
 	s := &Server{
 		Name: "sleeper", Title: "Sleeper", Tag: "proc",
-		Bin: os.Args[0], WorkDir: dir, OwnsDir: owns, LogPath: filepath.Join(dir, "server.log"),
+		Tool: filepath.Base(os.Args[0]), BinDir: filepath.Dir(os.Args[0]), LogName: "server.log",
 		ReadyTimeout: 30 * time.Second, StopGrace: 5 * time.Second, ProbeInterval: 10 * time.Millisecond,
 		Prepare: func() (Launch, error) {
 			attempts++
@@ -191,7 +182,9 @@ func TestServerStartFails(t *testing.T) {
 		},
 		Ready: func(context.Context) error { return errors.New("never") },
 	}
-	err = s.Start(context.Background())
+	err := s.Start(context.Background())
+	dir := s.WorkDir
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err == nil {
 		t.Fatal("Start succeeded with an address that cannot be listened on")
 	}
