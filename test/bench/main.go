@@ -84,6 +84,7 @@ import (
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/rules"
 	"github.com/gantry-dev/gantry/test/cluster"
+	"github.com/gantry-dev/gantry/test/internal/proc"
 	"github.com/gantry-dev/gantry/test/stack"
 )
 
@@ -1065,13 +1066,9 @@ func round(v float64, digits int) float64 {
 	return math.Round(v*p) / p
 }
 
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 300 {
-		s = s[:300] + "…"
-	}
-	return s
-}
+// firstLine shortens an error or a response body to one line for a
+// message (see proc.FirstLine).
+var firstLine = proc.FirstLine
 
 func printTable(out io.Writer, all []result) {
 	var rs []result
