@@ -59,6 +59,9 @@ demo: tools build
 
 # Benchmark on the local stack (test/bench): JSON per scenario, then a table.
 # Not part of `make test`. Quick run: make bench BENCH_ARGS="-pods 100 -requests 50 -value-cache-ttl 5s"
+# Thanos Query over two Prometheus replicas (overhead, then the failover of an HA
+# set of two queriers; off unless asked, a second stack per TTL):
+#   make bench BENCH_ARGS="-pods 1000 -requests 200 -value-cache-ttl 0 -thanos-pods 1000"
 .PHONY: bench
 bench: tools build
 	$(GO) run ./test/bench $(BENCH_ARGS)
