@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -9,7 +11,62 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gantry-dev/gantry/adapter/config"
+	"github.com/gantry-dev/gantry/test/toolbin"
 )
+
+// TestThanosScenario runs the thanos scenario at a tiny scale on the real
+// components, without the main stack, so that it cannot rot: the pods
+// blocks against Thanos Query produce figures, and after the kill of q1
+// the requests are answered through q2, which Gantry's member metrics
+// show. No wall-clock figure is asserted.
+func TestThanosScenario(t *testing.T) {
+	bin := toolbin.Require(t, "gantry", "prometheus", "thanos", "etcd", "kube-apiserver", "kube-controller-manager", "kwok")
+	f := flags{
+		thanos:   thanosFlags{pods: []int{20}, window: 3 * time.Second},
+		clients:  []string{clientHPA},
+		idle:     time.Second,
+		requests: 10,
+		relist:   5 * time.Second,
+		workDir:  t.TempDir(),
+		binDir:   bin,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var out bytes.Buffer
+	rs, err := runThanos(ctx, f, "0s", &out)
+	printTable(&out, rs)
+	t.Logf("bench output:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]result{}
+	for _, r := range rs {
+		got[r.Scenario] = r
+	}
+	if r := got["thanos-pods"]; r.Requests != 10 || r.Gantry.P99 <= 0 || r.Raw == nil || r.Raw.P99 <= 0 || r.OverheadP99 <= 0 {
+		t.Errorf("thanos-pods result without its figures: %+v", r)
+	}
+	fo := got["thanos-failover"].Failover
+	if fo == nil {
+		t.Fatal("no thanos-failover result")
+	}
+	if fo.Before.Requests == 0 || fo.After.Requests == 0 || fo.RawSurvivor.P99 <= 0 || fo.GoalP99Ms <= fo.ShareMs {
+		t.Errorf("failover result without its figures: %+v", fo)
+	}
+	if fo.Before.MemberRequests["q1 success"] == 0 || fo.Before.MemberRequests["q2 success"] != 0 {
+		t.Errorf("before the kill, Gantry's requests went to %v; want q1 only", fo.Before.MemberRequests)
+	}
+	q1Failures := 0.0
+	for k, v := range fo.After.MemberFailures {
+		if strings.HasPrefix(k, "q1 ") {
+			q1Failures += v
+		}
+	}
+	if fo.After.MemberRequests["q2 success"] == 0 || q1Failures == 0 || fo.UpAtEnd["q1"] != 0 || fo.UpAtEnd["q2"] != 1 {
+		t.Errorf("after the kill: requests %v, failures %v, member_up %v; want q2 answering, q1 failing and down",
+			fo.After.MemberRequests, fo.After.MemberFailures, fo.UpAtEnd)
+	}
+}
 
 // TestThanosRules checks that the thanos scenario's config is valid and
 // routes the pods scenario's rule, and only it, to the backend asked for,
