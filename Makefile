@@ -34,6 +34,7 @@ tools:
 	@bash test/tools/install-loki.sh $(BIN)
 	@bash test/tools/install-thanos.sh $(BIN)
 	@bash test/tools/install-cortex.sh $(BIN)
+	@bash test/tools/install-podman.sh $(BIN)
 
 # The unit tier: every test that needs no built tool, with the race detector,
 # on a fresh clone (no bin/). Tests that run a real component skip under
@@ -51,8 +52,20 @@ lint:
 	@out=$$(gofmt -l cmd adapter collectors dashboards deploy test 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
+# The OCI image without a Docker engine (deploy/image): linux/amd64 and
+# linux/arm64 in an OCI layout (bin/image/oci), a docker-archive tarball and a
+# CycloneDX SBOM per platform, and the index digest in bin/image/digest.
+# Two builds of one commit give the same digest. With Docker instead:
+#   docker buildx build --platform linux/amd64,linux/arm64 --build-arg VERSION=$(VERSION) .
 image:
-	docker build -t gantry:$(VERSION) .
+	$(GO) run ./deploy/image/gantry-image build -version $(VERSION) -out $(BIN)/image
+
+# Push the index `make image` wrote: make push IMAGE=ghcr.io/gantry-dev/gantry:v1.2.3
+# (credentials from ~/.docker/config.json, as docker login writes them).
+.PHONY: push
+push:
+	@if [ -z "$(IMAGE)" ]; then echo "usage: make push IMAGE=registry/name:tag (after make image)"; exit 2; fi
+	$(GO) run ./deploy/image/gantry-image push -layout $(BIN)/image/oci $(IMAGE)
 
 demo: tools build
 	$(GO) run ./test/demo $(DEMO_ARGS)
