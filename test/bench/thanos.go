@@ -125,6 +125,9 @@ func runThanos(ctx context.Context, f flags, ttl string, out io.Writer) (results
 		logf = func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
 	}
 	dir := filepath.Join(f.workDir, "thanos-ttl-"+ttl)
+	if f.pprofDir != "" {
+		f.pprofDir = filepath.Join(f.pprofDir, "thanos") // beside the pods scenario's, same names
+	}
 	fmt.Fprintf(os.Stderr, "bench: starting Thanos Query over two Prometheus replicas, a second querier and a stack with --value-cache-ttl=%s\n", ttl)
 	pair, err := thanos.StartPair(ctx, thanos.PairOptions{BinDir: f.binDir, WorkDir: dir, Logf: logf})
 	if err != nil {
