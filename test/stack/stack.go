@@ -79,6 +79,13 @@ type Options struct {
 	// BackendProxy puts a DelayProxy between Gantry and Prometheus
 	// (Stack.BackendProxy), so that a test can make the backend slow.
 	BackendProxy bool
+	// GantryCommand, when set, runs each replica instead of
+	// BinDir/gantry (which is then not needed): given the replica's index
+	// and Gantry's arguments (the files they name are host paths, written
+	// before the call), it returns the command line to run, e.g. a
+	// `podman run ... <image> <args...>` (test/e2e/image_test.go). Stop
+	// signals that command.
+	GantryCommand func(replica int, args []string) ([]string, error)
 }
 
 // Stack is a running cluster, Prometheus and Gantry.
@@ -125,9 +132,11 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 			return nil, err
 		}
 	}
-	gantryBin, err := toolbin.Path(opts.BinDir, "gantry")
-	if err != nil {
-		return nil, err
+	var gantryBin string
+	if opts.GantryCommand == nil {
+		if gantryBin, err = toolbin.Path(opts.BinDir, "gantry"); err != nil {
+			return nil, err
+		}
 	}
 	st = &Stack{opts: opts}
 	defer func() {
@@ -373,6 +382,16 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 			bin:  bin,
 			args: append(append([]string{"--secure-port=" + strconv.Itoa(port)}, common...), st.opts.GantryArgs...),
 			logf: st.opts.Logf,
+		}
+		if st.opts.GantryCommand != nil {
+			argv, err := st.opts.GantryCommand(i, r.args)
+			if err != nil {
+				return err
+			}
+			if len(argv) == 0 {
+				return errors.New("stack: GantryCommand returned an empty command line")
+			}
+			r.bin, r.args = argv[0], argv[1:]
 		}
 		if i > 0 {
 			r.Log = filepath.Join(dir, fmt.Sprintf("gantry-%d.log", i))
