@@ -350,7 +350,8 @@ func (d *queryDecoder) strings(dst []string) ([]string, bool) {
 	}
 }
 
-// data reads {"resultType":"vector"|"scalar","result":...}, in this order.
+// data reads {"resultType":"vector"|"scalar","result":...}, in this order,
+// optionally followed by an empty "analysis".
 func (d *queryDecoder) data() (model.Value, bool) {
 	if !d.eat('{') {
 		return nil, false
@@ -383,7 +384,28 @@ func (d *queryDecoder) data() (model.Value, bool) {
 	default:
 		return nil, false
 	}
+	// Thanos Query adds "analysis":{} (its query analysis, empty unless
+	// asked for) after the result; anything else is for the generic path.
+	if d.eat(',') {
+		k, _, ok := d.key(true)
+		if !ok || k != "analysis" || !d.emptyObjectOrNull() {
+			return nil, false
+		}
+	}
 	return v, d.eat('}')
+}
+
+// emptyObjectOrNull reads {} or null.
+func (d *queryDecoder) emptyObjectOrNull() bool {
+	if d.eat('{') {
+		return d.eat('}')
+	}
+	d.ws()
+	if strings.HasPrefix(d.s[d.i:], "null") {
+		d.i += len("null")
+		return true
+	}
+	return false
 }
 
 // pair reads [timestamp,"value"].

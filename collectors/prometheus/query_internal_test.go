@@ -267,10 +267,30 @@ func TestQueryDecoding(t *testing.T) {
 // reason it exists (BenchmarkQuery).
 func TestQueryFastPath(t *testing.T) {
 	for _, body := range []string{querySeeds[0], querySeeds[1], querySeeds[4], string(vectorBodyOf(3)),
-		`{"status":"success","data":{"resultType":"vector","result":[]},"warnings":["w"],"infos":["i"]}`} {
+		`{"status":"success","data":{"resultType":"vector","result":[]},"warnings":["w"],"infos":["i"]}`,
+		// Thanos Query's answer: an empty "analysis" after the result.
+		`{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pod":"web-0"},"value":[1700000000.123,"12.5"]}],"analysis":{}}}`,
+		`{"status":"success","data":{"resultType":"scalar","result":[1700000000,"1"],"analysis":null}}`} {
 		d := queryDecoder{s: body}
-		if _, _, ok := d.envelope(); !ok {
+		fast, _, ok := d.envelope()
+		if !ok {
 			t.Errorf("one-pass decoder gave up on %q at byte %d", body, d.i)
+			continue
+		}
+		generic, _, err := decodeQueryGeneric([]byte(body), backend.Limits{}.WithDefaults())
+		if err != nil || fast.String() != generic.String() {
+			t.Errorf("%q: one-pass %v, generic %v (%v)", body, fast, generic, err)
+		}
+	}
+	// Any other key, or a non-empty analysis, is left to the generic path.
+	for _, body := range []string{
+		`{"status":"success","data":{"resultType":"vector","result":[],"analysis":{"name":"x"}}}`,
+		`{"status":"success","data":{"resultType":"vector","result":[],"stats":{}}}`,
+		`{"status":"success","data":{"resultType":"vector","result":[],}}`,
+	} {
+		d := queryDecoder{s: body}
+		if _, _, ok := d.envelope(); ok {
+			t.Errorf("one-pass decoder accepted %q", body)
 		}
 	}
 }
