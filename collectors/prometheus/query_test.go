@@ -1,6 +1,7 @@
 package prometheus_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,27 @@ func BenchmarkQuery(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				v, err := c.Query(ctx, "x", ts)
+				if err != nil || len(v) != n {
+					b.Fatal(err, len(v))
+				}
+			}
+		})
+		// Thanos Query's answer carries an empty "analysis" after the
+		// result.
+		thanosBody := append(bytes.TrimSuffix(vectorBody(n), []byte(`]}}`)), `],"analysis":{}}}`...)
+		thanos := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(thanosBody)
+		}))
+		b.Cleanup(thanos.Close)
+		tc, err := promcollector.New(promcollector.Options{URL: thanos.URL, Timeout: time.Minute}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("Query/thanos/samples=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				v, err := tc.Query(ctx, "x", ts)
 				if err != nil || len(v) != n {
 					b.Fatal(err, len(v))
 				}
