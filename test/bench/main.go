@@ -115,6 +115,7 @@ type flags struct {
 	timeout   time.Duration
 	relist    time.Duration
 	pprofDir  string
+	pprofSecs int
 	verbose   bool
 	gantry    []string // extra Gantry flags
 }
@@ -149,6 +150,7 @@ func run(args []string, out io.Writer) int {
 	flag.DurationVar(&f.timeout, "timeout", 30*time.Minute, "bound of the whole run")
 	flag.DurationVar(&f.relist, "relist", 30*time.Second, "Gantry's --metrics-relist-interval")
 	flag.StringVar(&f.pprofDir, "pprof-dir", "", "write a CPU profile of Gantry during each pods scenario's requests into this directory")
+	flag.IntVar(&f.pprofSecs, "pprof-seconds", 8, "length of each -pprof-dir profile, from the start of a block's requests (make the block at least this long with -requests)")
 	flag.BoolVar(&f.verbose, "v", false, "log the stack's progress")
 	flag.Func("gantry-flag", "an extra flag for Gantry, e.g. -gantry-flag=--backend-max-in-flight=8; repeatable (Gantry otherwise runs with its defaults but --value-cache-ttl)", func(v string) error {
 		f.gantry = append(f.gantry, v)
@@ -325,12 +327,18 @@ type result struct {
 	BlockSeconds        float64  `json:"block_seconds,omitempty"`
 	APIServerCPUPer1000 float64  `json:"apiserver_cpu_seconds_per_1000_requests"`
 	GantryRSSMiB        float64  `json:"gantry_rss_mib"`
-	BackendQueries      float64  `json:"backend_queries"`
-	CacheHits           float64  `json:"cache_hits"`
-	CacheMisses         float64  `json:"cache_misses"`
-	Query               string   `json:"query,omitempty"`
-	QueryBytes          int      `json:"query_bytes,omitempty"`
-	NamesQueryBytes     int      `json:"names_query_bytes,omitempty"`
+	// GantryAllocKiBPerRequest is what Gantry allocated on its heap per
+	// request (go_memstats_alloc_bytes_total), GantryGCCycles the
+	// collections it ran meanwhile (go_gc_duration_seconds_count): the
+	// garbage collector's share of the CPU follows them.
+	GantryAllocKiBPerRequest float64 `json:"gantry_alloc_kib_per_request,omitempty"`
+	GantryGCCycles           float64 `json:"gantry_gc_cycles,omitempty"`
+	BackendQueries           float64 `json:"backend_queries"`
+	CacheHits                float64 `json:"cache_hits"`
+	CacheMisses              float64 `json:"cache_misses"`
+	Query                    string  `json:"query,omitempty"`
+	QueryBytes               int     `json:"query_bytes,omitempty"`
+	NamesQueryBytes          int     `json:"names_query_bytes,omitempty"`
 
 	Discovery *discoveryResult `json:"discovery,omitempty"`
 	Soak      *soakResult      `json:"soak,omitempty"`
@@ -856,7 +864,7 @@ func (b *bench) metricsClient(timeout time.Duration, wrap func(http.RoundTripper
 	return cmclient.NewForConfig(cfg, mapper, cmclient.NewAvailableAPIsGetter(kube.Discovery())), nil
 }
 
-// profile records an 8s CPU profile of Gantry (/debug/pprof/profile, from
+// profile records a -pprof-seconds CPU profile of Gantry (/debug/pprof/profile, from
 // the start of the requests) into -pprof-dir; stop waits for it.
 func (b *bench) profile(ctx context.Context, name string) (stop func()) {
 	if b.f.pprofDir == "" {
@@ -867,7 +875,7 @@ func (b *bench) profile(ctx context.Context, name string) (stop func()) {
 	go func() {
 		defer close(done)
 		hc := &http.Client{Transport: b.gantry.Transport}
-		body, code, err := get(ctx, hc, b.st.GantryURL+"/debug/pprof/profile?seconds=8")
+		body, code, err := get(ctx, hc, b.st.GantryURL+"/debug/pprof/profile?seconds="+strconv.Itoa(max(b.f.pprofSecs, 1)))
 		if err != nil || code != http.StatusOK {
 			fmt.Fprintf(os.Stderr, "bench: profile %s: %d %v\n", name, code, err)
 			return
@@ -907,6 +915,8 @@ func (b *bench) snapshot(ctx context.Context) (snapshot, error) {
 	s.metrics = parseMetrics(body, map[string]bool{
 		`gantry_value_cache_requests_total{result="hit"}`:  true,
 		`gantry_value_cache_requests_total{result="miss"}`: true,
+		"go_memstats_alloc_bytes_total":                    true,
+		"go_gc_duration_seconds_count":                     true,
 	}, "gantry_backend_request_duration_seconds_count")
 	return s, nil
 }
@@ -920,6 +930,8 @@ func (after snapshot) fill(r *result, before snapshot, requests int) {
 	r.CacheHits = d(`gantry_value_cache_requests_total{result="hit"}`)
 	r.CacheMisses = d(`gantry_value_cache_requests_total{result="miss"}`)
 	r.BackendQueries = d(`queries`)
+	r.GantryAllocKiBPerRequest = round(d("go_memstats_alloc_bytes_total")/1024/float64(max(requests, 1)), 1)
+	r.GantryGCCycles = d("go_gc_duration_seconds_count")
 	if n := d("handler_requests"); n > 0 {
 		r.HandlerMeanMs = round(1000*d("handler_seconds")/n, 2)
 	}
@@ -1085,7 +1097,7 @@ func printTable(out io.Writer, all []result) {
 		return
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "SCENARIO\tCLIENT\tTTL\tPODS\tHPAS\tREQ\tERR\tREQ/S\tGANTRY p50/p95/p99 ms\tRAW p50/p99 ms\tHOP p50/p99 ms\tOVERHEAD p99\tNAMES-QUERY p99 ms\tCPU s/1000 req\tOF IT IDLE\tAPISERVER s/1000\tRSS MiB\tBACKEND Q\tHIT RATE\tCAL ms\t")
+	fmt.Fprintln(w, "SCENARIO\tCLIENT\tTTL\tPODS\tHPAS\tREQ\tERR\tREQ/S\tGANTRY p50/p95/p99 ms\tRAW p50/p99 ms\tHOP p50/p99 ms\tOVERHEAD p99\tNAMES-QUERY p99 ms\tCPU s/1000 req\tOF IT IDLE\tALLOC KiB/req\tAPISERVER s/1000\tRSS MiB\tBACKEND Q\tHIT RATE\tCAL ms\t")
 	for _, r := range rs {
 		raw, names, over, hop := "-", "-", "-", "-"
 		if r.Hop != nil {
@@ -1110,9 +1122,9 @@ func printTable(out io.Writer, all []result) {
 		if r.HPAs > 0 {
 			hpas, rps = strconv.Itoa(r.HPAs), fmt.Sprintf("%.1f", r.RequestsPerS)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%.1f/%.1f/%.1f\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.3f\t%.0f\t%.0f\t%s\t%.1f\t\n",
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%d\t%s\t%.1f/%.1f/%.1f\t%s\t%s\t%s\t%s\t%.3f\t%s\t%.0f\t%.3f\t%.0f\t%.0f\t%s\t%.1f\t\n",
 			r.Scenario, client, r.ValueCacheTTL, r.Pods, hpas, r.Requests, r.Errors, rps, r.Gantry.P50, r.Gantry.P95, r.Gantry.P99,
-			raw, hop, over, names, r.GantryCPUPer1000, idle, r.APIServerCPUPer1000, r.GantryRSSMiB, r.BackendQueries, hit, r.CalibrationMs)
+			raw, hop, over, names, r.GantryCPUPer1000, idle, r.GantryAllocKiBPerRequest, r.APIServerCPUPer1000, r.GantryRSSMiB, r.BackendQueries, hit, r.CalibrationMs)
 	}
 	w.Flush()
 }
