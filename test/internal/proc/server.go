@@ -30,9 +30,10 @@ const (
 // harness's command line, run in a work dir with stdout and stderr in a log
 // file until a readiness probe passes, started again on fresh ports when
 // another process took one of them first, then halted, restarted and
-// stopped through a Lifecycle. test/prom, test/loki, test/thanos and
-// test/cortex run on it; each says how to prepare a start (ports, config
-// file, data dir, flags) and what ready means, and keeps its own API.
+// stopped through a Lifecycle. test/prom, test/loki, test/thanos,
+// test/cortex and test/ksm run on it; each says how to prepare a start
+// (ports, config file, data dir, flags) and what ready means, and keeps its
+// own API.
 //
 // Set the exported fields, then call Start once. A Server must not be
 // copied after first use.
