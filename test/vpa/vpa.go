@@ -19,7 +19,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -50,7 +49,6 @@ const (
 	defaultInterval     = 5 * time.Second
 	defaultReadyTimeout = time.Minute
 	stopGrace           = 5 * time.Second
-	maxLogDump          = 48 << 10
 )
 
 // Options say where and how to run the recommender.
@@ -79,8 +77,8 @@ type Options struct {
 	ExtraArgs []string
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
-	// ReadyTimeout bounds the wait for the CRDs and the recommender's
-	// metrics endpoint (default 1m).
+	// ReadyTimeout bounds the wait for the CRDs, and each start attempt's
+	// wait for the recommender's metrics endpoint (default 1m).
 	ReadyTimeout time.Duration
 }
 
@@ -92,63 +90,83 @@ type Recommender struct {
 	// LogPath is its log (klog on stderr, and stdout).
 	LogPath string
 
-	proc *proc.Process
-	logf func(string, ...any)
+	opts   Options
+	client *http.Client
+	srv    proc.Server
 
 	stopOnce sync.Once
 	stopErr  error
 }
 
-// Start applies the CRDs and runs the recommender. ctx bounds the start
-// only: the process runs until Stop. The kernel kills it if the caller dies
+// Start applies the CRDs and runs the recommender on a free 127.0.0.1 port
+// until its metrics endpoint answers. ctx bounds the start only: the
+// process runs until Stop. The kernel kills it if the caller dies
 // (Pdeathsig on Linux).
 func Start(ctx context.Context, o Options) (*Recommender, error) {
 	if o.WorkDir == "" || o.Kubeconfig == "" {
 		return nil, errors.New("vpa: WorkDir and Kubeconfig are required")
 	}
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
-	}
-	if o.Interval <= 0 {
-		o.Interval = defaultInterval
-	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = defaultReadyTimeout
-	}
+	o.Interval = proc.DurationOr(o.Interval, defaultInterval)
+	o.ReadyTimeout = proc.DurationOr(o.ReadyTimeout, defaultReadyTimeout)
 	binDir, err := toolbin.DirOr(o.BinDir)
 	if err != nil {
 		return nil, fmt.Errorf("vpa: %w", err)
 	}
 	o.BinDir = binDir
-	bin, err := toolbin.Path(o.BinDir, Binary)
-	if err != nil {
+	// Checked before the CRDs go into the cluster.
+	if _, err := toolbin.Path(o.BinDir, Binary); err != nil {
 		return nil, fmt.Errorf("vpa: %w", err)
 	}
 	crds := filepath.Join(o.BinDir, CRDs)
 	if _, err := os.Stat(crds); err != nil {
 		return nil, fmt.Errorf("vpa: the CRDs install-vpa.sh copies next to the binary: %w (run `make tools`)", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
-	defer cancel()
-
 	cfg, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("vpa: reading kubeconfig: %w", err)
 	}
+	crdCtx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
+	defer cancel()
 	begin := time.Now()
-	if err := ApplyCRDs(ctx, cfg, crds); err != nil {
+	if err := ApplyCRDs(crdCtx, cfg, crds); err != nil {
 		return nil, err
 	}
-	o.Logf("vpa: CRDs established in %s", time.Since(begin).Round(10*time.Millisecond))
-
-	if err := os.MkdirAll(o.WorkDir, 0o755); err != nil {
-		return nil, fmt.Errorf("vpa: creating work dir: %w", err)
+	if o.Logf != nil {
+		o.Logf("vpa: CRDs established in %s", time.Since(begin).Round(10*time.Millisecond))
 	}
-	ports, err := proc.FreePorts(1)
-	if err != nil {
+
+	r := &Recommender{opts: o, client: &http.Client{Timeout: proc.ProbeTimeout}}
+	r.srv = proc.Server{
+		Name: "vpa recommender", Title: "VPA recommender", Tag: "vpa", Tool: Binary, BinDir: o.BinDir,
+		WorkDir: o.WorkDir, LogName: "vpa-recommender.log", Logf: o.Logf,
+		ReadyTimeout:  o.ReadyTimeout,
+		StopGrace:     stopGrace,
+		ProbeInterval: 100 * time.Millisecond,
+		Prepare:       r.prepare,
+		// The recommender opens its metrics port before it connects to
+		// the cluster; one that cannot sync its informers exits, which a
+		// test sees as an exit before Stop.
+		Ready: func(ctx context.Context) error {
+			_, err := proc.GetOK(ctx, r.client, r.MetricsURL, 64<<20)
+			return err
+		},
+	}
+	if err := r.srv.Start(ctx); err != nil {
 		return nil, fmt.Errorf("vpa: %w", err)
 	}
-	port := ports[0]
+	r.LogPath = r.srv.LogPath()
+	return r, nil
+}
+
+// prepare picks a fresh port for a start attempt.
+func (r *Recommender) prepare() (proc.Launch, error) {
+	ports, err := proc.FreePorts(1)
+	if err != nil {
+		return proc.Launch{}, err
+	}
+	o := r.opts
+	addr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	r.MetricsURL = "http://" + addr + "/metrics"
 	args := []string{
 		"--kubeconfig=" + o.Kubeconfig,
 		"--recommender-interval=" + o.Interval.String(),
@@ -158,7 +176,7 @@ func Start(ctx context.Context, o Options) (*Recommender, error) {
 		// Every pod is tracked, not only those a VPA already selects: a
 		// VPA created after its pods has history at once.
 		"--memory-saver=false",
-		"--address=127.0.0.1:" + strconv.Itoa(port),
+		"--address=" + addr,
 		"--v=4",
 	}
 	if o.Namespace != "" {
@@ -169,99 +187,40 @@ func Start(ctx context.Context, o Options) (*Recommender, error) {
 			"--external-metrics-cpu-metric="+o.ExternalCPUMetric,
 			"--external-metrics-memory-metric="+o.ExternalMemoryMetric)
 	}
-	args = append(args, o.ExtraArgs...)
-
-	r := &Recommender{
-		MetricsURL: "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics",
-		LogPath:    filepath.Join(o.WorkDir, "vpa-recommender.log"),
-		logf:       o.Logf,
-	}
-	logFile, err := os.OpenFile(r.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("vpa: creating log file: %w", err)
-	}
-	// Not CommandContext: ctx bounds the start, not the process' life.
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = o.WorkDir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	fmt.Fprintf(logFile, "### %s %s %q\n", time.Now().Format(time.RFC3339), Binary, args)
-	if r.proc, err = proc.Start("vpa: recommender", cmd, logFile); err != nil {
-		return nil, fmt.Errorf("vpa: starting %s: %w", bin, err)
-	}
-	begin = time.Now()
-	if err := r.waitServing(ctx); err != nil {
-		_ = r.Stop()
-		return nil, err
-	}
-	o.Logf("vpa: recommender (pid %d) serving %s in %s", r.PID(), r.MetricsURL, time.Since(begin).Round(10*time.Millisecond))
-	return r, nil
+	return proc.Launch{Addr: r.MetricsURL, Args: append(args, o.ExtraArgs...)}, nil
 }
 
 // StartT starts a recommender for the duration of a test, printing its log
 // if the test fails. WorkDir defaults to a test temp dir and Logf to t.Logf.
+// Cleanup calls Stop, so an exit before it fails the test.
 func StartT(t testing.TB, o Options) *Recommender {
 	t.Helper()
-	if o.BinDir == "" {
-		o.BinDir = toolbin.Require(t, Binary)
-	}
-	if o.WorkDir == "" {
-		o.WorkDir = t.TempDir()
-	}
-	if o.Logf == nil {
-		o.Logf = t.Logf
-	}
-	r, err := Start(context.Background(), o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := r.Stop(); err != nil {
-			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("vpa: recommender log (%s):\n%s", r.LogPath, r.LogTail(maxLogDump))
-		}
-	})
-	return r
-}
-
-// waitServing waits until the recommender answers on its metrics port (it
-// opens it before it connects to the cluster; a recommender that cannot sync
-// its informers exits, which a test sees as an unexpected exit at Stop), or
-// until it exits.
-func (r *Recommender) waitServing(ctx context.Context) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
-	err := proc.WaitReady(ctx, r.proc, 100*time.Millisecond, func(ctx context.Context) error {
-		_, err := proc.GetOK(ctx, hc, r.MetricsURL, 64<<20)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("vpa: recommender at %s: %w; log %s:\n%s", r.MetricsURL, err, r.LogPath, r.LogTail(8<<10))
-	}
-	return nil
+	o.BinDir, o.WorkDir, o.Logf = proc.TestDefaults(t, o.BinDir, o.WorkDir, o.Logf, Binary)
+	return proc.StartT(t, "vpa", proc.DurationOr(o.ReadyTimeout, defaultReadyTimeout),
+		func(ctx context.Context) (*Recommender, error) { return Start(ctx, o) },
+		func(r *Recommender) *proc.Server { return &r.srv })
 }
 
 // Exited is closed once the process has exited.
-func (r *Recommender) Exited() <-chan struct{} { return r.proc.Exited() }
+func (r *Recommender) Exited() <-chan struct{} { return r.srv.Process().Exited() }
 
 // PID is the recommender's process id.
-func (r *Recommender) PID() int { return r.proc.PID() }
+func (r *Recommender) PID() int { return r.srv.PID() }
 
 // Stop sends SIGTERM, then SIGKILL after a grace period, and waits for the
 // exit. It is safe to call more than once; an exit the harness did not ask
 // for (a crash before Stop) is reported as an error.
 func (r *Recommender) Stop() error {
 	r.stopOnce.Do(func() {
+		p := r.srv.Process()
 		select {
-		case <-r.proc.Exited():
-			r.stopErr = fmt.Errorf("vpa: recommender (pid %d) had exited before Stop: %v", r.PID(), r.proc.Err())
+		case <-p.Exited():
+			// Nothing left to end, and the work dir is the caller's.
+			r.stopErr = fmt.Errorf("vpa: recommender (pid %d) had exited before Stop: %v", p.PID(), p.Err())
 			return
 		default:
 		}
-		err := r.proc.Terminate(stopGrace, func() {
-			r.logf("vpa: recommender (pid %d) still running %s after SIGTERM; sending SIGKILL", r.PID(), stopGrace)
-		})
+		err := r.srv.Stop()
 		// Killed after the grace period is a stop like any other here.
 		var killed *proc.KilledError
 		if !errors.As(err, &killed) {

@@ -220,6 +220,10 @@ func (s *Server) waitReady(ctx context.Context, p *Process) error {
 // one that ran last), 0 before the first start.
 func (s *Server) PID() int { return s.life.PID() }
 
+// Process is the running server process (after Halt or Stop, the one that
+// ran last), nil before the first start: where a harness watches its exit.
+func (s *Server) Process() *Process { return s.life.Process() }
+
 // LogPath is the file that holds the process' stdout and stderr.
 func (s *Server) LogPath() string { return filepath.Join(s.WorkDir, s.LogName) }
 
@@ -268,26 +272,40 @@ func TestDefaults(t testing.TB, binDir, workDir string, logf func(string, ...any
 
 // StartT runs a harness's *T starter: start, bounded by StartAttempts
 // times readyTimeout and half a minute, returns the harness's server (h),
-// whose Server is server(h). An error fails the test; Cleanup stops the
-// server and, if the test failed, prints its log.
+// whose Server is server(h). An error fails the test, its message begun
+// with tag once. Cleanup stops the server, through h's own Stop method if
+// it has one (where a harness adds to what a stop checks), and, if the test
+// failed, prints its log.
 func StartT[H any](t testing.TB, tag string, readyTimeout time.Duration, start func(context.Context) (H, error), server func(H) *Server) H {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout*StartAttempts+30*time.Second)
 	defer cancel()
 	h, err := start(ctx)
 	if err != nil {
-		t.Fatalf("%s: %v", tag, err)
+		t.Fatal(tagged(tag, err))
 	}
 	s := server(h)
+	stop := s.Stop
+	if hs, ok := any(h).(interface{ Stop() error }); ok {
+		stop = hs.Stop
+	}
 	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("%s: %v", s.Tag, err)
+		if err := stop(); err != nil {
+			t.Error(tagged(s.Tag, err))
 		}
 		if t.Failed() {
 			t.Logf("%s: %s log (%s):\n%s", s.Tag, s.Title, s.LogPath(), s.LogTail())
 		}
 	})
 	return h
+}
+
+// tagged is err's message begun with "tag: ", unless it begins so already.
+func tagged(tag string, err error) string {
+	if msg := err.Error(); !strings.HasPrefix(msg, tag+": ") {
+		return tag + ": " + msg
+	}
+	return err.Error()
 }
 
 // FirstLine is s up to its first newline, cut at 300 bytes: an error or a

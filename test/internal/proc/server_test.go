@@ -216,3 +216,68 @@ func TestFirstLine(t *testing.T) {
 		})
 	}
 }
+
+// stopCounter is a harness whose Stop adds to Server.Stop, as test/vpa's
+// does.
+type stopCounter struct {
+	srv   *Server
+	stops int
+}
+
+func (h *stopCounter) Stop() error {
+	h.stops++
+	return h.srv.Stop()
+}
+
+// TestStartTStopsThroughHarness checks that StartT's cleanup stops the
+// server through the harness's own Stop when it has one.
+func TestStartTStopsThroughHarness(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("needs SIGTERM")
+	}
+	hc := &http.Client{}
+	var url string
+	h := &stopCounter{srv: &Server{
+		Name: "sleeper", Title: "Sleeper", Tag: "proc",
+		Tool: filepath.Base(os.Args[0]), BinDir: filepath.Dir(os.Args[0]), LogName: "server.log",
+		ReadyTimeout: 30 * time.Second, StopGrace: 5 * time.Second, ProbeInterval: 10 * time.Millisecond,
+		Prepare: func() (Launch, error) {
+			ports, err := FreePorts(1)
+			if err != nil {
+				return Launch{}, err
+			}
+			addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
+			url = "http://" + addr
+			return Launch{Addr: url, Args: []string{serveArg, addr}}, nil
+		},
+		Ready: func(ctx context.Context) error {
+			_, err := GetOK(ctx, hc, url+"/ready", 1024)
+			return err
+		},
+	}}
+	t.Run("started", func(t *testing.T) {
+		StartT(t, "proc", 30*time.Second,
+			func(ctx context.Context) (*stopCounter, error) { return h, h.srv.Start(ctx) },
+			func(h *stopCounter) *Server { return h.srv })
+	})
+	if h.stops != 1 {
+		t.Errorf("cleanup called the harness's Stop %d times, want 1", h.stops)
+	}
+	select {
+	case <-h.srv.Process().Exited():
+	default:
+		t.Errorf("sleeper (pid %d) still running after the cleanup", h.srv.PID())
+	}
+}
+
+func TestTagged(t *testing.T) {
+	for _, tc := range []struct{ msg, want string }{
+		{msg: "no binary", want: "vpa: no binary"},
+		{msg: "vpa: no binary", want: "vpa: no binary"},
+		{msg: "vpa-recommender: no binary", want: "vpa: vpa-recommender: no binary"},
+	} {
+		if got := tagged("vpa", errors.New(tc.msg)); got != tc.want {
+			t.Errorf("tagged(vpa, %q) = %q, want %q", tc.msg, got, tc.want)
+		}
+	}
+}
