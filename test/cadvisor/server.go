@@ -15,24 +15,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/gantry-dev/gantry/test/internal/proc"
-	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 const (
 	defaultReadyTimeout = 30 * time.Second
 	stopGrace           = 5 * time.Second
-	maxLogDump          = 32 << 10
 )
 
 // Options says where and how to run cAdvisor. Every field may be left zero.
@@ -56,137 +53,81 @@ type Options struct {
 
 // Server is a running cAdvisor child process.
 type Server struct {
-	url     string
-	parent  string
-	workDir string
-	ownsDir bool
-	logPath string
-	logf    func(string, ...any)
+	url      string
+	parent   string
+	addrFile string
 
-	proc *proc.Process
-
-	stopOnce sync.Once
-	stopErr  error
+	srv proc.Server
 }
 
 var parentSeq atomic.Int64
 
-// Start runs <BinDir>/cadvisor on a free 127.0.0.1 port and waits until its
-// /metrics answers with container series. ctx bounds the start only: the
-// process runs until Stop. The kernel kills it if the caller dies
+// Start runs <BinDir>/cadvisor on a 127.0.0.1 port of its choosing, which
+// it writes to an address file (so no race for a free port), and waits
+// until its /metrics answers with container series. ctx bounds the start
+// only: the process runs until Stop. The kernel kills it if the caller dies
 // (Pdeathsig on Linux).
 func Start(ctx context.Context, o Options) (*Server, error) {
-	if o.Logf == nil {
-		o.Logf = func(string, ...any) {}
-	}
-	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = defaultReadyTimeout
-	}
 	if o.Parent == "" {
 		o.Parent = fmt.Sprintf("/gantry-test-%d-%d", os.Getpid(), parentSeq.Add(1))
 	}
 	if !strings.HasPrefix(o.Parent, "/") || o.Parent == "/" {
 		return nil, fmt.Errorf("cadvisor: parent cgroup %q must be an absolute cgroup path below /", o.Parent)
 	}
-	o.Parent = filepath.Clean(o.Parent)
-	bin, err := toolbin.Find(o.BinDir, "cadvisor")
-	if err != nil {
+	s := &Server{parent: filepath.Clean(o.Parent)}
+	s.srv = proc.Server{
+		Name: "cadvisor", Title: "cAdvisor", Tag: "cadvisor", Tool: "cadvisor", BinDir: o.BinDir,
+		WorkDir: o.WorkDir, LogName: "cadvisor.log", Logf: o.Logf,
+		ReadyTimeout:  proc.DurationOr(o.ReadyTimeout, defaultReadyTimeout),
+		StopGrace:     stopGrace,
+		ProbeInterval: 50 * time.Millisecond,
+		// /metrics lists every cgroup on the machine.
+		ProbeTimeout: 5 * time.Second,
+		Prepare:      s.prepare,
+		Ready:        s.ready,
+	}
+	if err := s.srv.Start(ctx); err != nil {
 		return nil, fmt.Errorf("cadvisor: %w", err)
 	}
-	s := &Server{parent: o.Parent, workDir: o.WorkDir, logf: o.Logf}
-	if s.workDir == "" {
-		if s.workDir, err = os.MkdirTemp("", "gantry-cadvisor-"); err != nil {
-			return nil, fmt.Errorf("cadvisor: creating work dir: %w", err)
-		}
-		s.ownsDir = true
-	} else if err := os.MkdirAll(s.workDir, 0o755); err != nil {
-		return nil, fmt.Errorf("cadvisor: creating work dir: %w", err)
-	}
-	s.logPath = filepath.Join(s.workDir, "cadvisor.log")
-	addrFile := filepath.Join(s.workDir, "cadvisor.addr")
-	_ = os.Remove(addrFile)
-
-	logFile, err := os.Create(s.logPath)
-	if err != nil {
-		return nil, s.cleanup(fmt.Errorf("cadvisor: creating log file: %w", err))
-	}
-	// Port 0 and an address file: no race for a free port.
-	cmd := exec.Command(bin, "-listen=127.0.0.1:0", "-addr-file="+addrFile, "-pod-parent="+o.Parent)
-	cmd.Dir = s.workDir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if s.proc, err = proc.Start("cadvisor", cmd, logFile); err != nil {
-		return nil, s.cleanup(fmt.Errorf("cadvisor: starting %s: %w", bin, err))
-	}
-
-	begin := time.Now()
-	if err := s.waitReady(ctx, addrFile, o.ReadyTimeout); err != nil {
-		stopErr := s.terminate()
-		return nil, s.cleanup(errors.Join(fmt.Errorf("cadvisor: %w\ncAdvisor log (%s):\n%s", err, s.logPath, s.LogTail(maxLogDump)), stopErr))
-	}
-	s.logf("cadvisor: ready at %s in %s (pid %d, pod parent %s, log %s)", s.url, time.Since(begin).Round(10*time.Millisecond), s.PID(), s.parent, s.logPath)
 	return s, nil
 }
 
 // StartT runs cAdvisor for the duration of a test: defaults from Start, with
 // the work dir a per-test temporary directory and progress in t.Logf. A
-// missing binary fails the test (it never skips). Cleanup stops the process
-// and, if the test failed, prints cAdvisor's log.
+// missing binary fails the test (it never skips outside -short). Cleanup
+// stops the process and, if the test failed, prints cAdvisor's log.
 func StartT(t testing.TB, o Options) *Server {
 	t.Helper()
-	if o.BinDir == "" {
-		o.BinDir = toolbin.Require(t, "cadvisor")
-	}
-	if o.WorkDir == "" {
-		o.WorkDir = t.TempDir()
-	}
-	if o.Logf == nil {
-		o.Logf = t.Logf
-	}
-	ready := o.ReadyTimeout
-	if ready <= 0 {
-		ready = defaultReadyTimeout
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), ready+10*time.Second)
-	defer cancel()
-	s, err := Start(ctx, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Stop(); err != nil {
-			t.Errorf("cadvisor: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("cadvisor: log (%s):\n%s", s.logPath, s.LogTail(maxLogDump))
-		}
-	})
-	return s
+	o.BinDir, o.WorkDir, o.Logf = proc.TestDefaults(t, o.BinDir, o.WorkDir, o.Logf, "cadvisor")
+	return proc.StartT(t, "cadvisor", proc.DurationOr(o.ReadyTimeout, defaultReadyTimeout),
+		func(ctx context.Context) (*Server, error) { return Start(ctx, o) },
+		func(s *Server) *proc.Server { return &s.srv })
 }
 
-// waitReady waits for the address file, then for a /metrics answer that
-// holds the root cgroup's CPU counter (the first housekeeping is done).
-func (s *Server) waitReady(ctx context.Context, addrFile string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err := proc.WaitReady(ctx, s.proc, 50*time.Millisecond, func(ctx context.Context) error {
-		if s.url == "" {
-			b, err := os.ReadFile(addrFile)
-			if err != nil || len(b) == 0 {
-				return fmt.Errorf("no address file yet")
-			}
-			s.url = "http://" + strings.TrimSpace(string(b))
-		}
-		return s.probe(ctx)
-	})
-	if err != nil {
-		return fmt.Errorf("waited up to %s: %w", timeout, err)
+// prepare clears the address file cAdvisor writes once it listens.
+func (s *Server) prepare() (proc.Launch, error) {
+	s.url = ""
+	s.addrFile = filepath.Join(s.srv.WorkDir, "cadvisor.addr")
+	if err := os.Remove(s.addrFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return proc.Launch{}, fmt.Errorf("removing the address file: %w", err)
 	}
-	return nil
+	return proc.Launch{
+		Addr: "the address in " + s.addrFile + " (pod parent " + s.parent + ")",
+		Args: []string{"-listen=127.0.0.1:0", "-addr-file=" + s.addrFile, "-pod-parent=" + s.parent},
+	}, nil
 }
 
-func (s *Server) probe(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
+// ready reads the address file, then wants a /metrics answer that holds the
+// root cgroup's CPU counter (the first housekeeping is done).
+func (s *Server) ready(ctx context.Context) error {
+	if s.url == "" {
+		b, err := os.ReadFile(s.addrFile)
+		if err != nil || len(b) == 0 {
+			return fmt.Errorf("no address file yet")
+		}
+		s.url = "http://" + strings.TrimSpace(string(b))
+		s.srv.SetAddr(s.url + " (pod parent " + s.parent + ")")
+	}
 	body, err := proc.GetOK(ctx, http.DefaultClient, s.url+"/metrics", 64<<20)
 	if err != nil {
 		return err
@@ -213,35 +154,14 @@ func (s *Server) MetricsURL() string { return s.url + "/metrics" }
 func (s *Server) Parent() string { return s.parent }
 
 // PID is the process id of cAdvisor.
-func (s *Server) PID() int { return s.proc.PID() }
+func (s *Server) PID() int { return s.srv.PID() }
 
 // LogPath is the file holding cAdvisor's stdout and stderr.
-func (s *Server) LogPath() string { return s.logPath }
+func (s *Server) LogPath() string { return s.srv.LogPath() }
 
 // Stop ends the process (SIGTERM, then SIGKILL after 5s) and removes the
 // work dir if Start created it. Later calls return the first result.
-func (s *Server) Stop() error {
-	s.stopOnce.Do(func() {
-		err := s.terminate()
-		if err == nil {
-			s.logf("cadvisor: stopped (pid %d)", s.PID())
-		}
-		s.stopErr = s.cleanup(err)
-	})
-	return s.stopErr
-}
-
-func (s *Server) terminate() error { return s.proc.Terminate(stopGrace, nil) }
-
-func (s *Server) cleanup(err error) error {
-	if !s.ownsDir {
-		return err
-	}
-	if rmErr := os.RemoveAll(s.workDir); rmErr != nil {
-		return errors.Join(err, fmt.Errorf("cadvisor: removing work dir: %w", rmErr))
-	}
-	return err
-}
+func (s *Server) Stop() error { return s.srv.Stop() }
 
 // LogTail returns at most max bytes from the end of cAdvisor's log.
-func (s *Server) LogTail(max int) string { return proc.LogTail(s.logPath, max) }
+func (s *Server) LogTail(max int) string { return proc.LogTail(s.LogPath(), max) }

@@ -31,9 +31,9 @@ const (
 // file until a readiness probe passes, started again on fresh ports when
 // another process took one of them first, then halted, restarted and
 // stopped through a Lifecycle. test/prom, test/loki, test/thanos,
-// test/cortex and test/ksm run on it; each says how to prepare a start
-// (ports, config file, data dir, flags) and what ready means, and keeps its
-// own API.
+// test/cortex, test/ksm, test/vpa and test/cadvisor run on it; each says
+// how to prepare a start (ports, config file, data dir, flags) and what
+// ready means, and keeps its own API.
 //
 // Set the exported fields, then call Start once. A Server must not be
 // copied after first use.
@@ -65,11 +65,15 @@ type Server struct {
 	StopGrace time.Duration
 	// ProbeInterval is the pause between probes (default 200ms).
 	ProbeInterval time.Duration
+	// ProbeTimeout bounds each probe (default the package's
+	// ProbeTimeout).
+	ProbeTimeout time.Duration
 	// Prepare readies a fresh start attempt in WorkDir (free ports, a
 	// config file, an empty data dir) and returns what it runs. Restart
 	// runs the last one again, so it keeps the addresses and the data.
 	Prepare func() (Launch, error)
-	// Ready is one readiness probe; its ctx ends after ProbeTimeout.
+	// Ready is one readiness probe; its ctx ends after the probe timeout.
+	// A server that picks its own port names its address here (SetAddr).
 	Ready func(ctx context.Context) error
 
 	bin     string
@@ -206,7 +210,7 @@ func (s *Server) waitReady(ctx context.Context, p *Process) error {
 	defer cancel()
 	interval := DurationOr(s.ProbeInterval, 200*time.Millisecond)
 	err := WaitReady(ctx, p, interval, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+		ctx, cancel := context.WithTimeout(ctx, DurationOr(s.ProbeTimeout, ProbeTimeout))
 		defer cancel()
 		return s.Ready(ctx)
 	})
@@ -215,6 +219,10 @@ func (s *Server) waitReady(ctx context.Context, p *Process) error {
 	}
 	return nil
 }
+
+// SetAddr replaces the address the current start's messages name: for
+// Ready, once a server that was told to pick its own port has said which.
+func (s *Server) SetAddr(addr string) { s.launch.Addr = addr }
 
 // PID is the process id of the running server (after Halt or Stop, of the
 // one that ran last), 0 before the first start.
