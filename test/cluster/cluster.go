@@ -73,9 +73,6 @@ const (
 	// defaultStartTimeout bounds Start when its context has no deadline.
 	// A cold start takes a few seconds; this is for a loaded CI machine.
 	defaultStartTimeout = 3 * time.Minute
-	// startAttempts covers the small window in which another process can
-	// take a free port between our probe and the component's bind.
-	startAttempts = 3
 	// maxLogDump caps how much of a log a failing test prints.
 	maxLogDump = 32 << 10
 )
@@ -136,17 +133,13 @@ type Cluster struct {
 	kubeletProxy  *KubeletProxy
 	kwokServerURL string
 
-	mu    sync.Mutex
-	procs map[Component]*process
+	mu      sync.Mutex
+	servers map[Component]*proc.Server
 	// fakeNodes counts the fake nodes given a kubelet endpoint; the next
 	// one's address derives from it.
 	fakeNodes int
 	// fakeNodeNames counts AddFakeNodes' names (kwok-node-<k>).
 	fakeNodeNames int
-	// apiserverBin and apiserverCmd are the kube-apiserver's command
-	// line, for RestartAPIServer.
-	apiserverBin string
-	apiserverCmd []string
 
 	stopOnce sync.Once
 	stopErr  error
@@ -160,7 +153,7 @@ type Cluster struct {
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	begin := time.Now()
 	opts = withDefaults(opts)
-	c := &Cluster{opts: opts, logf: opts.Logf, procs: map[Component]*process{}}
+	c := &Cluster{opts: opts, logf: opts.Logf, servers: map[Component]*proc.Server{}}
 
 	bins, err := c.findBinaries()
 	if err != nil {
@@ -306,13 +299,9 @@ func (c *Cluster) start(ctx context.Context, bins binaries) error {
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdPorts[0])
 
 	apiArgs := func(ports []int) []string { return c.apiserverArgs(etcdURL, ports[0]) }
-	apiPorts, err := c.startComponent(ctx, APIServer, bins.apiserver, 1, nil, apiArgs, c.apiserverReady)
-	if err != nil {
+	if _, err := c.startComponent(ctx, APIServer, bins.apiserver, 1, nil, apiArgs, c.apiserverReady); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	c.apiserverBin, c.apiserverCmd = bins.apiserver, apiArgs(apiPorts)
-	c.mu.Unlock()
 	if err := c.writeKubeconfig(); err != nil {
 		return err
 	}
@@ -373,63 +362,6 @@ func (c *Cluster) startKwok(ctx context.Context, bins binaries) error {
 	c.mu.Unlock()
 	c.logf("cluster: fake nodes' kubelet port %d (kwok's server %s)", kubeletPort, c.kwokServerURL)
 	return nil
-}
-
-// startComponent starts one component on nports fresh ports and waits until
-// ready (nil: until started) succeeds. A start that loses a port race is
-// retried on other ports.
-func (c *Cluster) startComponent(ctx context.Context, name Component, bin string, nports int, env []string,
-	args func(ports []int) []string, ready func(ctx context.Context, ports []int) error) ([]int, error) {
-	begin := time.Now()
-	var lastErr error
-	for attempt := 1; attempt <= startAttempts; attempt++ {
-		ports, err := proc.FreePorts(nports)
-		if err != nil {
-			return nil, err
-		}
-		logPath := c.LogPath(name)
-		logStart := proc.FileSize(logPath)
-		p, err := startProcess(string(name), bin, c.workDir, logPath, env, args(ports)...)
-		if err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		c.procs[name] = p
-		c.mu.Unlock()
-
-		if ready == nil {
-			err = p.exitErr()
-		} else {
-			err = waitReady(ctx, p, func(ctx context.Context) error { return ready(ctx, ports) })
-		}
-		if err == nil {
-			state := "ready"
-			if ready == nil {
-				state = "started"
-			}
-			c.logf("cluster: %s %s in %s (pid %d)", name, state, time.Since(begin).Round(10*time.Millisecond), p.pid())
-			return ports, nil
-		}
-
-		stopErr := p.terminate(c.opts.StopGrace, c.logf)
-		log := proc.LogTail(logPath, maxLogDump)
-		lastErr = errors.Join(fmt.Errorf("%s: %w\n%s log (%s):\n%s", name, err, name, logPath, log), stopErr)
-		if nports == 0 || !strings.Contains(proc.ReadFrom(logPath, logStart), "address already in use") || ctx.Err() != nil {
-			return nil, lastErr
-		}
-		c.logf("cluster: %s attempt %d lost a port race; retrying on other ports", name, attempt)
-	}
-	return nil, lastErr
-}
-
-// waitReady polls ready, each probe bounded to 5s, until it succeeds, the
-// process exits, or ctx ends.
-func waitReady(ctx context.Context, p *process, ready func(context.Context) error) error {
-	return proc.WaitReady(ctx, p.Process, 100*time.Millisecond, func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		return ready(ctx)
-	})
 }
 
 func (c *Cluster) etcdArgs(ports []int) []string {
@@ -622,10 +554,10 @@ func (c *Cluster) Stop() error {
 		}
 		for _, name := range []Component{Kwok, ControllerManager, APIServer, Etcd} {
 			c.mu.Lock()
-			p := c.procs[name]
+			srv := c.servers[name]
 			c.mu.Unlock()
-			if p != nil {
-				errs = append(errs, p.terminate(c.opts.StopGrace, c.logf))
+			if srv != nil {
+				errs = append(errs, srv.Stop())
 			}
 		}
 		if c.ownsDir {
@@ -650,38 +582,24 @@ func (c *Cluster) Stop() error {
 // to do.
 func (c *Cluster) RestartAPIServer(ctx context.Context) error {
 	c.mu.Lock()
-	p, bin, args := c.procs[APIServer], c.apiserverBin, c.apiserverCmd
+	srv := c.servers[APIServer]
 	c.mu.Unlock()
-	if p == nil || bin == "" {
+	if srv == nil {
 		return errors.New("cluster: kube-apiserver was never started")
 	}
-	begin := time.Now()
 	// kube-apiserver drains its watches for a while after SIGTERM; a
 	// restart does not wait for that, as a crash would not.
-	if err := p.terminate(restartGrace, c.logf); err != nil {
+	p := srv.Process()
+	if err := p.Terminate(restartGrace, nil); err != nil {
 		select {
 		case <-p.Exited():
 		default:
 			return fmt.Errorf("cluster: stopping kube-apiserver: %w", err)
 		}
 	}
-	down := time.Now()
-	np, err := startProcess(string(APIServer), bin, c.workDir, c.LogPath(APIServer), nil, args...)
-	if err != nil {
-		return err
+	if err := srv.Restart(ctx); err != nil {
+		return fmt.Errorf("cluster: %w", err)
 	}
-	c.mu.Lock()
-	c.procs[APIServer] = np
-	c.mu.Unlock()
-	port, err := strconv.Atoi(c.url[strings.LastIndexByte(c.url, ':')+1:])
-	if err != nil {
-		return fmt.Errorf("cluster: port of %s: %w", c.url, err)
-	}
-	if err := waitReady(ctx, np, func(ctx context.Context) error { return c.apiserverReady(ctx, []int{port}) }); err != nil {
-		return fmt.Errorf("cluster: kube-apiserver not ready after a restart: %w\n%s", err, proc.LogTail(c.LogPath(APIServer), maxLogDump))
-	}
-	c.logf("cluster: kube-apiserver restarted (pid %d): stopped in %s, ready %s later",
-		np.pid(), down.Sub(begin).Round(10*time.Millisecond), time.Since(down).Round(10*time.Millisecond))
 	return nil
 }
 
@@ -726,9 +644,9 @@ func (c *Cluster) ServingCert(dnsNames ...string) (certFile, keyFile string, caP
 func (c *Cluster) PIDs() map[Component]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	pids := make(map[Component]int, len(c.procs))
-	for name, p := range c.procs {
-		pids[name] = p.pid()
+	pids := make(map[Component]int, len(c.servers))
+	for name, srv := range c.servers {
+		pids[name] = srv.PID()
 	}
 	return pids
 }

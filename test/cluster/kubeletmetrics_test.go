@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -391,43 +390,45 @@ func checkUsage(t *testing.T, first, second scrape, p usagePod, ctr, cpu, memory
 // metrics.k8s.io from it directly (it is not registered as an APIService:
 // Gantry owns that group in tests).
 func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usagePod, nodes int) {
-	bin := filepath.Join(toolbin.Require(t, "metrics-server"), "metrics-server")
+	binDir := toolbin.Require(t, "metrics-server")
 	certFile, keyFile, _, err := c.ServingCert("metrics-server.kube-system.svc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ports, err := proc.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logPath := filepath.Join(c.WorkDir(), "metrics-server.log")
+	var port int
 	begin := time.Now()
-	p, err := startProcess("metrics-server", bin, c.WorkDir(), logPath, nil,
-		"--secure-port="+strconv.Itoa(ports[0]),
-		"--bind-address=127.0.0.1",
-		"--tls-cert-file="+certFile,
-		"--tls-private-key-file="+keyFile,
-		"--kubeconfig="+c.KubeconfigPath(),
-		"--authentication-kubeconfig="+c.KubeconfigPath(),
-		"--authorization-kubeconfig="+c.KubeconfigPath(),
-		"--kubelet-use-node-status-port",
-		"--kubelet-preferred-address-types=InternalIP",
-		"--kubelet-certificate-authority="+c.CAFile(),
-		"--metric-resolution=10s",
-		"--kubelet-request-timeout=5s",
-		"--v=2",
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.terminate(5*time.Second, t.Logf); err != nil {
-			t.Error(err)
+	// Started is enough here: the loop below waits for its metrics.
+	srv := proc.StartT(t, "cluster", time.Minute, func(ctx context.Context) (*proc.Server, error) {
+		s := &proc.Server{
+			Name: "metrics-server", Title: "metrics-server", Tag: "cluster", Tool: "metrics-server", BinDir: binDir,
+			WorkDir: c.WorkDir(), LogName: "metrics-server.log", Logf: t.Logf,
+			ReadyTimeout: time.Minute, StopGrace: 5 * time.Second,
+			Prepare: func() (proc.Launch, error) {
+				ports, err := proc.FreePorts(1)
+				if err != nil {
+					return proc.Launch{}, err
+				}
+				port = ports[0]
+				return proc.Launch{Addr: listeners(ports), Args: []string{
+					"--secure-port=" + strconv.Itoa(port),
+					"--bind-address=127.0.0.1",
+					"--tls-cert-file=" + certFile,
+					"--tls-private-key-file=" + keyFile,
+					"--kubeconfig=" + c.KubeconfigPath(),
+					"--authentication-kubeconfig=" + c.KubeconfigPath(),
+					"--authorization-kubeconfig=" + c.KubeconfigPath(),
+					"--kubelet-use-node-status-port",
+					"--kubelet-preferred-address-types=InternalIP",
+					"--kubelet-certificate-authority=" + c.CAFile(),
+					"--metric-resolution=10s",
+					"--kubelet-request-timeout=5s",
+					"--v=2",
+				}}, nil
+			},
+			Ready: func(context.Context) error { return nil },
 		}
-		if t.Failed() {
-			t.Logf("metrics-server log:\n%s", proc.LogTail(logPath, maxLogDump))
-		}
-	})
+		return s, s.Start(ctx)
+	}, func(s *proc.Server) *proc.Server { return s })
 
 	// The admin client certificate, as kubectl would present it through the
 	// aggregator's place.
@@ -437,13 +438,13 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 		t.Fatal(err)
 	}
 	client.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{cert}
-	base := "https://127.0.0.1:" + strconv.Itoa(ports[0]) + "/apis/metrics.k8s.io/v1beta1"
+	base := "https://127.0.0.1:" + strconv.Itoa(port) + "/apis/metrics.k8s.io/v1beta1"
 
 	// metrics-server needs two scrapes of a node for a CPU rate.
 	var podList metricsv1beta1.PodMetricsList
 	var last string
 	for {
-		if err := p.exitErr(); err != nil {
+		if err := exitErr(srv); err != nil {
 			t.Fatal(err)
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/namespaces/default/pods", nil)
@@ -499,7 +500,7 @@ func runMetricsServer(ctx context.Context, t *testing.T, c *Cluster, pods []usag
 	if err := json.Unmarshal([]byte(body), &nodeList); code != http.StatusOK || err != nil || len(nodeList.Items) != nodes {
 		t.Errorf("nodes: %d %v: %d nodes, want %d\n%s", code, err, len(nodeList.Items), nodes, body)
 	}
-	if rss, err := processRSS(p.pid()); err == nil {
+	if rss, err := processRSS(srv.PID()); err == nil {
 		t.Logf("metrics-server RSS %.1f MiB", float64(rss)/(1<<20))
 	}
 }

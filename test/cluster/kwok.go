@@ -65,7 +65,7 @@ func (c *Cluster) AddFakeNodes(ctx context.Context, n int, cpu, memory string) (
 
 func (c *Cluster) addFakeNodes(ctx context.Context, names []string, cpu, memory string) ([]FakeNode, error) {
 	c.mu.Lock()
-	kwok := c.procs[Kwok]
+	kwok := c.servers[Kwok]
 	c.mu.Unlock()
 	if kwok == nil {
 		return nil, errors.New("cluster: adding fake nodes needs a cluster started with Options.Kwok")
@@ -152,11 +152,11 @@ func (c *Cluster) addFakeNodes(ctx context.Context, names []string, cpu, memory 
 			return nodes, nil
 		}
 		select {
-		case <-kwok.Exited():
-			return nil, fmt.Errorf("cluster: fake nodes: %w\nkwok log (%s):\n%s", kwok.exitErr(), kwok.logPath, c.LogTail(Kwok))
+		case <-kwok.Process().Exited():
+			return nil, fmt.Errorf("cluster: fake nodes: %w\nkwok log (%s):\n%s", exitErr(kwok), kwok.LogPath(), c.LogTail(Kwok))
 		case <-ctx.Done():
 			return nil, fmt.Errorf("cluster: %d of %d fake nodes not Ready (e.g. %q): %w; is kwok running? see %s",
-				len(pending), len(names), anyKey(pending), ctx.Err(), kwok.logPath)
+				len(pending), len(names), anyKey(pending), ctx.Err(), kwok.LogPath())
 		case <-tick.C:
 		}
 	}

@@ -1,61 +1,85 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gantry-dev/gantry/test/internal/proc"
 )
 
-// process is one running component and its exit.
-type process struct {
-	*proc.Process
-	name    string
-	logPath string
+// startComponent runs one component on proc.Server: nports fresh ports
+// for args, its log in the work dir (LogPath), ready (nil: once started)
+// until it passes, and a start that loses a port race retried on other
+// ports. The start is bounded by ctx's deadline.
+func (c *Cluster) startComponent(ctx context.Context, name Component, bin string, nports int, env []string,
+	args func(ports []int) []string, ready func(ctx context.Context, ports []int) error) ([]int, error) {
+	var ports []int
+	s := &proc.Server{
+		Name: string(name), Title: string(name), Tag: "cluster",
+		Tool: filepath.Base(bin), BinDir: filepath.Dir(bin), Env: env,
+		WorkDir: c.workDir, LogName: string(name) + ".log", Logf: c.logf,
+		ReadyTimeout:  untilDeadline(ctx),
+		StopGrace:     c.opts.StopGrace,
+		ProbeInterval: 100 * time.Millisecond,
+		ProbeTimeout:  5 * time.Second,
+		Prepare: func() (proc.Launch, error) {
+			p, err := proc.FreePorts(nports)
+			if err != nil {
+				return proc.Launch{}, err
+			}
+			ports = p
+			return proc.Launch{Addr: listeners(ports), Args: args(ports)}, nil
+		},
+		Ready: func(ctx context.Context) error {
+			if ready == nil {
+				return nil
+			}
+			return ready(ctx, ports)
+		},
+	}
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.servers[name] = s
+	c.mu.Unlock()
+	return ports, nil
 }
 
-// startProcess runs bin with args, stdout and stderr appended to logPath
-// (appended, so the log of a retried start keeps the failed attempt).
-func startProcess(name, bin, dir, logPath string, env []string, args ...string) (*process, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("%s: creating log file: %w", name, err)
+// untilDeadline is what is left of ctx's time (a start's is always
+// bounded), at least a second.
+func untilDeadline(ctx context.Context) time.Duration {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return defaultStartTimeout
 	}
-	// Not CommandContext: the start context bounds the start, not the
-	// process' life, which ends with Stop.
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.Env = append(os.Environ(), env...)
-	fmt.Fprintf(logFile, "### %s %s %q\n", time.Now().Format(time.RFC3339), filepath.Base(bin), args)
-	p, err := proc.Start(name, cmd, logFile)
-	if err != nil {
-		return nil, fmt.Errorf("%s: starting %s: %w", name, bin, err)
-	}
-	return &process{Process: p, name: name, logPath: logPath}, nil
+	return max(time.Until(deadline).Round(time.Second), time.Second)
 }
 
-func (p *process) pid() int { return p.PID() }
+// listeners names a component's ports for its progress lines.
+func listeners(ports []int) string {
+	if len(ports) == 0 {
+		return "(no port)"
+	}
+	addrs := make([]string, len(ports))
+	for i, p := range ports {
+		addrs[i] = "127.0.0.1:" + strconv.Itoa(p)
+	}
+	return strings.Join(addrs, ", ")
+}
 
-// exitErr reports, without blocking, why the process has exited, or nil if
-// it is still running.
-func (p *process) exitErr() error {
+// exitErr reports, without blocking, why the component's process has
+// exited, or nil if it is still running.
+func exitErr(s *proc.Server) error {
+	p := s.Process()
 	select {
 	case <-p.Exited():
-		return fmt.Errorf("%s (pid %d) exited: %v", p.name, p.pid(), p.Err())
+		return fmt.Errorf("%s (pid %d) exited: %v", s.Name, p.PID(), p.Err())
 	default:
 		return nil
 	}
-}
-
-// terminate sends SIGTERM, then SIGKILL after grace, and waits for the exit.
-// It returns an error only if the process had to be killed or would not die.
-func (p *process) terminate(grace time.Duration, logf func(string, ...any)) error {
-	return p.Terminate(grace, func() {
-		logf("cluster: %s (pid %d) still running %s after SIGTERM; sending SIGKILL", p.name, p.pid(), grace)
-	})
 }

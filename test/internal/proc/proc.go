@@ -6,9 +6,9 @@
 // server's halt, restart and stop (Lifecycle), and the tail of a log file
 // for a failing test. Server puts these together for a harness's server
 // process (test/prom, test/loki, test/thanos, test/cortex, test/ksm,
-// test/vpa, test/cadvisor): start attempts retried after a lost port race,
-// readiness, the log file, Halt, Restart and Stop, and the *T starter
-// (StartT) with its cleanup and log dump.
+// test/vpa, test/cadvisor, test/cluster's components): start attempts
+// retried after a lost port race, readiness, the log file, Halt, Restart
+// and Stop, and the *T starter (StartT) with its cleanup and log dump.
 //
 // It holds no knowledge of any component: each harness still builds its own
 // command line and config, picks its ports and says what ready means.

@@ -31,9 +31,9 @@ const (
 // file until a readiness probe passes, started again on fresh ports when
 // another process took one of them first, then halted, restarted and
 // stopped through a Lifecycle. test/prom, test/loki, test/thanos,
-// test/cortex, test/ksm, test/vpa and test/cadvisor run on it; each says
-// how to prepare a start (ports, config file, data dir, flags) and what
-// ready means, and keeps its own API.
+// test/cortex, test/ksm, test/vpa, test/cadvisor and each component of
+// test/cluster run on it; each says how to prepare a start (ports, config
+// file, data dir, flags) and what ready means, and keeps its own API.
 //
 // Set the exported fields, then call Start once. A Server must not be
 // copied after first use.
@@ -49,6 +49,8 @@ type Server struct {
 	// toolbin.Dir()) by toolbin.Find.
 	Tool   string
 	BinDir string
+	// Env is added to this process' environment for the server's.
+	Env []string
 	// WorkDir is the process' working directory, made if missing; empty
 	// means a fresh temporary directory, which Start puts here and Stop
 	// (or a Start that fails) removes.
@@ -185,6 +187,9 @@ func (s *Server) spawn(ctx context.Context, logFlag int) (retry bool, err error)
 	// Not CommandContext: ctx bounds the start, not the process' life.
 	cmd := exec.Command(s.bin, s.launch.Args...)
 	cmd.Dir = s.WorkDir
+	if len(s.Env) > 0 {
+		cmd.Env = append(os.Environ(), s.Env...)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	p, err := Start(s.Name, cmd, logFile)
