@@ -1,0 +1,4 @@
+// +k8s:deepcopy-gen=package
+// +groupName=diagnostics.gantry.dev
+
+package v1alpha1
