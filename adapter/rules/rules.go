@@ -30,6 +30,7 @@ import (
 	k8slabels "k8s.io/apimachinery/pkg/labels"
 
 	"github.com/gantry-dev/gantry/adapter/config"
+	"github.com/gantry-dev/gantry/adapter/enforce"
 )
 
 // Rule is a compiled discovery rule.
@@ -51,6 +52,11 @@ type Rule struct {
 	Source string
 	// LogQL is true when the query is LogQL (Source is then Loki).
 	LogQL bool
+	// Namespace is the namespace a rule from a MetricRule is confined to,
+	// and NamespaceLabel the series label that names it (see Confine);
+	// both are "" for the cluster config's rules.
+	Namespace      string
+	NamespaceLabel string
 
 	filters []seriesFilter
 	nameRe  *regexp.Regexp
@@ -111,6 +117,74 @@ func Compile(id string, r config.DiscoveryRule, external bool, mapper apimeta.RE
 		}
 	}
 	return out, nil
+}
+
+// Confine restricts the rule to the series of one namespace, those whose
+// label is namespace: its seriesQuery is rewritten to select only them, and
+// from now on every query it renders passes through adapter/enforce before
+// it is returned, which forces label="namespace" into each of its selectors
+// and refuses any that names another namespace or reads series without a
+// selector. The query template is rendered once with sample arguments and
+// checked the same way, so that a template that can never be confined is
+// refused here, with the field in the error, rather than at each request.
+// Rules from a MetricRule are confined; the cluster config's are not.
+func (r *Rule) Confine(label, namespace string) error {
+	var (
+		sq  string
+		err error
+	)
+	if r.Source == config.SourceLoki {
+		sq, err = enforce.LogQL(r.SeriesQuery, label, namespace)
+	} else {
+		sq, err = enforce.Selector(r.SeriesQuery, label, namespace)
+	}
+	if err != nil {
+		return fmt.Errorf("seriesQuery: %w", err)
+	}
+	field := "metricsQuery"
+	if r.LogQL {
+		field = "logqlQuery"
+	}
+	sample, err := r.renderSample(label, namespace)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	if _, err := confineQuery(sample, r.LogQL, label, namespace); err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
+	r.SeriesQuery, r.NamespaceLabel, r.Namespace = sq, label, namespace
+	return nil
+}
+
+// renderSample renders the query template for Confine's check, with a
+// request for two pods of the namespace (an external request for the rule's
+// namespace), as adapter/config checks templates; a LabelValuesByName
+// lookup of a label the sample lacks renders empty.
+func (r *Rule) renderSample(label, namespace string) (string, error) {
+	t, err := r.query.Clone()
+	if err != nil {
+		return "", err
+	}
+	t.Option("missingkey=zero")
+	ms := []Matcher{{Label: model.LabelName(label), Type: labels.MatchEqual, Values: []string{namespace}}}
+	var groupBy []string
+	if !r.External {
+		ms = append(ms, Matcher{Label: "pod", Type: labels.MatchRegexp, Values: []string{"a", "b"}})
+		groupBy = []string{"pod"}
+	}
+	var b strings.Builder
+	if err := t.Execute(&b, queryArgs("sample_metric", ms, groupBy)); err != nil {
+		return "", fmt.Errorf("template does not render: %v", err)
+	}
+	return b.String(), nil
+}
+
+// confineQuery passes a rendered query through adapter/enforce.
+func confineQuery(q string, logql bool, label, namespace string) (string, error) {
+	if logql {
+		return enforce.LogQL(q, label, namespace)
+	}
+	return enforce.PromQL(q, label, namespace)
 }
 
 func wrapField(field string, err error) error {
@@ -349,6 +423,9 @@ func (r *Rule) NamespaceQuery(series string, gr schema.GroupResource, namespace 
 func (r *Rule) NamespaceQueryable() bool { return r.notNamespaceQueryable == "" }
 
 func (r *Rule) objectQuery(series string, gr schema.GroupResource, namespace string, objects func(model.LabelName) Matcher, metricSelector k8slabels.Selector, extraGroupBy []model.LabelName) (Query, error) {
+	if err := r.checkNamespace(namespace); err != nil {
+		return Query{}, err
+	}
 	// Matchers come in prometheus-adapter's order: the metric selector's,
 	// then the namespace, then the objects.
 	ms, err := SelectorMatchers(metricSelector)
@@ -381,6 +458,9 @@ func (r *Rule) objectQuery(series string, gr schema.GroupResource, namespace str
 // ExternalQuery is the query for an external metric: the namespace (when the
 // rule is namespaced) and the metric selector become matchers.
 func (r *Rule) ExternalQuery(series, namespace string, metricSelector k8slabels.Selector) (Query, error) {
+	if err := r.checkNamespace(namespace); err != nil {
+		return Query{}, err
+	}
 	ms, err := SelectorMatchers(metricSelector)
 	if err != nil {
 		return Query{}, err
@@ -399,6 +479,16 @@ func (r *Rule) ExternalQuery(series, namespace string, metricSelector k8slabels.
 		return Query{}, err
 	}
 	return Query{Text: text, Matchers: ms}, nil
+}
+
+// checkNamespace refuses a request in another namespace than the one a
+// confined rule serves. The enforcement would keep the query in the rule's
+// namespace anyway; this says why the answer would be empty.
+func (r *Rule) checkNamespace(namespace string) error {
+	if r.Namespace != "" && namespace != "" && namespace != r.Namespace {
+		return &InvalidSelectorError{Reason: fmt.Sprintf("%s: serves only namespace %q, not %q", r.ID, r.Namespace, namespace)}
+	}
+	return nil
 }
 
 // SelectorMatchers translates a Kubernetes label selector into label
@@ -458,12 +548,28 @@ type InvalidSelectorError struct{ Reason string }
 
 func (e *InvalidSelectorError) Error() string { return e.Reason }
 
-// render executes the query template and checks the result.
+// render executes the query template and checks the result. A confined
+// rule's query is then confined to its namespace; when that fails, the
+// request is at fault (its metric selector or namespace names another
+// namespace), since the template itself passed the check in Confine.
 func (r *Rule) render(series string, ms []Matcher, groupBy []string) (string, error) {
+	var (
+		q   string
+		err error
+	)
 	if r.LogQL {
-		return renderLogQL(r.query, r.ID, series, ms, groupBy)
+		q, err = renderLogQL(r.query, r.ID, series, ms, groupBy)
+	} else {
+		q, err = Render(r.query, r.ID, series, ms, groupBy)
 	}
-	return Render(r.query, r.ID, series, ms, groupBy)
+	if err != nil || r.Namespace == "" {
+		return q, err
+	}
+	confined, err := confineQuery(q, r.LogQL, r.NamespaceLabel, r.Namespace)
+	if err != nil {
+		return "", &InvalidSelectorError{Reason: fmt.Sprintf("%s: %v", r.ID, err)}
+	}
+	return confined, nil
 }
 
 // queryArgs are the template values for a request: the matchers rendered
