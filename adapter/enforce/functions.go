@@ -8,7 +8,7 @@ package enforce
 // function that is in neither list.
 var allowedFunctions = setOf(
 	// Element-wise arithmetic and rounding.
-	"abs", "ceil", "floor", "round", "exp", "ln", "sqrt", "sgn",
+	"abs", "ceil", "floor", "round", "exp", "ln", "log2", "log10", "sqrt", "sgn",
 	"clamp", "clamp_max", "clamp_min",
 	"acos", "acosh", "asin", "asinh", "atan", "atanh",
 	"cos", "cosh", "sin", "sinh", "tan", "tanh", "deg", "rad", "pi",
@@ -19,7 +19,7 @@ var allowedFunctions = setOf(
 	"hour", "minute", "month", "year",
 	// Over a range of the argument's samples.
 	"rate", "irate", "increase", "delta", "idelta", "deriv", "changes", "resets",
-	"predict_linear", "double_exponential_smoothing",
+	"predict_linear", "double_exponential_smoothing", "integral",
 	"avg_over_time", "count_over_time", "last_over_time", "first_over_time",
 	"max_over_time", "min_over_time", "sum_over_time", "quantile_over_time",
 	"stddev_over_time", "stdvar_over_time", "mad_over_time", "present_over_time",
