@@ -39,10 +39,10 @@ var promql = parser.NewParser(parser.Options{EnableExperimentalFunctions: true})
 
 // PromQL confines a PromQL expression to namespace: in every vector
 // selector (including those of range selectors, subqueries and function
-// arguments) a matcher label="namespace" is dropped and exactly one such
-// matcher is added. It fails when the query does not parse, when a selector
-// has any other matcher on label (another value, !=, =~ or !~, even one that
-// would match only namespace), when the query calls a function that is not
+// arguments) a matcher label="namespace" or label!="" is dropped and
+// exactly one label="namespace" matcher is added. It fails when the query
+// does not parse, when a selector has any other matcher on label (another
+// value, != another value, =~ or !~, even one that would match namespace), when the query calls a function that is not
 // on the allow-list (such as info(), which reads series no selector names),
 // or when it writes label into its result (label_replace, label_join,
 // count_values), which would make the namespace's data claim another one.
@@ -188,9 +188,17 @@ func stringExpr(e parser.Expr) (string, bool) {
 	}
 }
 
-// confineMatchers drops label="namespace" from ms, refuses any other
-// matcher on label, and appends the one label="namespace". what names the
-// selector in errors.
+// confineMatchers drops label="namespace" and label!="" from ms, refuses
+// any other matcher on label, and appends the one label="namespace". what
+// names the selector in errors.
+//
+// label!="" is implied by the equality, and it is how nearly every
+// prometheus-adapter rule says that its series have a namespace
+// (`{__name__=~"...",namespace!="",pod!=""}`), so such rules are accepted
+// unchanged. Any other matcher on the label is refused, even one the
+// namespace would match (namespace=~"team-a", namespace!="team-b"): a rule
+// names its namespace in one way only, and a reader of the rule never has
+// to work out what a regexp matches to know what it reads.
 func confineMatchers(ms []*labels.Matcher, what, label, namespace string) ([]*labels.Matcher, error) {
 	out := make([]*labels.Matcher, 0, len(ms)+1)
 	for _, m := range ms {
@@ -198,7 +206,7 @@ func confineMatchers(ms []*labels.Matcher, what, label, namespace string) ([]*la
 			out = append(out, m)
 			continue
 		}
-		if m.Type == labels.MatchEqual && m.Value == namespace {
+		if m.Type == labels.MatchEqual && m.Value == namespace || m.Type == labels.MatchNotEqual && m.Value == "" {
 			continue
 		}
 		return nil, errorf("%s in %s: a namespaced rule reads only %s=%q", m, what, label, namespace)

@@ -59,6 +59,11 @@ func TestPromQL(t *testing.T) {
 			wantErr: `namespace=~"team-a"`,
 		},
 		{
+			name:  "namespace!=\"\", as prometheus-adapter rules write it, is implied and dropped",
+			query: `sum by (pod) (rate(x{namespace!="",pod!=""}[1m]))`,
+			want:  `sum by (pod) (rate(x{namespace="team-a",pod!=""}[1m]))`,
+		},
+		{
 			name:    "a negative matcher on the namespace is refused",
 			query:   `x{namespace!="team-b"}`,
 			wantErr: `namespace!="team-b"`,
@@ -226,9 +231,14 @@ func TestSelector(t *testing.T) {
 		name, selector, want, wantErr string
 	}{
 		{
-			name:     "a name pattern",
+			name:     "a name pattern, as the shipped ConfigMap's rule has it",
 			selector: `{__name__=~"^(http|grpc)_.+_total$",namespace!="",pod!=""}`,
-			wantErr:  `namespace!="" in {__name__=~"^(http|grpc)_.+_total$",namespace!="",pod!=""}: a namespaced rule reads only namespace="team-a"`,
+			want:     `{__name__=~"^(http|grpc)_.+_total$",namespace="team-a",pod!=""}`,
+		},
+		{
+			name:     "a regexp on the namespace",
+			selector: `{__name__=~"x",namespace=~"team-.*"}`,
+			wantErr:  `namespace=~"team-.*" in {__name__=~"x",namespace=~"team-.*"}: a namespaced rule reads only namespace="team-a"`,
 		},
 		{
 			name:     "a metric name with matchers",
