@@ -3,6 +3,7 @@
 //
 //	gantry --config rules.yaml --prometheus-url http://prometheus:9090 [API server flags]
 //	gantry check-config --config rules.yaml [--prometheus-url URL] [--kubeconfig FILE]
+//	gantry migrate-rules --config rules.yaml [--out DIR] [--namespace-label namespace]
 package main
 
 import (
@@ -39,6 +40,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "check-config":
 			return checkConfig(ctx, args[1:], stdout, stderr)
+		case "migrate-rules":
+			return migrateRules(ctx, args[1:], stdout, stderr)
 		case "version", "--version":
 			fmt.Fprintln(stdout, "gantry", version)
 			return 0
@@ -51,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.AddGoFlagSet(klogFlags)
 	srv := adapter.NewServer(fs)
 	fs.Usage = func() {
-		groupedUsage(stderr, fs, "gantry --config rules.yaml --prometheus-url URL [flags]\n  gantry check-config --help")
+		groupedUsage(stderr, fs, "gantry --config rules.yaml --prometheus-url URL [flags]\n  gantry check-config --help\n  gantry migrate-rules --help")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
