@@ -22,6 +22,7 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(GANTRY) ./cmd/gantry
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN)/kubectl-gantry ./cmd/kubectl-gantry
 
 tools:
 	@bash test/tools/install.sh $(BIN)
