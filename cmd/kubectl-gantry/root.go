@@ -42,10 +42,10 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		stderr: stderr,
 	}
 	root := &cobra.Command{
-		Use:   "kubectl-gantry",
+		Use: "kubectl-gantry",
 		// kubectl runs the plugin as "kubectl gantry": help says so.
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl gantry"},
-		Short: "Explain how Gantry serves an HPA's metrics, and check a cluster's Gantry",
+		Short:       "Explain how Gantry serves an HPA's metrics, and check a cluster's Gantry",
 		Long: `kubectl gantry explains, step by step, how Gantry answers the metrics of a
 HorizontalPodAutoscaler (or of a raw metrics request), and checks every HPA in
 scope together with Gantry's APIServices, replicas, config and MetricRules.
