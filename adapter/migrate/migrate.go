@@ -194,7 +194,7 @@ func classify(r config.DiscoveryRule, external bool, opts Options) (string, []st
 	}
 	rule, err := rules.Compile("rule", r, external, opts.Mapper)
 	if err == nil {
-		err = confine(rule, opts.NamespaceLabel, ns)
+		err = rule.Confine(opts.NamespaceLabel, ns)
 	}
 	if err != nil {
 		return "", []string{fmt.Sprintf("not accepted as a MetricRule in %q: %s", ns, strings.TrimPrefix(err.Error(), "rule: "))}

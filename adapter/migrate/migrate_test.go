@@ -187,7 +187,7 @@ func TestManifestsAreTheRules(t *testing.T) {
 						if err != nil {
 							t.Fatal(err)
 						}
-						if err := confine(rule, label, m.Metadata.Namespace); err != nil {
+						if err := rule.Confine(label, m.Metadata.Namespace); err != nil {
 							t.Errorf("%s: not confined to its namespace: %v", rule.ID, err)
 						}
 					}

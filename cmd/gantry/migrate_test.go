@@ -18,8 +18,8 @@ func TestMigrateRules(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
-	if n := strings.Count(stdout, "kind: MetricRule\n"); n != 3 || strings.Count(stdout, "\n---\n") != 2 {
-		t.Errorf("stdout has %d MetricRules, want 3 documents:\n%s", n, stdout)
+	if n := strings.Count(stdout, "kind: MetricRule\n"); n != 2 || strings.Count(stdout, "\n---\n") != 1 {
+		t.Errorf("stdout has %d MetricRules, want 2 documents:\n%s", n, stdout)
 	}
 	for _, want := range []string{
 		file + ": rules[1] (shop_checkout_duration_seconds_count): moves to MetricRule shop/migrated spec.rules[0]\n",
@@ -35,7 +35,7 @@ func TestMigrateRules(t *testing.T) {
 	if code != 0 || stderr != "" {
 		t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 	}
-	for _, ns := range []string{"batch", "payments", "shop"} {
+	for _, ns := range []string{"payments", "shop"} {
 		path := filepath.Join(out, ns+".yaml")
 		b, err := os.ReadFile(path)
 		if err != nil {
