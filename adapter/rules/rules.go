@@ -128,7 +128,12 @@ func Compile(id string, r config.DiscoveryRule, external bool, mapper apimeta.RE
 // checked the same way, so that a template that can never be confined is
 // refused here, with the field in the error, rather than at each request.
 // Rules from a MetricRule are confined; the cluster config's are not.
+//
+// A rule Confine fails for must not be served. It is left confined all the
+// same (Namespace and NamespaceLabel are set first), so that its queries
+// are enforced even if the error is overlooked.
 func (r *Rule) Confine(label, namespace string) error {
+	r.NamespaceLabel, r.Namespace = label, namespace
 	var (
 		sq  string
 		err error
@@ -152,7 +157,7 @@ func (r *Rule) Confine(label, namespace string) error {
 	if _, err := confineQuery(sample, r.LogQL, label, namespace); err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
-	r.SeriesQuery, r.NamespaceLabel, r.Namespace = sq, label, namespace
+	r.SeriesQuery = sq
 	return nil
 }
 
