@@ -472,11 +472,15 @@ func (x *explainEnv) testDoctor(ctx context.Context, t *testing.T) {
 	if r.code != 1 {
 		t.Errorf("doctor -A: exit %d, want 1", r.code)
 	}
+	text := r.stdout
 	r = x.run(t, x.admin, "doctor", "-A", "-o", "json")
 	if r.code != 1 {
 		t.Errorf("doctor -A -o json: exit %d, want 1\n%s", r.code, r.stderr)
 	}
 	rep := parseDoctor(t, r.stdout)
+	if rep.Status != diag.StatusFail {
+		t.Errorf("doctor -A: status %s, want FAIL", rep.Status)
+	}
 	want := map[string]diag.DiagnosisStatus{
 		explainNS + "/web":       diag.StatusOK,
 		explainNS + "/legacy":    diag.StatusFail,
@@ -489,7 +493,8 @@ func (x *explainEnv) testDoctor(ctx context.Context, t *testing.T) {
 		explainOtherNS + "/web":  diag.StatusOK,
 	}
 	for key, status := range want {
-		got, ok := rep.hpas[key]
+		ns, name, _ := strings.Cut(key, "/")
+		got, ok := rep.hpa(ns, name)
 		if !ok {
 			t.Errorf("doctor -A does not list HPA %s", key)
 			continue
@@ -505,8 +510,7 @@ func (x *explainEnv) testDoctor(ctx context.Context, t *testing.T) {
 	if c, ok := rep.findCheck(externalAPIService); !ok || c.Status != diag.StatusFail {
 		t.Errorf("doctor -A: the check of %s is %+v (found %v), want FAIL", externalAPIService, c, ok)
 	}
-	// The text names each failing HPA with its reason.
-	text := x.run(t, x.admin, "doctor", "-A").stdout
+	// The text names each failing HPA.
 	for key, status := range want {
 		if status == diag.StatusFail && !strings.Contains(text, strings.SplitN(key, "/", 2)[1]) {
 			t.Errorf("doctor -A text does not mention %s", key)
@@ -553,46 +557,73 @@ func (x *explainEnv) testDiagnosticsDown(ctx context.Context, t *testing.T) {
 
 // --- doctor's report ---
 
-// doctorReport is what the test reads of doctor -o json: each HPA's
-// diagnosis by namespace/name, and the cluster checks.
+// doctorReport is what the test reads of doctor -o json (kind
+// DoctorReport): each HPA's worst diagnosis by namespace/name, and the
+// cluster checks.
 type doctorReport struct {
-	hpas   map[string]diag.Diagnosis
-	checks []doctorCheck
+	Kind   string               `json:"kind"`
+	Status diag.DiagnosisStatus `json:"status"`
+	// Cluster are the checks of Gantry itself.
+	Cluster []doctorCheck `json:"cluster"`
+	// HPAs has one entry per metric of every HPA in scope.
+	HPAs []struct {
+		Namespace string               `json:"namespace"`
+		HPA       string               `json:"hpa"`
+		Metric    string               `json:"metric"`
+		Status    diag.DiagnosisStatus `json:"status"`
+		Reason    string               `json:"reason"`
+	} `json:"hpas"`
 }
 
 type doctorCheck struct {
-	Name   string               `json:"name"`
-	Status diag.DiagnosisStatus `json:"status"`
-	Reason string               `json:"reason"`
+	Check   string               `json:"check"`
+	Subject string               `json:"subject"`
+	Status  diag.DiagnosisStatus `json:"status"`
+	Reason  string               `json:"reason"`
 }
 
-func (r doctorReport) findCheck(substr string) (doctorCheck, bool) {
-	for _, c := range r.checks {
-		if strings.Contains(c.Name+" "+c.Reason, substr) {
+// hpa is the worst status of the HPA's entries, with its reason.
+func (r doctorReport) hpa(ns, name string) (diag.Diagnosis, bool) {
+	var d diag.Diagnosis
+	found := false
+	for _, h := range r.HPAs {
+		if h.Namespace != ns || h.HPA != name {
+			continue
+		}
+		if !found || statusRank(h.Status) > statusRank(d.Status) {
+			d = diag.Diagnosis{Status: h.Status, Reason: h.Reason}
+		}
+		found = true
+	}
+	return d, found
+}
+
+// findCheck is the cluster check of subject.
+func (r doctorReport) findCheck(subject string) (doctorCheck, bool) {
+	for _, c := range r.Cluster {
+		if c.Subject == subject {
 			return c, true
 		}
 	}
 	return doctorCheck{}, false
 }
 
+func statusRank(s diag.DiagnosisStatus) int {
+	switch s {
+	case diag.StatusOK:
+		return 0
+	case diag.StatusWarn:
+		return 1
+	}
+	return 2
+}
+
 // parseDoctor reads doctor -o json.
-// TODO(e2e17): follow cmd/kubectl-gantry's doctor output once it lands.
 func parseDoctor(t *testing.T, out string) doctorReport {
 	t.Helper()
-	var raw struct {
-		HPAs []struct {
-			Namespace string         `json:"namespace"`
-			Name      string         `json:"name"`
-			Diagnosis diag.Diagnosis `json:"diagnosis"`
-		} `json:"hpas"`
-		Checks []doctorCheck `json:"checks"`
-	}
-	if err := json.Unmarshal([]byte(out), &raw); err != nil {
-		t.Fatalf("doctor -o json: %v\n%s", err, out)
-	}
-	rep := doctorReport{hpas: map[string]diag.Diagnosis{}, checks: raw.Checks}
-	for _, h := range raw.HPAs {
-		rep.hpas[h.Namespace+"/"+h.Name] = h.Diagnosis
+	var rep doctorReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.Kind != "DoctorReport" {
+		t.Fatalf("doctor -o json: %v (kind %q)\n%s", err, rep.Kind, out)
 	}
 	return rep
 }
