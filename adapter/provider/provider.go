@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,6 +84,9 @@ type Options struct {
 type MetricsProvider struct {
 	opts   Options
 	values *valueCache
+	// namespaced serves namespaces' own rules (ServeNamespaced); nil
+	// until then.
+	namespaced atomic.Pointer[namespaced]
 }
 
 var _ cmprovider.MetricsProvider = (*MetricsProvider)(nil)
@@ -135,6 +139,7 @@ func (p *MetricsProvider) GetMetricByName(ctx context.Context, name types.Namesp
 		return nil, err
 	}
 	namespace := name.Namespace
+	requestNamespace := namespace
 	if namespace != "" && !p.inNamespace(info.GroupResource, namespace, name.Name) {
 		return nil, cmprovider.NewMetricNotFoundForError(info.GroupResource, info.Metric, name.Name)
 	}
@@ -143,7 +148,7 @@ func (p *MetricsProvider) GetMetricByName(ctx context.Context, name types.Namesp
 	if info.GroupResource == rules.Namespaces {
 		namespace = ""
 	}
-	entry, ok := p.opts.Registry.LookupCustom(info)
+	entry, ok := p.lookupCustom(requestNamespace, info)
 	if !ok {
 		return nil, cmprovider.NewMetricNotFoundForError(info.GroupResource, info.Metric, name.Name)
 	}
@@ -164,7 +169,7 @@ func (p *MetricsProvider) GetMetricBySelector(ctx context.Context, namespace str
 	if err != nil {
 		return nil, err
 	}
-	entry, ok := p.opts.Registry.LookupCustom(info)
+	entry, ok := p.lookupCustom(namespace, info)
 	if !ok {
 		return nil, cmprovider.NewMetricNotFoundError(info.GroupResource, info.Metric)
 	}
@@ -329,7 +334,7 @@ func (p *MetricsProvider) samples(ctx context.Context, entry discovery.Entry, in
 
 // GetExternalMetric answers an external metric.
 func (p *MetricsProvider) GetExternalMetric(ctx context.Context, namespace string, metricSelector labels.Selector, info cmprovider.ExternalMetricInfo) (*external_metrics.ExternalMetricValueList, error) {
-	entry, ok := p.opts.Registry.LookupExternal(info.Metric)
+	entry, ok := p.lookupExternal(namespace, info.Metric)
 	if !ok {
 		return nil, cmprovider.NewMetricNotFoundError(schema.GroupResource{Group: external_metrics.GroupName, Resource: "externalmetrics"}, info.Metric)
 	}
@@ -452,6 +457,12 @@ func (p *MetricsProvider) query(ctx context.Context, rule *rules.Rule, q string)
 	if querier == nil {
 		return nil, fmt.Errorf("no %s backend is configured", rule.Source)
 	}
+	// A namespace's own rules share its slots (ServeNamespaced).
+	release, err := p.acquireNamespaceSlot(ctx, rule.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	return querier.Query(ctx, q, p.opts.Now())
 }
 
