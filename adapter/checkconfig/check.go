@@ -27,6 +27,7 @@ import (
 
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
+	"github.com/gantry-dev/gantry/adapter/explain/probe"
 	"github.com/gantry-dev/gantry/adapter/rules"
 	"github.com/gantry-dev/gantry/collectors/backend"
 )
@@ -143,9 +144,9 @@ func (c Check) listSeries(ctx context.Context, file string, cfg *config.Config, 
 			continue
 		}
 		list := func(ctx context.Context) ([]model.LabelSet, error) {
-			sets, err := lister.Series(ctx, []string{r.SeriesQuery}, end.Add(-c.MaxAge), end)
+			sets, err := probe.ListSeries(ctx, r, lister, end.Add(-c.MaxAge), end)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %s: listing series %s: %w", file, r.ID, r.SeriesQuery, err)
+				return nil, fmt.Errorf("%s: %s: %w", file, r.ID, err)
 			}
 			return distinctShapes(sets), nil
 		}
@@ -159,7 +160,7 @@ func (c Check) listSeries(ctx context.Context, file string, cfg *config.Config, 
 				if err != nil {
 					return nil, fmt.Errorf("%w (tenant %s)", err, tenant)
 				}
-				byTenant[tenant] = len(metricNames(r, ts))
+				byTenant[tenant] = len(probe.Metrics(r, ts))
 				sets = append(sets, ts...)
 			}
 			sets = distinctShapes(sets)
@@ -174,7 +175,7 @@ func (c Check) listSeries(ctx context.Context, file string, cfg *config.Config, 
 			}
 		}
 		series[r] = sets
-		names := metricNames(r, sets)
+		names := probe.Metrics(r, sets)
 		res.Metrics[r.ID] = len(names)
 		if len(names) == 0 {
 			res.Unmatched = append(res.Unmatched, r.ID)
@@ -192,28 +193,6 @@ func tenantsOf(cfg *config.Config, name string) []string {
 		return nil
 	}
 	return b.Tenancy().All()
-}
-
-// metricNames are the metrics rule r turns the series sets into.
-func metricNames(r *rules.Rule, sets []model.LabelSet) map[string]bool {
-	names := map[string]bool{}
-	for _, s := range sets {
-		name, ok := r.MetricName(string(s[model.MetricNameLabel]))
-		if !ok {
-			continue
-		}
-		if !r.External {
-			labels := make([]model.LabelName, 0, len(s))
-			for l := range s {
-				labels = append(labels, l)
-			}
-			if len(r.Labels.ResourcesFor(labels)) == 0 {
-				continue
-			}
-		}
-		names[name] = true
-	}
-	return names
 }
 
 // describeMetric names a metric in a warning: `custom metric "x" of pods`.

@@ -326,6 +326,10 @@ const (
 	// NoValueStale: the object's latest sample is older than the lookback
 	// the query sees.
 	NoValueStale = "Stale"
+	// NoValueNotInResult: series of the object have recent samples, but
+	// the query's result has no value for it (its range holds too few
+	// samples, or the query filters it).
+	NoValueNotInResult = "NotInResult"
 	// NoValueNaN: the object's value was NaN or infinite and was dropped.
 	NoValueNaN = "NaN"
 	// NoValueNotFound: the object does not exist.
@@ -341,8 +345,8 @@ type ObjectValue struct {
 	Value string `json:"value,omitempty"`
 	// Age of the sample, against the query's time.
 	Age *metav1.Duration `json:"age,omitempty"`
-	// Reason is one of NoSeries, OtherLabel, Stale, NaN, NotFound,
-	// QueryFailed when the object has no value.
+	// Reason is one of NoSeries, OtherLabel, Stale, NotInResult, NaN,
+	// NotFound, QueryFailed when the object has no value.
 	Reason string `json:"reason,omitempty"`
 	// Message says it in words: `series carry "pod_name", not "pod"`.
 	Message string `json:"message,omitempty"`
