@@ -89,6 +89,9 @@ type Options struct {
 	// Kubelet configures the kubelet collector; its flags are registered by
 	// NewServer (they mean nothing to check-config).
 	Kubelet kubelet.Options
+	// MetricRules are the admin's controls over namespaced MetricRules
+	// (metricrules_wiring.go).
+	MetricRules MetricRuleOptions
 }
 
 // Where metrics.k8s.io values come from (--resource-metrics).
@@ -133,6 +136,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&o.ValueCacheMaxBytes, "value-cache-max-bytes", provider.DefaultValueCacheBytes, "Most bytes of query values the value cache keeps; values that do not fit answer their requests and are not kept, so requests with ever new metric selectors cannot grow Gantry's memory.")
 	fs.Int64Var(&o.SelectorCacheMaxBytes, "selector-cache-max-bytes", provider.DefaultSelectorCacheBytes, "Most bytes of label selector answers kept per resource (pods, nodes, ...); beyond it older answers are dropped, so requests with ever new label selectors cannot grow Gantry's memory.")
 	fs.DurationVar(&o.ValueCacheTTL, "value-cache-ttl", 5*time.Second, "How long the values of a custom metrics query are reused for requests with the same rule, namespace and metric selector (values served are at most this much older than their timestamp says); 0 disables the cache.")
+	o.MetricRules.AddFlags(fs)
 }
 
 // Validate reports every flag problem at once.
@@ -173,6 +177,7 @@ func (o *Options) Validate() error {
 	if o.ConfigReloadInterval < 0 {
 		errs = append(errs, errors.New("--config-reload-interval must not be negative"))
 	}
+	errs = append(errs, o.MetricRules.Validate()...)
 	return errors.Join(errs...)
 }
 
@@ -217,10 +222,15 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	mrules, err := s.prepareMetricRules(p, cfg, reg)
+	if err != nil {
+		return err
+	}
 	generic, err := s.buildAPIServer(p.provider, reg)
 	if err != nil {
 		return err
 	}
+	mrules.start(ctx, generic)
 	if err := s.installResourceMetrics(ctx, generic, p, reg); err != nil {
 		return err
 	}
