@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/gantry-dev/gantry/adapter/config"
+	"github.com/gantry-dev/gantry/adapter/metricrules"
 	"github.com/gantry-dev/gantry/adapter/rules"
 )
 
@@ -117,8 +118,9 @@ func checkGolden(t *testing.T, path string, got []byte) {
 // given to the config loader as a rule file, loads strictly (the spec's
 // rules are the config file's rule format, nothing added or renamed) and
 // gives back the very rules that moved; each compiles and passes the
-// namespace enforcement of its MetricRule's namespace, so a team can apply
-// the output as it is.
+// namespace enforcement of its MetricRule's namespace, and Gantry's own
+// MetricRule compiler (its webhook's and controller's) accepts the
+// resource, so a team can apply the output as it is.
 func TestManifestsAreTheRules(t *testing.T) {
 	moved := 0
 	for _, tc := range goldenCases(t) {
@@ -191,6 +193,22 @@ func TestManifestsAreTheRules(t *testing.T) {
 							t.Errorf("%s: not confined to its namespace: %v", rule.ID, err)
 						}
 					}
+				}
+				// And as Gantry's webhook and controller compile a
+				// MetricRule, with every source allowed but the ones the
+				// split was told to refuse.
+				var specMap map[string]any
+				if err := m.Spec.Decode(&specMap); err != nil {
+					t.Fatal(err)
+				}
+				env := &metricrules.Env{
+					Mapper:          newOfflineMapper(),
+					Sources:         []string{config.SourcePrometheus, config.SourceLoki, config.SourceLocal},
+					AllowedBackends: append([]string{config.SourcePrometheus}, tc.opts.AllowedBackends...),
+					NamespaceLabel:  label,
+				}
+				if _, refusal := metricrules.Compile(m.Metadata.Namespace, m.Metadata.Name, specMap, env); refusal != nil {
+					t.Errorf("%s: Gantry would refuse it: %s: %s", file, refusal.Reason, refusal.Full())
 				}
 				got = append(got, specCfg.Rules...)
 				got = append(got, specCfg.ExternalRules...)
