@@ -206,3 +206,59 @@ func renderSample(text string) (string, bool) {
 	})
 	return b.String(), err == nil
 }
+
+// FuzzLogQL confines LogQL queries to namespace "team-a": either an *Error,
+// or a query that comes back unchanged when confined again (each stream
+// selector already has exactly the one matcher) and in which every
+// stream selector, as Prometheus' parser reads its matchers, has it.
+//
+//	go test ./adapter/enforce -run '^$' -fuzz FuzzLogQL -fuzztime 60s
+func FuzzLogQL(f *testing.F) {
+	for _, q := range []string{
+		`sum by (pod) (rate({app="web", namespace!="", pod=~"a|b"} |= "error" [2m]))`,
+		`count_over_time({namespace="team-b"}[1m])`,
+		`sum(count_over_time({app="web"}[1m])) / sum(count_over_time({app="api"}[1m]))`,
+		"sum(count_over_time({app=\"web\"} |= \"{namespace=\\\"team-b\\\"}\" | line_format `{{.namespace}}` [1m]))",
+		`count_over_time({app="a}b"} | json | namespace="team-b" [1m])`,
+		`count_over_time({app="web"} |= '"' [1m]) or count_over_time({namespace="team-b"} |= '"' [1m])`,
+		"{app=\"web\"} # {namespace=\"team-b\"}",
+		`vector(1)`,
+	} {
+		f.Add(q)
+	}
+	f.Fuzz(func(t *testing.T, query string) {
+		out, err := LogQL(query, label, ns)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("LogQL(%q) error %v (%T) is not an *Error", query, err, err)
+			}
+			return
+		}
+		again, err := LogQL(out, label, ns)
+		if err != nil || again != out {
+			t.Fatalf("LogQL(%q) = %q, which confined again is %q, %v", query, out, again, err)
+		}
+		n := 0
+		if _, _, err := rewriteStreams(out, func(sel string) (string, error) {
+			n++
+			ms, err := testParser.ParseMetricSelector(sel)
+			if err != nil {
+				t.Errorf("LogQL(%q) = %q: stream selector %s does not parse: %v", query, out, sel, err)
+				return sel, nil
+			}
+			var on []*labels.Matcher
+			for _, m := range ms {
+				if m.Name == label {
+					on = append(on, m)
+				}
+			}
+			if len(on) != 1 || on[0].Type != labels.MatchEqual || on[0].Value != ns {
+				t.Errorf("LogQL(%q) = %q: stream selector %s has namespace matchers %v", query, out, sel, on)
+			}
+			return sel, nil
+		}); err != nil || n == 0 {
+			t.Errorf("LogQL(%q) = %q: %d stream selectors, %v", query, out, n, err)
+		}
+	})
+}
