@@ -72,9 +72,8 @@ func (p *MetricsProvider) ExplainCustom(requestNamespace string, names []string,
 		namespace = ""
 	}
 	plan.Namespace = namespace
-	// TODO(issue 16): p.lookupCustom(requestNamespace, info) once the
-	// namespaced lookup is in, so that MetricRules are explained too.
-	plan.Entry, plan.Found = p.opts.Registry.LookupCustom(info)
+	// The cluster's rules, else the namespace's own (MetricRules).
+	plan.Entry, plan.Found = p.lookupCustom(requestNamespace, info)
 	if !plan.Found {
 		plan.Err = cmprovider.NewMetricNotFoundError(info.GroupResource, info.Metric)
 		return plan
@@ -100,8 +99,7 @@ func (p *MetricsProvider) ExplainCustom(requestNamespace string, names []string,
 // does.
 func (p *MetricsProvider) ExplainExternal(namespace string, metric string, metricSelector labels.Selector) Plan {
 	plan := Plan{Info: cmprovider.CustomMetricInfo{Metric: metric}, Namespace: namespace}
-	// TODO(issue 16): p.lookupExternal(namespace, metric), as above.
-	plan.Entry, plan.Found = p.opts.Registry.LookupExternal(metric)
+	plan.Entry, plan.Found = p.lookupExternal(namespace, metric)
 	if !plan.Found {
 		plan.Err = cmprovider.NewMetricNotFoundError(schema.GroupResource{Group: external_metrics.GroupName, Resource: "externalmetrics"}, metric)
 		return plan
