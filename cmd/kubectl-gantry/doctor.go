@@ -8,7 +8,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -159,7 +158,7 @@ func (o *options) doctor(ctx context.Context, f doctorFlags) error {
 			return err
 		}
 	} else {
-		r := renderer{w: o.stdout, now: time.Now()}
+		r := renderer{w: o.stdout, now: o.now()}
 		r.report(&rep)
 		if r.err != nil {
 			return failed(r.err)

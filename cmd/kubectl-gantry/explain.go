@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -81,7 +80,7 @@ func (o *options) explainHPA(ctx context.Context, name string) error {
 	if err := json.Unmarshal(body, &e); err != nil {
 		return failed(fmt.Errorf("decoding the HPAExplanation of %s/%s: %w", ns, name, err))
 	}
-	r := renderer{w: o.stdout, now: time.Now()}
+	r := renderer{w: o.stdout, now: o.now()}
 	r.hpaExplanation(&e)
 	return r.err
 }
@@ -158,7 +157,7 @@ func (o *options) explainMetric(ctx context.Context, metric string, f metricFlag
 	if err := json.Unmarshal(body, &e); err != nil {
 		return failed(fmt.Errorf("decoding the MetricExplanation of %s: %w", metric, err))
 	}
-	r := renderer{w: o.stdout, now: time.Now()}
+	r := renderer{w: o.stdout, now: o.now()}
 	r.metricExplanation(&e)
 	return r.err
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // version is set at build time.
@@ -26,7 +27,7 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, time.Now)
 	stop()
 	os.Exit(code)
 }
@@ -39,8 +40,8 @@ const (
 )
 
 // run executes one command line and returns its exit status.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRootCommand(stdout, stderr)
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time) int {
+	root := newRootCommand(stdout, stderr, now)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {

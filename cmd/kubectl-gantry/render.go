@@ -116,7 +116,7 @@ func (r *renderer) metricExplanation(e *v1alpha1.MetricExplanation) {
 }
 
 func (r *renderer) diagnosis(d v1alpha1.Diagnosis) {
-	r.printf("Diagnosis: %s %s\n", d.Status, d.Reason)
+	r.printf("Diagnosis: %s: %s\n", d.Status, d.Reason)
 	if d.Hint != "" {
 		r.printf("Hint: %s\n", d.Hint)
 	}
@@ -158,7 +158,8 @@ func (r *renderer) explanationSteps(e *v1alpha1.Explanation) {
 	}
 	if e.Rule != nil {
 		r.ruleStep(e.Rule)
-	} else if e.Diagnosis.Status != v1alpha1.StatusOK && e.Discovery == nil && e.Query == nil {
+	} else if e.Discovery != nil {
+		// Gantry went on past the rule step without one: none matched.
 		r.step("rule", "none answers this metric")
 	}
 	if d := e.Discovery; d != nil {
@@ -243,7 +244,7 @@ func (r *renderer) ruleStep(ru *v1alpha1.RuleInfo) {
 	}
 	line := fmt.Sprintf("%s in %s, backend %s", ru.ID, where, ru.Backend)
 	if ru.Window != nil {
-		line += ", window " + ru.Window.Duration.String()
+		line += ", window " + compactDuration(ru.Window.Duration)
 	}
 	r.step("rule", "%s", line)
 	var maps []string
@@ -278,7 +279,7 @@ func (r *renderer) discoveryStep(d *v1alpha1.DiscoveryInfo) {
 		when = "last relist " + r.ago(d.LastSuccess.Time)
 	}
 	if d.Interval != nil {
-		when += " (every " + d.Interval.Duration.String() + ")"
+		when += " (every " + compactDuration(d.Interval.Duration) + ")"
 	}
 	r.step("discovery", "%s; %s", listed, when)
 	if len(d.Similar) > 0 {
@@ -371,7 +372,7 @@ func (r *renderer) cacheStep(c *v1alpha1.CacheInfo) {
 	}
 	ttl := ""
 	if c.TTL != nil {
-		ttl = " (TTL " + c.TTL.Duration.String() + ")"
+		ttl = " (TTL " + compactDuration(c.TTL.Duration) + ")"
 	}
 	if c.Hit {
 		age := ""
@@ -462,6 +463,18 @@ func (r *renderer) ago(t time.Time) string {
 		return "just now"
 	}
 	return duration.HumanDuration(d) + " ago"
+}
+
+// compactDuration is a configured duration as one writes it: 1m, 90s, 1h30m.
+func compactDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func shortDuration(d time.Duration) string {
@@ -558,7 +571,7 @@ func hintFor(s v1alpha1.DiagnosisStatus, hint string) string {
 // table writes rows of three columns, the first two padded, each row
 // followed by its hint (if any) on a line of its own.
 func (r *renderer) table(rows [][]string, hints []string) {
-	w0, w1 := 0, 0
+	w0, w1 := len("FAIL"), 0
 	for _, row := range rows {
 		w0 = max(w0, len(row[0]))
 		w1 = max(w1, len([]rune(row[1])))

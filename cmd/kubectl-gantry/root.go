@@ -33,13 +33,16 @@ type options struct {
 	output string
 	stdout io.Writer
 	stderr io.Writer
+	// now is the time "ago" is counted from (time.Now but in tests).
+	now func() time.Time
 }
 
-func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
+func newRootCommand(stdout, stderr io.Writer, now func() time.Time) *cobra.Command {
 	o := &options{
 		config: genericclioptions.NewConfigFlags(true),
 		stdout: stdout,
 		stderr: stderr,
+		now:    now,
 	}
 	root := &cobra.Command{
 		Use: "kubectl-gantry",
