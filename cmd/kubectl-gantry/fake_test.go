@@ -41,7 +41,29 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	f := &fakeAPI{t: t, objects: map[string]any{}, forbidden: map[string]bool{}, unavailable: map[string]bool{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
+	f.serveDiscovery()
 	return f, srv
+}
+
+// serveDiscovery answers kubectl's discovery for a few resources, enough
+// to resolve --resource as kubectl does (short names, groups, scope).
+func (f *fakeAPI) serveDiscovery() {
+	f.set("/api", &metav1.APIVersions{TypeMeta: metav1.TypeMeta{Kind: "APIVersions"}, Versions: []string{"v1"}})
+	f.set("/api/v1", &metav1.APIResourceList{TypeMeta: metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"}, GroupVersion: "v1",
+		APIResources: []metav1.APIResource{
+			{Name: "pods", Kind: "Pod", Namespaced: true, ShortNames: []string{"po"}, Verbs: metav1.Verbs{"get", "list"}},
+			{Name: "services", Kind: "Service", Namespaced: true, ShortNames: []string{"svc"}, Verbs: metav1.Verbs{"get", "list"}},
+			{Name: "nodes", Kind: "Node", Namespaced: false, ShortNames: []string{"no"}, Verbs: metav1.Verbs{"get", "list"}},
+		}})
+	f.set("/apis", &metav1.APIGroupList{TypeMeta: metav1.TypeMeta{Kind: "APIGroupList", APIVersion: "v1"}, Groups: []metav1.APIGroup{{
+		Name:             "apps",
+		Versions:         []metav1.GroupVersionForDiscovery{{GroupVersion: "apps/v1", Version: "v1"}},
+		PreferredVersion: metav1.GroupVersionForDiscovery{GroupVersion: "apps/v1", Version: "v1"},
+	}}})
+	f.set("/apis/apps/v1", &metav1.APIResourceList{TypeMeta: metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"}, GroupVersion: "apps/v1",
+		APIResources: []metav1.APIResource{
+			{Name: "deployments", Kind: "Deployment", Namespaced: true, ShortNames: []string{"deploy"}, Verbs: metav1.Verbs{"get", "list"}},
+		}})
 }
 
 func (f *fakeAPI) set(path string, obj any) {
