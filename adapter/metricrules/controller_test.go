@@ -80,7 +80,9 @@ func podSeries(name, namespace string, pods ...string) []model.LabelSet {
 }
 
 // clusterRules is the cluster config's registry in the tests.
-type clusterRules struct{ custom map[cmprovider.CustomMetricInfo]discovery.Entry }
+type clusterRules struct {
+	custom map[cmprovider.CustomMetricInfo]discovery.Entry
+}
 
 func (c clusterRules) LookupCustom(info cmprovider.CustomMetricInfo) (discovery.Entry, bool) {
 	e, ok := c.custom[info]
@@ -485,4 +487,3 @@ func (c *Controller) servedByUIDFor(uid types.UID) *served {
 	defer c.mu.RUnlock()
 	return c.servedByUID[uid]
 }
-
