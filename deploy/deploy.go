@@ -42,14 +42,29 @@ const (
 	ConfigPath = "/etc/gantry/config.yaml"
 )
 
-// APIServices are the names of the APIService objects, one per served
-// group-version.
+// APIServices are the names of the APIService objects of the metrics APIs,
+// one per served group-version.
 var APIServices = []string{
 	"v1beta1.custom.metrics.k8s.io",
 	"v1beta2.custom.metrics.k8s.io",
 	"v1beta1.external.metrics.k8s.io",
 	"v1beta1.metrics.k8s.io",
 }
+
+// DiagnosticsAPIService registers Gantry's diagnostics API (kubectl gantry
+// explain and doctor), in a file of its own, apiservice-diagnostics.yaml.
+const DiagnosticsAPIService = "v1alpha1.diagnostics.gantry.dev"
+
+// The MetricRule resource: its CustomResourceDefinition (in
+// metricrules-crd.yaml) and the ValidatingWebhookConfiguration (in
+// metricrules-webhook.yaml) through which Gantry checks MetricRules at
+// apply time, at WebhookPath on its serving port.
+const (
+	MetricRuleCRD  = "metricrules.gantry.dev"
+	MetricRuleFile = "metricrules-crd.yaml"
+	Webhook        = "gantry-metricrules"
+	WebhookPath    = "/validate-metricrules"
+)
 
 //go:embed manifests/*.yaml
 var manifests embed.FS
@@ -152,6 +167,12 @@ var defaultConfig = sync.OnceValues(func() ([]byte, error) {
 	}
 	return nil, fmt.Errorf("no configmap %s/%s in the manifests", Namespace, ConfigMap)
 })
+
+// File returns the content of a manifest file of the base, such as
+// MetricRuleFile.
+func File(name string) ([]byte, error) {
+	return manifests.ReadFile(path.Join("manifests", name))
+}
 
 // Config returns the default rules file, the ConfigMap's config.yaml. It
 // panics if the embedded manifests lack it, which the package's tests rule

@@ -39,7 +39,13 @@ import (
 // clusterScoped are the kinds in the manifests that have no namespace.
 var clusterScoped = map[string]bool{
 	"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "APIService": true,
+	"CustomResourceDefinition": true, "ValidatingWebhookConfiguration": true,
 }
+
+// unknownToClientGo are the kinds of the manifests client-go has no type
+// for; the kube-apiserver checks them in TestServerSideDryRun (and the
+// MetricRule CRD's schema in TestMetricRuleCRDOnAPIServer).
+var unknownToClientGo = map[string]bool{"APIService": true, "CustomResourceDefinition": true}
 
 // builtinRoles are the roles the bindings may reference without the
 // manifests defining them: Kubernetes creates them.
@@ -134,7 +140,7 @@ func TestObjectsDecode(t *testing.T) {
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(o.Object, obj, true); err != nil {
 				t.Errorf("%s: %v", key, err)
 			}
-		} else if gvk.Kind != "APIService" {
+		} else if !unknownToClientGo[gvk.Kind] {
 			t.Errorf("%s: kind unknown to client-go: %v", key, err)
 		}
 	}
@@ -310,7 +316,7 @@ func TestAPIServices(t *testing.T) {
 		}
 	}
 	sort.Strings(names)
-	want := slices.Clone(deploy.APIServices)
+	want := append(slices.Clone(deploy.APIServices), deploy.DiagnosticsAPIService)
 	sort.Strings(want)
 	if !slices.Equal(names, want) {
 		t.Errorf("APIServices %v, want %v", names, want)
@@ -430,6 +436,8 @@ func TestRBAC(t *testing.T) {
 	}
 	for _, want := range []string{
 		"ClusterRole/gantry-resource-reader",
+		"ClusterRole/gantry-metricrules-controller",
+		"ClusterRole/gantry-diagnostics-reader",
 		"ClusterRole/system:auth-delegator",
 		"Role/kube-system/extension-apiserver-authentication-reader",
 	} {
@@ -441,17 +449,20 @@ func TestRBAC(t *testing.T) {
 		t.Error("ClusterRole/gantry-metrics-reader is not bound to kube-system/horizontal-pod-autoscaler")
 	}
 
-	// Least privilege: the manifests' own roles only read.
+	// Least privilege: the manifests' own roles only read, but for
+	// Gantry's writes of MetricRule status and events, and the role that
+	// lets namespace admins and editors write MetricRules.
 	for _, o := range m.ofKind("ClusterRole") {
 		r := typed[rbacv1.ClusterRole](t, o)
 		for _, rule := range r.Rules {
 			for _, v := range rule.Verbs {
-				if v != "get" && v != "list" && v != "watch" {
-					t.Errorf("ClusterRole %s grants %q", r.Name, v)
+				if !writeAllowed(r.Name, rule, v) {
+					t.Errorf("ClusterRole %s grants %q on %v %v", r.Name, v, rule.APIGroups, rule.Resources)
 				}
 			}
 		}
 	}
+	checkMetricRuleRBAC(t, m, deploy.Namespace, deploy.ServiceAccount, "gantry")
 
 	// The metadata informers list and watch pods and nodes (metrics.k8s.io)
 	// and whatever the default rules map.
@@ -484,6 +495,104 @@ func TestRBAC(t *testing.T) {
 			if !allows(metricsReader.Rules, g, "anything", verb) {
 				t.Errorf("gantry-metrics-reader does not allow %s on %s", verb, g)
 			}
+		}
+	}
+}
+
+// writeAllowed says whether a role of the manifests may grant verb through
+// rule: reading anything it names, and only these writes: Gantry's own
+// status updates of MetricRules and its events, and MetricRules themselves
+// in the role that aggregates to admin and edit.
+func writeAllowed(role string, rule rbacv1.PolicyRule, verb string) bool {
+	if verb == "get" || verb == "list" || verb == "watch" {
+		return true
+	}
+	only := func(groups, resources []string) bool {
+		return len(rule.APIGroups) > 0 && len(rule.Resources) > 0 &&
+			!slices.ContainsFunc(rule.APIGroups, func(g string) bool { return !slices.Contains(groups, g) }) &&
+			!slices.ContainsFunc(rule.Resources, func(r string) bool { return !slices.Contains(resources, r) })
+	}
+	switch {
+	case strings.HasSuffix(role, "metricrules-edit"):
+		return only([]string{"gantry.dev"}, []string{"metricrules"})
+	case verb == "update" || verb == "patch":
+		return only([]string{"gantry.dev"}, []string{"metricrules/status"}) || only([]string{"", "events.k8s.io"}, []string{"events"})
+	case verb == "create":
+		return only([]string{"", "events.k8s.io"}, []string{"events"})
+	}
+	return false
+}
+
+// checkMetricRuleRBAC checks the roles of MetricRules and the diagnostics
+// API in a rendering whose roles are named <prefix>-...: what users get
+// through aggregation to the built-in roles, and what the Gantry service
+// account gets.
+func checkMetricRuleRBAC(t *testing.T, m manifests, namespace, serviceAccount, prefix string) {
+	t.Helper()
+	type want struct {
+		group, resource string
+		verbs           []string
+		not             []string
+	}
+	for _, tc := range []struct {
+		role      string
+		aggregate []string
+		grants    []want
+	}{
+		{"metricrules-edit", []string{"admin", "edit"}, []want{{"gantry.dev", "metricrules", []string{"create", "update", "patch", "delete", "get", "list", "watch"}, nil}, {"gantry.dev", "metricrules/status", nil, []string{"update", "patch"}}}},
+		{"metricrules-view", []string{"view"}, []want{{"gantry.dev", "metricrules", []string{"get", "list", "watch"}, []string{"create", "update", "delete"}}}},
+		{"diagnostics-view", []string{"view"}, []want{{"diagnostics.gantry.dev", "hpaexplanations", []string{"get"}, nil}, {"diagnostics.gantry.dev", "metricexplanations", []string{"get"}, nil}, {"diagnostics.gantry.dev", "statuses", nil, []string{"get"}}}},
+		{"diagnostics-status", nil, []want{{"diagnostics.gantry.dev", "statuses", []string{"get"}, nil}}},
+	} {
+		o := m.find("ClusterRole", "", prefix+"-"+tc.role)
+		if o == nil {
+			t.Errorf("no ClusterRole %s-%s", prefix, tc.role)
+			continue
+		}
+		r := typed[rbacv1.ClusterRole](t, o)
+		var agg []string
+		for _, to := range []string{"admin", "edit", "view"} {
+			if r.Labels["rbac.authorization.k8s.io/aggregate-to-"+to] == "true" {
+				agg = append(agg, to)
+			}
+		}
+		if !slices.Equal(agg, tc.aggregate) {
+			t.Errorf("ClusterRole %s aggregates to %v, want %v", r.Name, agg, tc.aggregate)
+		}
+		for _, w := range tc.grants {
+			for _, v := range w.verbs {
+				if !allows(r.Rules, w.group, w.resource, v) {
+					t.Errorf("ClusterRole %s does not allow %s %s.%s", r.Name, v, w.resource, w.group)
+				}
+			}
+			for _, v := range w.not {
+				if allows(r.Rules, w.group, w.resource, v) {
+					t.Errorf("ClusterRole %s allows %s %s.%s", r.Name, v, w.resource, w.group)
+				}
+			}
+		}
+	}
+	rules := grantedTo(t, m, namespace, serviceAccount)
+	for _, g := range []struct {
+		group, resource string
+		verbs           []string
+	}{
+		{"gantry.dev", "metricrules", []string{"get", "list", "watch"}},
+		{"gantry.dev", "metricrules/status", []string{"update", "patch"}},
+		{"", "namespaces", []string{"list", "watch"}},
+		{"autoscaling", "horizontalpodautoscalers", []string{"get", "list", "watch"}},
+		{"apiregistration.k8s.io", "apiservices", []string{"get", "list"}},
+	} {
+		for _, v := range g.verbs {
+			if !allows(rules, g.group, g.resource, v) {
+				t.Errorf("Gantry's service account %s/%s may not %s %s.%s", namespace, serviceAccount, v, g.resource, g.group)
+			}
+		}
+	}
+	// Gantry writes status, never a team's spec.
+	for _, v := range []string{"create", "update", "patch", "delete"} {
+		if allows(rules, "gantry.dev", "metricrules", v) {
+			t.Errorf("Gantry's service account may %s metricrules", v)
 		}
 	}
 }
@@ -731,7 +840,10 @@ func kustomize(t *testing.T, components ...string) manifests {
 var kustomizeCases = []struct {
 	name       string
 	components []string
-	check      func(t *testing.T, m manifests)
+	// removes are the base's objects ("Kind namespace/name") the
+	// components take out; every other one must stay.
+	removes []string
+	check   func(t *testing.T, m manifests)
 }{
 	{
 		name: "base",
@@ -746,6 +858,10 @@ var kustomizeCases = []struct {
 		components: []string{"cert-manager"},
 		check: func(t *testing.T, m manifests) {
 			checkAPIServiceTrust(t, m)
+			checkWebhookTrust(t, m)
+			if n := len(m.ofKind("ValidatingWebhookConfiguration")); n != 1 {
+				t.Errorf("%d ValidatingWebhookConfigurations, want the MetricRule webhook", n)
+			}
 			for _, o := range m.ofKind("APIService") {
 				if o.GetAnnotations()["cert-manager.io/inject-ca-from"] == "" {
 					t.Errorf("APIService %s: no cainjector annotation", o.GetName())
@@ -773,8 +889,13 @@ var kustomizeCases = []struct {
 	{
 		name:       "insecure-skip-tls-verify",
 		components: []string{"insecure-skip-tls-verify"},
+		removes:    []string{"ValidatingWebhookConfiguration /" + deploy.Webhook},
 		check: func(t *testing.T, m manifests) {
 			checkAPIServiceTrust(t, m)
+			checkWebhookTrust(t, m)
+			if n := len(m.ofKind("ValidatingWebhookConfiguration")); n != 0 {
+				t.Errorf("%d ValidatingWebhookConfigurations: webhooks cannot skip TLS verification", n)
+			}
 			for _, o := range m.ofKind("APIService") {
 				if v, _, _ := unstructured.NestedBool(o.Object, "spec", "insecureSkipTLSVerify"); !v {
 					t.Errorf("APIService %s: insecureSkipTLSVerify not set", o.GetName())
@@ -869,12 +990,15 @@ func TestKustomize(t *testing.T) {
 		}
 	}
 
-	baseObjects := len(load(t).objs)
+	baseKeys := keys(load(t))
 	for _, tc := range kustomizeCases {
 		t.Run(tc.name, func(t *testing.T) {
 			m := kustomize(t, tc.components...)
-			if len(m.objs) < baseObjects {
-				t.Errorf("the components remove objects")
+			got := keys(m)
+			for _, k := range baseKeys {
+				if removed := slices.Contains(tc.removes, k); slices.Contains(got, k) == removed {
+					t.Errorf("%s: rendered %v, removed by the components %v", k, !removed, removed)
+				}
 			}
 			checkRendered(t, m)
 			if tc.check != nil {

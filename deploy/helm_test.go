@@ -216,7 +216,7 @@ var templateCases = []struct {
 			if ns := m.ofKind("Namespace"); len(ns) > 0 {
 				t.Errorf("createNamespace is false, but the chart renders %v", keys(manifests{ns}))
 			}
-			wantAPIServices(t, m, deploy.APIServices...)
+			wantAPIServices(t, m, append(deploy.APIServices, deploy.DiagnosticsAPIService)...)
 		},
 	},
 	{
@@ -227,17 +227,19 @@ apiServices:
   resourceMetrics: false
 `},
 		check: func(t *testing.T, r release, m manifests) {
-			wantAPIServices(t, m, "v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io")
+			wantAPIServices(t, m, "v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io", deploy.DiagnosticsAPIService)
 			// Nor does Gantry serve metrics.k8s.io (or scrape kubelets for
 			// it) unregistered.
 			_, c := deploymentOf(t, m, "gantry")
 			if got := flagValue(parseArgs(t, c.Args), "resource-metrics"); got != "none" {
 				t.Errorf("--resource-metrics=%q, want none", got)
 			}
-			// kubectl top stays with metrics-server: no aggregation to view.
+			// kubectl top stays with metrics-server: no aggregation of
+			// metrics.k8s.io to view.
 			for _, o := range m.ofKind("ClusterRole") {
-				if o.GetLabels()["rbac.authorization.k8s.io/aggregate-to-view"] != "" {
-					t.Errorf("ClusterRole %s aggregates to view without metrics.k8s.io registered", o.GetName())
+				r := typed[rbacv1.ClusterRole](t, o)
+				if o.GetLabels()["rbac.authorization.k8s.io/aggregate-to-view"] != "" && allows(r.Rules, "metrics.k8s.io", "pods", "get") {
+					t.Errorf("ClusterRole %s aggregates metrics.k8s.io to view without it registered", o.GetName())
 				}
 			}
 		},
@@ -362,6 +364,16 @@ apiServices:
 				if ca, err := parsePEMCert(b, true); err != nil || ca.Subject.CommonName != "gantry test CA" {
 					t.Errorf("APIService %s: caBundle is not apiServices.caBundle (%v)", o.GetName(), err)
 				}
+			}
+			for _, o := range m.ofKind("ValidatingWebhookConfiguration") {
+				b, _, _ := unstructured.NestedSlice(o.Object, "webhooks")
+				ca, _, _ := unstructured.NestedString(b[0].(map[string]any), "clientConfig", "caBundle")
+				if cert, err := parsePEMCert(ca, true); err != nil || cert.Subject.CommonName != "gantry test CA" {
+					t.Errorf("webhook %s: caBundle is not apiServices.caBundle (%v)", o.GetName(), err)
+				}
+			}
+			if n := len(m.ofKind("ValidatingWebhookConfiguration")); n != 1 {
+				t.Errorf("%d ValidatingWebhookConfigurations, want the MetricRule webhook", n)
 			}
 			// checkCommon checks the ServiceMonitor verifies with that CA.
 			if n := len(m.ofKind("ServiceMonitor")); n != 1 {
@@ -552,6 +564,30 @@ backendSecrets:
 		},
 	},
 	{
+		name: "MetricRules and the diagnostics API off",
+		release: release{name: "gantry", namespace: "gantry", values: `
+metricRules: {enabled: false}
+apiServices: {diagnostics: false}
+`},
+		check: func(t *testing.T, r release, m manifests) {
+			wantAPIServices(t, m, deploy.APIServices...)
+			for _, kind := range []string{"CustomResourceDefinition", "ValidatingWebhookConfiguration"} {
+				if n := len(m.ofKind(kind)); n > 0 {
+					t.Errorf("%d %ss rendered with metricRules.enabled=false", n, kind)
+				}
+			}
+			for _, o := range m.ofKind("ClusterRole") {
+				if strings.Contains(o.GetName(), "metricrules") || strings.Contains(o.GetName(), "diagnostics") {
+					t.Errorf("ClusterRole %s rendered with both off", o.GetName())
+				}
+			}
+			_, c := deploymentOf(t, m, "gantry")
+			if got := flagValue(parseArgs(t, c.Args), "metricrules"); got != "false" {
+				t.Errorf("--metricrules=%q, want false: Gantry would look for a CRD that is not installed", got)
+			}
+		},
+	},
+	{
 		name: "config given as a file",
 		release: release{name: "gantry", namespace: "gantry", files: map[string]string{
 			"config": string(deploy.Config()),
@@ -599,6 +635,7 @@ func checkCommon(t *testing.T, r release, m manifests) {
 	}
 	checkRendered(t, m)
 	checkAPIServiceTrust(t, m)
+	checkWebhookTrust(t, m)
 	d, _ := deploymentOf(t, m, m.ofKind("Deployment")[0].GetName())
 	if d.Spec.Template.Spec.ServiceAccountName == "" || m.find("ServiceAccount", r.namespace, d.Spec.Template.Spec.ServiceAccountName) == nil {
 		t.Errorf("Deployment runs as ServiceAccount %q, which the chart does not create", d.Spec.Template.Spec.ServiceAccountName)
@@ -625,6 +662,20 @@ func checkCommon(t *testing.T, r release, m manifests) {
 			t.Errorf("APIService %s points at %v, not Service %s/%s port %d", o.GetName(), s, svc.Namespace, svc.Name, svc.Spec.Ports[0].Port)
 		}
 	}
+	for _, o := range m.ofKind("ValidatingWebhookConfiguration") {
+		checkWebhook(t, o, svc.Namespace, svc.Name, svc.Spec.Ports[0].Port)
+	}
+	if crd := m.find("CustomResourceDefinition", "", deploy.MetricRuleCRD); crd != nil {
+		checkMetricRuleCRD(t, crd)
+		// The chart's copy of the CRD is the manifests'.
+		base := load(t).find("CustomResourceDefinition", "", deploy.MetricRuleCRD)
+		if diff := cmp.Diff(base.Object["spec"], crd.Object["spec"]); diff != "" {
+			t.Errorf("the chart's MetricRule CRD differs from deploy/manifests/%s (-manifests +chart):\n%s", deploy.MetricRuleFile, diff)
+		}
+		if m.find("APIService", "", deploy.DiagnosticsAPIService) != nil {
+			checkMetricRuleRBAC(t, m, r.namespace, d.Spec.Template.Spec.ServiceAccountName, d.Name)
+		}
+	}
 	if pdbs := m.ofKind("PodDisruptionBudget"); len(pdbs) == 1 {
 		pdb := typed[policyv1.PodDisruptionBudget](t, pdbs[0])
 		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
@@ -645,7 +696,7 @@ func checkMatchesBase(t *testing.T, r release, m manifests) {
 	if diff := cmp.Diff(keys(base), keys(m)); diff != "" {
 		t.Errorf("objects differ from deploy/manifests with components/cert-manager (-base +chart):\n%s", diff)
 	}
-	wantAPIServices(t, m, deploy.APIServices...)
+	wantAPIServices(t, m, append(deploy.APIServices, deploy.DiagnosticsAPIService)...)
 	for _, o := range m.ofKind("APIService") {
 		if _, ok, _ := unstructured.NestedFieldNoCopy(o.Object, "spec", "insecureSkipTLSVerify"); ok {
 			t.Errorf("APIService %s: insecureSkipTLSVerify set by default", o.GetName())
@@ -653,6 +704,16 @@ func checkMatchesBase(t *testing.T, r release, m manifests) {
 		want := base.find("APIService", "", o.GetName()).GetAnnotations()["cert-manager.io/inject-ca-from"]
 		if got := o.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != want {
 			t.Errorf("APIService %s: inject-ca-from %q, the base has %q", o.GetName(), got, want)
+		}
+	}
+	for _, o := range base.ofKind("ValidatingWebhookConfiguration") {
+		if c := m.find("ValidatingWebhookConfiguration", "", o.GetName()); c != nil {
+			if diff := cmp.Diff(o.Object["webhooks"], c.Object["webhooks"]); diff != "" {
+				t.Errorf("ValidatingWebhookConfiguration %s (-base +chart):\n%s", o.GetName(), diff)
+			}
+			if got, want := c.GetAnnotations()["cert-manager.io/inject-ca-from"], o.GetAnnotations()["cert-manager.io/inject-ca-from"]; got != want {
+				t.Errorf("ValidatingWebhookConfiguration %s: inject-ca-from %q, the base has %q", o.GetName(), got, want)
+			}
 		}
 	}
 	// The certificates: the same issuers and certificates.
@@ -951,7 +1012,7 @@ func TestHelmNotes(t *testing.T) {
 			for _, o := range m.ofKind("APIService") {
 				registered[o.GetName()] = true
 			}
-			for _, name := range deploy.APIServices {
+			for _, name := range append(deploy.APIServices, deploy.DiagnosticsAPIService) {
 				if listed := strings.Contains(notes, name); listed != registered[name] {
 					t.Errorf("NOTES list %s: %v, registered: %v\n%s", name, listed, registered[name], notes)
 				}
@@ -1017,6 +1078,8 @@ func TestHelmBadValues(t *testing.T) {
 		{"network policy without the kube-apiserver", "networkPolicy: {enabled: true, apiServer: []}", "networkPolicy.apiServer is empty", false},
 		{"network policy peer misspelt", "networkPolicy:\n  apiServer: [{ipblock: {cidr: 10.0.0.0/8}}]", "additional properties 'ipblock' not allowed", true},
 		{"network policy CIDR without a prefix", "networkPolicy:\n  apiServer: [{ipBlock: {cidr: 10.0.0.1}}]", "/networkPolicy/apiServer/0/ipBlock/cidr", true},
+		{"metricRules switch not a boolean", "metricRules: {enabled: \"yes\"}", "/metricRules/enabled", true},
+		{"diagnostics switch not a boolean", "apiServices: {diagnostics: 1}", "/apiServices/diagnostics", true},
 		{"kubelet proxy switch not a boolean", "kubelet: {viaAPIServerProxy: \"yes\"}", "/kubelet/viaAPIServerProxy", true},
 		{"backend secret name not a Secret's", "backendSecrets: [{name: Thanos_Auth}]", "/backendSecrets/0/name", true},
 		{"backend secret listed twice", "backendSecrets: [{name: thanos-auth}, {name: thanos-auth}]", "'/backendSecrets': items at 0 and 1 are equal", true},

@@ -113,3 +113,40 @@ nested in a ConfigMap volume itself.
 {{- define "gantry.backendsDir" -}}
 /etc/gantry/backends
 {{- end }}
+
+{{/*
+An APIService for a group-version served by Gantry; the argument is
+(list $ version group).
+*/}}
+{{- define "gantry.apiService" -}}
+{{- $ := index . 0 }}
+{{- $version := index . 1 }}
+{{- $group := index . 2 -}}
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: {{ $version }}.{{ $group }}
+  labels:
+    {{- include "gantry.labels" $ | nindent 4 }}
+  {{- if $.Values.certManager.enabled }}
+  annotations:
+    cert-manager.io/inject-ca-from: {{ $.Release.Namespace }}/{{ include "gantry.servingCertName" $ }}
+  {{- end }}
+spec:
+  group: {{ $group }}
+  version: {{ $version }}
+  groupPriorityMinimum: {{ $.Values.apiServices.groupPriorityMinimum }}
+  {{- /* custom.metrics.k8s.io/v1beta2 is preferred over v1beta1. */}}
+  versionPriority: {{ if eq $version "v1beta2" }}200{{ else }}100{{ end }}
+  service:
+    name: {{ include "gantry.fullname" $ }}
+    namespace: {{ $.Release.Namespace }}
+    port: {{ $.Values.service.port }}
+  {{- if $.Values.certManager.enabled }}
+  {{- /* the cainjector fills in caBundle */}}
+  {{- else if $.Values.apiServices.caBundle }}
+  caBundle: {{ $.Values.apiServices.caBundle | b64enc }}
+  {{- else if $.Values.apiServices.insecureSkipTLSVerify }}
+  insecureSkipTLSVerify: true
+  {{- end }}
+{{- end }}
