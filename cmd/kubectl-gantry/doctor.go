@@ -143,6 +143,13 @@ func (o *options) doctor(ctx context.Context, f doctorFlags) error {
 	if err != nil {
 		return failed(err)
 	}
+	// One clear error for a cluster that cannot be reached, rather than
+	// every check failing the same way.
+	if _, err := c.kube.Discovery().ServerVersion(); err != nil {
+		if _, isStatus := err.(apierrors.APIStatus); !isStatus {
+			return failed(fmt.Errorf("cannot reach the kube-apiserver: %w", err))
+		}
+	}
 	d := &doctor{c: c, f: f, ns: rep.Namespace}
 	rep.Cluster = d.clusterChecks(ctx)
 	rep.HPAs = d.hpaChecks(ctx)

@@ -361,6 +361,18 @@ func TestDoctorForbidden(t *testing.T) {
 	})
 }
 
+// TestDoctorUnreachable: a cluster that cannot be reached is one error, not
+// a FAIL per check.
+func TestDoctorUnreachable(t *testing.T) {
+	_, srv := newFakeAPI(t)
+	kc := writeKubeconfig(t, "a", map[string]string{"a": srv.URL})
+	srv.Close()
+	res := runPlugin(t, kc, "doctor", "-n", "shop")
+	if res.code != exitFailed || res.stdout != "" || !strings.Contains(res.stderr, "cannot reach the kube-apiserver") {
+		t.Errorf("exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+}
+
 // TestDoctorGantryService: --gantry-namespace/--gantry-service name
 // Gantry's service; without them it is learnt from the diagnostics
 // APIService.

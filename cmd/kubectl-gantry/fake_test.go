@@ -48,6 +48,7 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 // serveDiscovery answers kubectl's discovery for a few resources, enough
 // to resolve --resource as kubectl does (short names, groups, scope).
 func (f *fakeAPI) serveDiscovery() {
+	f.set("/version", map[string]string{"major": "1", "minor": "37", "gitVersion": "v1.37.2"})
 	f.set("/api", &metav1.APIVersions{TypeMeta: metav1.TypeMeta{Kind: "APIVersions"}, Versions: []string{"v1"}})
 	f.set("/api/v1", &metav1.APIResourceList{TypeMeta: metav1.TypeMeta{Kind: "APIResourceList", APIVersion: "v1"}, GroupVersion: "v1",
 		APIResources: []metav1.APIResource{
