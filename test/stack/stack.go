@@ -4,6 +4,12 @@
 // process, registered with the aggregation layer through the manifests in
 // deploy/ and authenticating as its own ServiceAccount. The e2e tests and
 // `make demo` both start it.
+//
+// Every stack's cluster has the MetricRule CRD of deploy/ and the RBAC that
+// comes with it. The MetricRule validating webhook is registered only on
+// request (Options.MetricRuleWebhook, Stack.RegisterWebhook), and the
+// diagnostics APIService not at all: the tests of the diagnostics API
+// register it.
 package stack
 
 import (
@@ -17,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,6 +93,9 @@ type Options struct {
 	// `podman run ... <image> <args...>` (test/e2e/image_test.go). Stop
 	// signals that command.
 	GantryCommand func(replica int, args []string) ([]string, error)
+	// MetricRuleWebhook registers the MetricRule validating webhook once
+	// Gantry is Available (see Stack.RegisterWebhook).
+	MetricRuleWebhook bool
 }
 
 // Stack is a running cluster, Prometheus and Gantry.
@@ -107,6 +117,9 @@ type Stack struct {
 	replicas   []*Replica
 	caPEM      []byte
 	configFile string
+	// servedPort is where the APIServices (and the webhook) reach Gantry:
+	// the one replica's port, or the balancer's.
+	servedPort int
 }
 
 // Start brings everything up and returns once the four APIServices are
@@ -178,6 +191,11 @@ func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 		return st, err
 	}
 	opts.Logf("stack: gantry registered and Available in %s", time.Since(begin).Round(10*time.Millisecond))
+	if opts.MetricRuleWebhook {
+		if err := st.RegisterWebhook(ctx); err != nil {
+			return st, err
+		}
+	}
 	return st, nil
 }
 
@@ -281,6 +299,9 @@ func (st *Stack) WriteConfig(content string) error {
 // what needs a kubelet: the Deployment and its PodDisruptionBudget. The
 // Service becomes an ExternalName to localhost and the APIServices get the
 // serving CA, so the aggregator reaches the Gantry process on loopback.
+// The diagnostics APIService and the MetricRule webhook are left out (see
+// the package comment). It returns once the MetricRule CRD is Established,
+// so that Gantry finds it at start.
 func (st *Stack) applyManifests(ctx context.Context) error {
 	objs, err := deploy.Objects()
 	if err != nil {
@@ -294,7 +315,7 @@ func (st *Stack) applyManifests(ctx context.Context) error {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(st.Cluster.Client().Discovery()))
 	for _, obj := range objs {
 		switch obj.GetKind() {
-		case "Deployment", "PodDisruptionBudget":
+		case "Deployment", "PodDisruptionBudget", "ValidatingWebhookConfiguration":
 			continue
 		case "ConfigMap":
 			if obj.GetName() == "gantry-config" {
@@ -329,7 +350,31 @@ func (st *Stack) applyManifests(ctx context.Context) error {
 			return fmt.Errorf("stack: applying %s %s/%s: %w", gvk.Kind, obj.GetNamespace(), obj.GetName(), err)
 		}
 	}
-	return nil
+	return st.waitCRDEstablished(ctx, dyn, deploy.MetricRuleCRD)
+}
+
+// waitCRDEstablished waits until a CustomResourceDefinition's
+// Established condition is True: its resource is then served.
+func (st *Stack) waitCRDEstablished(ctx context.Context, dyn dynamic.Interface, name string) error {
+	gvr := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		obj, err := dyn.Resource(gvr).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			conds, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+			for _, c := range conds {
+				if m, _ := c.(map[string]any); m["type"] == "Established" && m["status"] == "True" {
+					return nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stack: CustomResourceDefinition %s not Established: %w (last error: %v)", name, ctx.Err(), err)
+		case <-tick.C:
+		}
+	}
 }
 
 // startGantry runs the Gantry binary with the ServiceAccount's token, so
@@ -414,6 +459,7 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 		port = st.Balancer.Port()
 		st.opts.Logf("stack: %d gantry replicas behind a round-robin balancer on port %d", len(addrs), port)
 	}
+	st.servedPort = port
 
 	// Now the APIServices can point at Gantry's port.
 	objs, err := deploy.Objects()
@@ -426,7 +472,7 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 	}
 	gvr := schema.GroupVersionResource{Group: "apiregistration.k8s.io", Version: "v1", Resource: "apiservices"}
 	for _, obj := range objs {
-		if obj.GetKind() != "APIService" {
+		if obj.GetKind() != "APIService" || !slices.Contains(APIServices, obj.GetName()) {
 			continue
 		}
 		_ = unstructured.SetNestedField(obj.Object, int64(port), "spec", "service", "port")
