@@ -29,7 +29,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	externalv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 
-	"github.com/gantry-dev/gantry/test/stack"
+	"github.com/gantry-dev/gantry/deploy"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
@@ -304,41 +304,45 @@ func (r *ruleEnv) manifest(t *testing.T, ns, name, spec string) string {
 	return path
 }
 
-// webhookName is the ValidatingWebhookConfiguration the test registers,
-// as deploy/'s would, but pointing at the test's Gantry port.
-const webhookName = "e2e-gantry-metricrules"
+// shippedWebhook is the ValidatingWebhookConfiguration of deploy/manifests
+// (metricrules-webhook.yaml), as kubectl apply -k would create it.
+func shippedWebhook(t *testing.T) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	t.Helper()
+	objs, err := deploy.Objects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if o.GetKind() != "ValidatingWebhookConfiguration" {
+			continue
+		}
+		var wh admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(o.Object, &wh); err != nil {
+			t.Fatalf("deploy/manifests: ValidatingWebhookConfiguration %s: %v", o.GetName(), err)
+		}
+		return &wh
+	}
+	t.Fatal("deploy/manifests (kustomization.yaml) has no ValidatingWebhookConfiguration for MetricRules")
+	return nil
+}
 
-// registerWebhook registers Gantry's /validate-metricrules as the
-// validating webhook of MetricRules, with the contract's settings
-// (failurePolicy Ignore, sideEffects None, 5s), reached through Gantry's
-// Service (an ExternalName to localhost) on port.
+// registerWebhook registers the shipped webhook configuration, reaching
+// Gantry through its Service (an ExternalName to localhost) on port, with
+// the serving CA as caBundle, as the cert-manager component would inject
+// it.
 func (r *ruleEnv) registerWebhook(ctx context.Context, t *testing.T, port int32) {
 	t.Helper()
-	path := "/validate-metricrules"
-	ignore := admissionregistrationv1.Ignore
-	none := admissionregistrationv1.SideEffectClassNone
-	timeout := int32(5)
-	scope := admissionregistrationv1.NamespacedScope
-	want := &admissionregistrationv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: webhookName},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name: "metricrules.gantry.dev",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{
-				Service:  &admissionregistrationv1.ServiceReference{Namespace: stack.Namespace, Name: stack.Service, Path: &path, Port: &port},
-				CABundle: r.st.Cluster.CAPEM(),
-			},
-			Rules: []admissionregistrationv1.RuleWithOperations{{
-				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule:       admissionregistrationv1.Rule{APIGroups: []string{"gantry.dev"}, APIVersions: []string{"v1alpha1"}, Resources: []string{"metricrules"}, Scope: &scope},
-			}},
-			FailurePolicy:           &ignore,
-			SideEffects:             &none,
-			TimeoutSeconds:          &timeout,
-			AdmissionReviewVersions: []string{"v1"},
-		}},
+	want := shippedWebhook(t)
+	for i := range want.Webhooks {
+		svc := want.Webhooks[i].ClientConfig.Service
+		if svc == nil {
+			t.Fatalf("deploy/manifests: webhook %s of %s does not call a Service", want.Webhooks[i].Name, want.Name)
+		}
+		svc.Port = &port
+		want.Webhooks[i].ClientConfig.CABundle = r.st.Cluster.CAPEM()
 	}
 	api := r.client.AdmissionregistrationV1().ValidatingWebhookConfigurations()
-	have, err := api.Get(ctx, webhookName, metav1.GetOptions{})
+	have, err := api.Get(ctx, want.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 		_, err = api.Create(ctx, want, metav1.CreateOptions{})
@@ -351,12 +355,14 @@ func (r *ruleEnv) registerWebhook(ctx context.Context, t *testing.T, port int32)
 	}
 }
 
-func (r *ruleEnv) removeWebhook(ctx context.Context) error {
-	err := r.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, webhookName, metav1.DeleteOptions{})
-	if apierrors.IsNotFound(err) {
-		return nil
+// removeWebhook deletes the shipped webhook configuration, if there.
+func (r *ruleEnv) removeWebhook(ctx context.Context, t *testing.T) {
+	t.Helper()
+	name := shippedWebhook(t).Name
+	err := r.client.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(ctx, name, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Fatalf("removing the MetricRule webhook %s: %v", name, err)
 	}
-	return err
 }
 
 // gantryPort is the port of Gantry's secure listener.
