@@ -119,6 +119,9 @@ func firingData(now time.Time) []prom.Sample {
 	// GantryNoMetricsDiscovered.
 	gauge(`__name__=gantry_discovery_metrics,`+g+`,api=custom`, 0)
 	gauge(`__name__=gantry_discovery_metrics,`+g+`,api=external`, 0)
+	// GantryMetricRuleNotReady: MetricRule team-a/web, as a ServiceMonitor
+	// scrape labels it.
+	gauge(`__name__=gantry_metricrule_ready,`+g+`,exported_namespace=team-a,name=web`, 0)
 
 	// HPAMaxedOut, HPAReplicasMismatch, HPAMetricsUnavailable: HPA web
 	// at its maximum of 10, wanting 12, without metrics.
