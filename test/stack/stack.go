@@ -7,9 +7,9 @@
 //
 // Every stack's cluster has the MetricRule CRD of deploy/ and the RBAC that
 // comes with it. The MetricRule validating webhook is registered only on
-// request (Options.MetricRuleWebhook, Stack.RegisterWebhook), and the
-// diagnostics APIService not at all: the tests of the diagnostics API
-// register it.
+// request (Options.MetricRuleWebhook, Stack.RegisterWebhook). The
+// diagnostics APIService (DiagnosticsAPIService) is registered with the
+// metrics ones.
 package stack
 
 import (
@@ -56,12 +56,14 @@ const (
 	Service        = "gantry"
 )
 
-// APIServices are the four API versions Gantry registers.
+// APIServices are the API versions Gantry registers: the four of the
+// metrics APIs and its diagnostics API.
 var APIServices = []string{
 	"v1beta1.custom.metrics.k8s.io",
 	"v1beta2.custom.metrics.k8s.io",
 	"v1beta1.external.metrics.k8s.io",
 	"v1beta1.metrics.k8s.io",
+	DiagnosticsAPIService,
 }
 
 // Options configure Start.
@@ -122,7 +124,7 @@ type Stack struct {
 	servedPort int
 }
 
-// Start brings everything up and returns once the four APIServices are
+// Start brings everything up and returns once Gantry's APIServices are
 // Available. On error, what was started is stopped.
 func Start(ctx context.Context, opts Options) (st *Stack, err error) {
 	if opts.WorkDir == "" {
@@ -299,8 +301,8 @@ func (st *Stack) WriteConfig(content string) error {
 // what needs a kubelet: the Deployment and its PodDisruptionBudget. The
 // Service becomes an ExternalName to localhost and the APIServices get the
 // serving CA, so the aggregator reaches the Gantry process on loopback.
-// The diagnostics APIService and the MetricRule webhook are left out (see
-// the package comment). It returns once the MetricRule CRD is Established,
+// The MetricRule webhook is left out (see the package comment), and the
+// APIServices wait for Gantry's port. It returns once the MetricRule CRD is Established,
 // so that Gantry finds it at start.
 func (st *Stack) applyManifests(ctx context.Context) error {
 	objs, err := deploy.Objects()
@@ -466,6 +468,11 @@ func (st *Stack) startGantry(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
+	diagnostics, err := diagnosticsObjects()
+	if err != nil {
+		return err
+	}
+	objs = append(objs, diagnostics...)
 	dyn, err := dynamic.NewForConfig(st.Cluster.RESTConfig())
 	if err != nil {
 		return err
