@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -84,6 +85,10 @@ func (c *Controller) status(mr *MetricRule, refusal *Refusal, s *served, nsServe
 		}
 		c.metrics.set(mr, ready.Status == metav1.ConditionTrue, len(want.Metrics))
 	}
+	want.Message = truncate(want.Message, maxMessage)
+	for i := range want.Conditions {
+		want.Conditions[i].Message = truncate(want.Conditions[i].Message, maxConditionMessage)
+	}
 	now := metav1.NewTime(c.opts.Clock.Now().Truncate(time.Second))
 	for i := range want.Conditions {
 		w := &want.Conditions[i]
@@ -157,6 +162,27 @@ func discoveryMessage(err error) string {
 		parts = append(parts, fmt.Sprintf("%s.seriesQuery: discovery failed: %v", section, cause))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// The longest messages written: status.message is a printer column, and
+// the CRD bounds a condition's message at 32768 bytes.
+const (
+	maxMessage          = 1024
+	maxConditionMessage = 16 << 10
+)
+
+// truncate shortens s to at most n bytes, on a UTF-8 boundary, and says
+// that it did.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const more = " …"
+	i := n - len(more)
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + more
 }
 
 // firstProblem is the first of the problems a message joins.

@@ -82,7 +82,7 @@ func review1(req *admissionv1.AdmissionRequest, env *Env) *admissionv1.Admission
 		mr.Name = u.GetGenerateName()
 	}
 	if _, refusal := Compile(mr.Namespace, mr.Name, mr.Spec, env); refusal != nil {
-		return deny(resp, refusal.Full())
+		return deny(resp, truncate(refusal.Full(), maxConditionMessage))
 	}
 	return resp
 }
