@@ -2,7 +2,7 @@
 // Grafana Foundation SDK, and renders them to the JSON files committed beside
 // this file:
 //
-//	gantry-overview.json     Gantry itself: API requests, backend queries, discovery, process
+//	gantry-overview.json     Gantry itself: API requests, backend queries, discovery, namespaced rules, process
 //	gantry-autoscaling.json  HPAs and VPAs (kube-state-metrics)
 //	gantry-workloads.json    CPU and memory per pod and container (cAdvisor / kubelet)
 //

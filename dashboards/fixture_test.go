@@ -130,6 +130,18 @@ func (f *fixture) gantry(t *testing.T, ctx context.Context) {
 		f.gauge(with(g, "gantry_discovery_last_success_timestamp_seconds"), func(ts time.Time) float64 {
 			return float64(ts.Truncate(time.Minute).Unix())
 		})
+		// MetricRules, as a ServiceMonitor scrape labels them (the
+		// target's namespace, the rule's in exported_namespace): team-a/web
+		// Ready with two metrics, team-b/queue not Ready.
+		for _, r := range []struct {
+			namespace, name string
+			ready, metrics  float64
+		}{{"team-a", "web", 1, 2}, {"team-b", "queue", 0, 0}} {
+			rl := with(g, "", "namespace", "gantry", "exported_namespace", r.namespace, "name", r.name)
+			f.constant(with(rl, "gantry_metricrule_ready"), r.ready)
+			f.constant(with(rl, "gantry_metricrule_metrics"), r.metrics)
+		}
+		f.histogram(t, ctx, g, "gantry_metricrule_apply_to_served_seconds", 1.0/60, .25, .5, 1, 2, 5)
 		f.counter(t, ctx, with(g, "process_cpu_seconds_total"), 0.02)
 		f.constant(with(g, "process_resident_memory_bytes"), float64((60+i)<<20))
 		f.constant(with(g, "go_memstats_heap_inuse_bytes"), float64((20+i)<<20))

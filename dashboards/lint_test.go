@@ -184,7 +184,7 @@ func TestLintRules(t *testing.T) {
 		{
 			name: "panel without a title", file: overview, rules: []string{dashboards.RuleTitle},
 			mutate: func(t *testing.T, d *dashboard.Dashboard) { panelNamed(t, d, "CPU").Title = nil },
-			want:   `panel 25 "": title: timeseries panel without a title`,
+			want:   `panel 33 "": title: timeseries panel without a title`,
 		},
 		{
 			name: "panel without a description", file: autoscaling, rules: []string{dashboards.RuleTitle},

@@ -34,6 +34,16 @@ func requestRatio(codeRegexp string) string {
 		gantryRate("gantry_requests_total", `code=~"`+codeRegexp+`"`), gantryRate("gantry_requests_total"))
 }
 
+// metricRuleSeries is one of Gantry's series about MetricRules, by
+// namespace and name, with the MetricRule's namespace in the namespace
+// label: where the scrape sets a namespace label of its own (a
+// ServiceMonitor sets Gantry's), Prometheus keeps the MetricRule's in
+// exported_namespace. agg combines the instances (min: a rule is Ready
+// where every instance serves it).
+func metricRuleSeries(agg, metric string) string {
+	return fmt.Sprintf(`%s by (namespace, name) (label_replace(%s, "namespace", "$1", "exported_namespace", "(.+)"))`, agg, gantrySel(metric))
+}
+
 func overview() *dashboard.DashboardBuilder {
 	const discoverySeries = "gantry_discovery_last_success_timestamp_seconds"
 	return newDashboard("gantry-overview", "Gantry / Overview",
@@ -152,6 +162,49 @@ func overview() *dashboard.DashboardBuilder {
 			"Failed series queries per minute, by rule, named as in the config file: rules[3] (http_requests).",
 			unitOpm,
 			q(fmt.Sprintf("60 * sum by (rule) (%s)", gantryRate("gantry_discovery_relist_failures_total")), "{{rule}}")).
+			Min(0)).
+
+		// --- Namespaced rules -----------------------------------------------
+		WithRow(dashboard.NewRowBuilder("Namespaced rules")).
+		WithPanel(single("MetricRules",
+			"MetricRules (gantry.dev/v1alpha1, the rules app teams keep in their own namespaces) that Gantry knows.",
+			unitNone,
+			q(fmt.Sprintf("count(%s)", metricRuleSeries("max", "gantry_metricrule_ready")), "MetricRules")).
+			NoValue("0")).
+		WithPanel(single("MetricRules not Ready",
+			"MetricRules whose Ready condition is false on some instance: refused (invalid, namespace or backend not allowed, too many rules) or serving nothing (no series, discovery failed, name taken by a cluster rule). kubectl get metricrules -A shows why.",
+			unitNone,
+			q(fmt.Sprintf("count(%s == 0) or vector(0)", metricRuleSeries("min", "gantry_metricrule_ready")), "not Ready")).
+			Thresholds(thresholds(at(1, "red")))).
+		WithPanel(single("Metrics served by MetricRules",
+			"Metrics the MetricRules serve now, each in its own namespace only.",
+			unitNone,
+			q(fmt.Sprintf("sum(%s)", metricRuleSeries("max", "gantry_metricrule_metrics")), "metrics")).
+			NoValue("0")).
+		WithPanel(single("Apply to served p99",
+			"99th percentile, over the selected time range, of the time from Gantry seeing a new generation of a MetricRule to its metrics being served.",
+			unitSeconds,
+			q(fmt.Sprintf("histogram_quantile(0.99, sum by (le) (increase(%s[$__range])))", gantrySel("gantry_metricrule_apply_to_served_seconds_bucket")), "p99")).
+			Thresholds(thresholds(at(5, "orange"), at(30, "red")))).
+		WithPanel(graph("MetricRules not Ready by namespace",
+			"MetricRules not Ready, per namespace. A namespace's broken or oversized rules affect no other namespace.",
+			unitNone,
+			q(fmt.Sprintf("count by (namespace) (%s == 0)", metricRuleSeries("min", "gantry_metricrule_ready")), "{{namespace}}")).
+			Span(8).
+			Min(0)).
+		WithPanel(graph("Metrics served by namespace",
+			"Metrics served by the MetricRules of each namespace.",
+			unitNone,
+			q(fmt.Sprintf("sum by (namespace) (%s)", metricRuleSeries("max", "gantry_metricrule_metrics")), "{{namespace}}")).
+			Span(8).
+			Min(0)).
+		WithPanel(graph("Apply to served latency",
+			"Percentiles of the time from Gantry seeing a new generation of a MetricRule (an apply) to its metrics being served. Applies are rare: windows without one have no value, hence the panel's minimum interval of 2m.",
+			unitSeconds,
+			q(quantile(0.5, "gantry_metricrule_apply_to_served_seconds", ""), "p50"),
+			q(quantile(0.99, "gantry_metricrule_apply_to_served_seconds", ""), "p99")).
+			Interval("2m").
+			Span(8).
 			Min(0)).
 
 		// --- Process --------------------------------------------------------
