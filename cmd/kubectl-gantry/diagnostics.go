@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 )
 
 // The diagnostics API Gantry serves through the kube-apiserver.
@@ -24,7 +25,7 @@ var apiServicesGVR = schema.GroupVersionResource{Group: "apiregistration.k8s.io"
 // getHPAExplanation returns the HPAExplanation of one HPA as Gantry serves it.
 func (c *clients) getHPAExplanation(ctx context.Context, ns, name string) ([]byte, error) {
 	path := diagnosticsPrefix + "/namespaces/" + url.PathEscape(ns) + "/hpaexplanations/" + url.PathEscape(name)
-	body, err := c.raw.Get().AbsPath(path).DoRaw(ctx)
+	body, err := raw(c.raw.Get().AbsPath(path).Do(ctx))
 	return body, c.diagnosticsError(ctx, err, permHPAExplanation(ns))
 }
 
@@ -69,14 +70,23 @@ func (c *clients) getMetricExplanation(ctx context.Context, r metricRequest) ([]
 	for k, v := range r.params() {
 		req = req.Param(k, v)
 	}
-	body, err := req.DoRaw(ctx)
+	body, err := raw(req.Do(ctx))
 	return body, c.diagnosticsError(ctx, err, permMetricExplanation(r.namespace))
 }
 
 // getStatus returns Gantry's GantryStatus.
 func (c *clients) getStatus(ctx context.Context) ([]byte, error) {
-	body, err := c.raw.Get().AbsPath(diagnosticsPrefix + "/statuses/gantry").DoRaw(ctx)
+	body, err := raw(c.raw.Get().AbsPath(diagnosticsPrefix + "/statuses/gantry").Do(ctx))
 	return body, c.diagnosticsError(ctx, err, permStatus())
+}
+
+// raw is a result's body, or its error decoded from the server's Status
+// (Result.Raw would keep only the status code).
+func raw(res rest.Result) ([]byte, error) {
+	if err := res.Error(); err != nil {
+		return nil, err
+	}
+	return res.Raw()
 }
 
 // unavailableError says the diagnostics API cannot answer, and why.
@@ -100,6 +110,12 @@ func (c *clients) diagnosticsError(ctx context.Context, err error, p permission)
 		return nil
 	}
 	if apierrors.IsForbidden(err) {
+		// A refusal of something else than the user's request is Gantry's
+		// own: its service account may not read what the answer needs.
+		if st, ok := err.(apierrors.APIStatus); ok && st.Status().Details != nil &&
+			st.Status().Details.Kind != "" && st.Status().Details.Kind != p.resource {
+			return fmt.Errorf("gantry may not read what the answer needs (%s): check Gantry's ClusterRole gantry-diagnostics-reader (deploy/manifests/rbac-diagnostics.yaml)", st.Status().Message)
+		}
 		return &deniedError{perm: p, err: err}
 	}
 	groupMissing := apierrors.IsNotFound(err) && !isResourceNotFound(err)

@@ -31,6 +31,9 @@ type fakeAPI struct {
 	mu        sync.Mutex
 	objects   map[string]any // path → object, served as JSON
 	forbidden map[string]bool
+	// forbiddenDetails are the details of a path's 403 (the refused
+	// resource); without, the Status has none.
+	forbiddenDetails map[string]*metav1.StatusDetails
 	// unavailable paths answer 503 as the aggregator does for an
 	// APIService without endpoints.
 	unavailable map[string]bool
@@ -38,7 +41,8 @@ type fakeAPI struct {
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
-	f := &fakeAPI{t: t, objects: map[string]any{}, forbidden: map[string]bool{}, unavailable: map[string]bool{}}
+	f := &fakeAPI{t: t, objects: map[string]any{}, forbidden: map[string]bool{}, unavailable: map[string]bool{},
+		forbiddenDetails: map[string]*metav1.StatusDetails{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	f.serveDiscovery()
@@ -98,11 +102,12 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.requests = append(f.requests, seen)
 	obj, ok := f.objects[r.URL.Path]
 	forbidden := f.forbidden[r.URL.Path]
+	details := f.forbiddenDetails[r.URL.Path]
 	unavailable := f.unavailable[r.URL.Path]
 	f.mu.Unlock()
 	switch {
 	case forbidden:
-		writeStatus(w, metav1.Status{Status: "Failure", Reason: metav1.StatusReasonForbidden, Code: 403,
+		writeStatus(w, metav1.Status{Status: "Failure", Reason: metav1.StatusReasonForbidden, Code: 403, Details: details,
 			Message: fmt.Sprintf("%s is forbidden: User \"alice\" cannot get it", r.URL.Path)})
 	case unavailable:
 		http.Error(w, "service unavailable", http.StatusServiceUnavailable)

@@ -169,6 +169,20 @@ func TestExplainForbidden(t *testing.T) {
 	}
 }
 
+// TestExplainGantryForbidden: a 403 on what Gantry itself reads is not the
+// user's missing permission.
+func TestExplainGantryForbidden(t *testing.T) {
+	f, srv := newFakeAPI(t)
+	kc := writeKubeconfig(t, "a", map[string]string{"a": srv.URL})
+	path := hpaExplanationPath("shop", "web")
+	f.forbid(path)
+	f.forbiddenDetails[path] = &metav1.StatusDetails{Group: "autoscaling", Kind: "horizontalpodautoscalers", Name: "web"}
+	res := runPlugin(t, kc, "explain", "hpa", "web", "-n", "shop")
+	if res.code != exitFailed || !strings.Contains(res.stderr, "gantry-diagnostics-reader") || strings.Contains(res.stderr, "missing permission") {
+		t.Errorf("exit %d, stderr:\n%s", res.code, res.stderr)
+	}
+}
+
 // TestExplainUnavailable: when Gantry is down the aggregator answers 503;
 // explain says which APIService is not Available and why.
 func TestExplainUnavailable(t *testing.T) {
