@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -128,10 +127,4 @@ func (o *options) clients() (*clients, error) {
 		return nil, fmt.Errorf("creating the Kubernetes client: %w", err)
 	}
 	return &clients{kube: kube, dynamic: dyn, raw: kube.Discovery().RESTClient()}, nil
-}
-
-// flagChanged says whether the user set a flag on the command line.
-func flagChanged(fs *pflag.FlagSet, name string) bool {
-	f := fs.Lookup(name)
-	return f != nil && f.Changed
 }
