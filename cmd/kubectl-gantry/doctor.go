@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -575,17 +574,14 @@ func (d *doctor) hpaChecks(ctx context.Context) []hpaCheck {
 		}
 		return items[i].Name < items[j].Name
 	})
+	// Each goroutine writes its own element.
 	results := make([][]hpaCheck, len(items))
-	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(hpaConcurrency)
 	for i := range items {
 		ns, name := items[i].Namespace, items[i].Name
 		g.Go(func() error {
-			checks := d.hpaCheck(gctx, ns, name)
-			mu.Lock()
-			results[i] = checks
-			mu.Unlock()
+			results[i] = d.hpaCheck(gctx, ns, name)
 			return nil
 		})
 	}
