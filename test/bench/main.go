@@ -118,6 +118,9 @@ type flags struct {
 	pprofSecs int
 	verbose   bool
 	gantry    []string // extra Gantry flags
+
+	// The metricrules and explain scenarios' (metricrules.go).
+	metricRules metricRulesFlags
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
@@ -133,6 +136,7 @@ func run(args []string, out io.Writer) int {
 	f.soak.register(flag)
 	f.flood.register(flag)
 	f.thanos.register(flag)
+	f.metricRules.register(flag)
 	flag.StringVar(&pods, "pods", "100,1000", "pods scenario: comma-separated pod counts (ascending); empty skips it")
 	flag.DurationVar(&f.idle, "idle-window", 10*time.Second, "pods scenario: how long Gantry's CPU is read without requests before the blocks, for its background share (0 skips it)")
 	flag.IntVar(&f.requests, "requests", 200, "pods scenario: sequential requests per pod count and client")
@@ -344,6 +348,8 @@ type result struct {
 	Soak      *soakResult      `json:"soak,omitempty"`
 	Flood     *floodResult     `json:"flood,omitempty"`
 	Failover  *failoverResult  `json:"failover,omitempty"`
+	// MetricRules is the metricrules scenario's (metricrules.go).
+	MetricRules *metricRulesResult `json:"metricrules,omitempty"`
 }
 
 // bench is one running stack and its clients.
@@ -435,6 +441,16 @@ func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results 
 		}
 		if err != nil {
 			return results, fmt.Errorf("flood scenario, %d pods, ttl %s: %w", f.flood.pods, ttl, err)
+		}
+	}
+	if f.metricRules.rules > 0 {
+		rs, err := b.metricRulesScenario(ctx)
+		for _, r := range rs {
+			b.emit(r)
+		}
+		results = append(results, rs...)
+		if err != nil {
+			return results, fmt.Errorf("metricrules scenario, %d rules, ttl %s: %w", f.metricRules.rules, ttl, err)
 		}
 	}
 	// Last: it stops and restarts Gantry and Prometheus.
@@ -1085,7 +1101,7 @@ var firstLine = proc.FirstLine
 func printTable(out io.Writer, all []result) {
 	var rs []result
 	for _, r := range all {
-		if r.Discovery == nil && r.Soak == nil && r.Flood == nil && r.Failover == nil {
+		if r.Discovery == nil && r.Soak == nil && r.Flood == nil && r.Failover == nil && r.MetricRules == nil {
 			rs = append(rs, r)
 		}
 	}
@@ -1093,6 +1109,7 @@ func printTable(out io.Writer, all []result) {
 	defer printSoakTable(out, all)
 	defer printFloodTable(out, all)
 	defer printFailoverTable(out, all)
+	defer printMetricRulesTable(out, all)
 	if len(rs) == 0 {
 		return
 	}
