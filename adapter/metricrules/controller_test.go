@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	discoveryfake "k8s.io/client-go/discovery/fake"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	clienttesting "k8s.io/client-go/testing"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/gantry-dev/gantry/adapter/discovery"
@@ -486,4 +489,40 @@ func (c *Controller) servedByUIDFor(uid types.UID) *served {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.servedByUID[uid]
+}
+
+// crdDiscovery serves the MetricRule group once installed is set.
+type crdDiscovery struct {
+	*discoveryfake.FakeDiscovery
+	installed atomic.Bool
+	checks    atomic.Int32
+}
+
+func (d *crdDiscovery) ServerResourcesForGroupVersion(gv string) (*metav1.APIResourceList, error) {
+	d.checks.Add(1)
+	if gv == GVR.GroupVersion().String() && d.installed.Load() {
+		return &metav1.APIResourceList{GroupVersion: gv, APIResources: []metav1.APIResource{{Name: Resource, Namespaced: true, Kind: Kind}}}, nil
+	}
+	return nil, apierrors.NewNotFound(schema.GroupResource{Group: Group, Resource: Resource}, "")
+}
+
+// TestWaitsForTheCRD: without the CRD the controller waits, checking
+// again, and serves MetricRules once it is installed.
+func TestWaitsForTheCRD(t *testing.T) {
+	back := &seriesBackend{series: podSeries("a_requests_total", "team-a", "web-1")}
+	disc := &crdDiscovery{FakeDiscovery: &discoveryfake.FakeDiscovery{Fake: &clienttesting.Fake{}}}
+	h := startController(t, Options{Cluster: clusterRules{}, Discovery: disc, CRDCheckInterval: 10 * time.Millisecond}, back,
+		metricRule(t, "team-a", "web", 0, ruleFor("a_requests_total", "a")))
+	deadline := time.Now().Add(20 * time.Second)
+	for disc.checks.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the controller did not look for the CRD again")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok := h.ctrl.LookupCustomIn("team-a", podsInfo("a")); ok {
+		t.Fatal("a MetricRule is served before its CRD is found")
+	}
+	disc.installed.Store(true)
+	h.waitStatus("team-a", "web", reasonIs(ConditionReady, ReasonDiscovered))
 }
