@@ -683,15 +683,25 @@ func (x *explainEnv) explain(t *testing.T, kubeconfig, ns, name string) *diag.HP
 }
 
 // waitExplain explains an HPA until its diagnosis is status (the faults
-// take a relist or a cache TTL to show), and returns the explanation.
+// take a relist or a cache TTL to show), and returns the last explanation;
+// if it never is, the test is marked failed and goes on, so that the
+// explanation can be shown and checked.
 func (x *explainEnv) waitExplain(ctx context.Context, t *testing.T, kubeconfig, ns, name string, status diag.DiagnosisStatus) *diag.HPAExplanation {
 	t.Helper()
-	var h *diag.HPAExplanation
-	poll(ctx, t, 90*time.Second, fmt.Sprintf("explain hpa %s/%s to say %s", ns, name, status), func() (bool, string) {
-		h = x.explain(t, kubeconfig, ns, name)
-		return h.Diagnosis.Status == status, fmt.Sprintf("%+v", h.Diagnosis)
-	})
-	return h
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	for {
+		h := x.explain(t, kubeconfig, ns, name)
+		if h.Diagnosis.Status == status {
+			return h
+		}
+		select {
+		case <-ctx.Done():
+			t.Errorf("explain hpa %s/%s: %s %q after 90s, want %s", ns, name, h.Diagnosis.Status, h.Diagnosis.Reason, status)
+			return h
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // userKubeconfig writes a kubeconfig holding a token of the ServiceAccount.
