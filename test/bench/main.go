@@ -119,8 +119,9 @@ type flags struct {
 	verbose   bool
 	gantry    []string // extra Gantry flags
 
-	// The metricrules and explain scenarios' (metricrules.go).
+	// The metricrules and explain scenarios' (metricrules.go, explain.go).
 	metricRules metricRulesFlags
+	explain     explainFlags
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
@@ -137,6 +138,7 @@ func run(args []string, out io.Writer) int {
 	f.flood.register(flag)
 	f.thanos.register(flag)
 	f.metricRules.register(flag)
+	f.explain.register(flag)
 	flag.StringVar(&pods, "pods", "100,1000", "pods scenario: comma-separated pod counts (ascending); empty skips it")
 	flag.DurationVar(&f.idle, "idle-window", 10*time.Second, "pods scenario: how long Gantry's CPU is read without requests before the blocks, for its background share (0 skips it)")
 	flag.IntVar(&f.requests, "requests", 200, "pods scenario: sequential requests per pod count and client")
@@ -348,8 +350,10 @@ type result struct {
 	Soak      *soakResult      `json:"soak,omitempty"`
 	Flood     *floodResult     `json:"flood,omitempty"`
 	Failover  *failoverResult  `json:"failover,omitempty"`
-	// MetricRules is the metricrules scenario's (metricrules.go).
+	// MetricRules and Explain are the metricrules and explain scenarios'
+	// (metricrules.go, explain.go).
 	MetricRules *metricRulesResult `json:"metricrules,omitempty"`
+	Explain     *explainResult     `json:"explain,omitempty"`
 }
 
 // bench is one running stack and its clients.
@@ -452,6 +456,14 @@ func runStack(ctx context.Context, f flags, ttl string, out io.Writer) (results 
 		if err != nil {
 			return results, fmt.Errorf("metricrules scenario, %d rules, ttl %s: %w", f.metricRules.rules, ttl, err)
 		}
+	}
+	if f.explain.calls > 0 {
+		r, err := b.explainScenario(ctx)
+		if err != nil {
+			return results, fmt.Errorf("explain scenario, %d calls, ttl %s: %w", f.explain.calls, ttl, err)
+		}
+		b.emit(r)
+		results = append(results, r)
 	}
 	// Last: it stops and restarts Gantry and Prometheus.
 	for _, s := range f.discovery {
@@ -1101,7 +1113,7 @@ var firstLine = proc.FirstLine
 func printTable(out io.Writer, all []result) {
 	var rs []result
 	for _, r := range all {
-		if r.Discovery == nil && r.Soak == nil && r.Flood == nil && r.Failover == nil && r.MetricRules == nil {
+		if r.Discovery == nil && r.Soak == nil && r.Flood == nil && r.Failover == nil && r.MetricRules == nil && r.Explain == nil {
 			rs = append(rs, r)
 		}
 	}
@@ -1110,6 +1122,7 @@ func printTable(out io.Writer, all []result) {
 	defer printFloodTable(out, all)
 	defer printFailoverTable(out, all)
 	defer printMetricRulesTable(out, all)
+	defer printExplainTable(out, all)
 	if len(rs) == 0 {
 		return
 	}
