@@ -40,18 +40,18 @@ type explainResult struct {
 	// Per call: Gantry's CPU (/proc), its backend queries and series calls
 	// (its own gantry_backend_request_duration_seconds), and the queries
 	// Prometheus answered (its prometheus_http_requests_total).
-	GantryCPUMsPerCall     float64 `json:"gantry_cpu_ms_per_call"`
-	GantryQueriesPerCall   float64 `json:"gantry_backend_queries_per_call"`
-	GantrySeriesPerCall    float64 `json:"gantry_backend_series_calls_per_call"`
-	PromQueriesPerCall     float64 `json:"prometheus_queries_per_call"`
-	PromSeriesPerCall      float64 `json:"prometheus_series_calls_per_call"`
-	APIServerCPUMsPerCall  float64 `json:"apiserver_cpu_ms_per_call"`
-	GantryAllocKiBPerCall  float64 `json:"gantry_alloc_kib_per_call"`
-	ResponseBytesPerCall   float64 `json:"response_bytes_per_call"`
-	Diagnosis              string  `json:"diagnosis"`
-	ValueCacheHitsDelta    float64 `json:"value_cache_hits_delta"`
-	ValueCacheMissesDelta  float64 `json:"value_cache_misses_delta"`
-	ValueCacheUntouched    bool    `json:"value_cache_untouched"`
+	GantryCPUMsPerCall    float64 `json:"gantry_cpu_ms_per_call"`
+	GantryQueriesPerCall  float64 `json:"gantry_backend_queries_per_call"`
+	GantrySeriesPerCall   float64 `json:"gantry_backend_series_calls_per_call"`
+	PromQueriesPerCall    float64 `json:"prometheus_queries_per_call"`
+	PromSeriesPerCall     float64 `json:"prometheus_series_calls_per_call"`
+	APIServerCPUMsPerCall float64 `json:"apiserver_cpu_ms_per_call"`
+	GantryAllocKiBPerCall float64 `json:"gantry_alloc_kib_per_call"`
+	ResponseBytesPerCall  float64 `json:"response_bytes_per_call"`
+	Diagnosis             string  `json:"diagnosis"`
+	ValueCacheHitsDelta   float64 `json:"value_cache_hits_delta"`
+	ValueCacheMissesDelta float64 `json:"value_cache_misses_delta"`
+	ValueCacheUntouched   bool    `json:"value_cache_untouched"`
 	// ServedRequestCacheHits is 1 when the ordinary request after the
 	// explanations was still answered from the cache: only possible when
 	// they took less than the TTL.
