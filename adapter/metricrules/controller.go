@@ -27,6 +27,7 @@ import (
 
 	"github.com/gantry-dev/gantry/adapter/discovery"
 	"github.com/gantry-dev/gantry/adapter/provider"
+	"github.com/gantry-dev/gantry/adapter/rules"
 )
 
 // ClusterRegistry is the cluster config's discovery: its metrics win a
@@ -567,7 +568,7 @@ func (c *Controller) relist(ctx context.Context, s *served) {
 	for k, n := range objects {
 		s.objects[k] = n
 	}
-	serving := len(s.registry.CustomMetrics())+len(s.registry.ExternalMetrics()) > 0
+	serving := len(servedMetrics(s.registry)) > 0
 	observe := current && serving && s.servedGeneration != gen
 	if observe {
 		s.servedGeneration = gen
@@ -625,10 +626,15 @@ func countObjects(reg *discovery.Registry, listed map[string][]model.LabelSet) m
 // lists them.
 type metricKey struct{ name, resource string }
 
-// servedMetrics lists what a registry serves, sorted.
+// servedMetrics lists what a registry serves, sorted. A metric about a
+// cluster-scoped resource other than namespaces is discovered but never
+// served: no request in a namespace is about such objects.
 func servedMetrics(reg *discovery.Registry) []metricRef {
 	var out []metricRef
 	for _, info := range reg.CustomMetrics() {
+		if !info.Namespaced && info.GroupResource != rules.Namespaces {
+			continue
+		}
 		out = append(out, metricRef{key: metricKey{name: info.Metric, resource: info.GroupResource.String()}, custom: &info})
 	}
 	for _, info := range reg.ExternalMetrics() {

@@ -526,3 +526,21 @@ func TestWaitsForTheCRD(t *testing.T) {
 	disc.installed.Store(true)
 	h.waitStatus("team-a", "web", reasonIs(ConditionReady, ReasonDiscovered))
 }
+
+// TestClusterScopedMetricsAreNotListed: a rule that also maps a node
+// label finds a metric about nodes, which no request in a namespace can
+// be about: the status does not list it as served.
+func TestClusterScopedMetricsAreNotListed(t *testing.T) {
+	back := &seriesBackend{series: []model.LabelSet{{"__name__": "a_requests_total", "namespace": "team-a", "pod": "web-1", "node": "node-1"}}}
+	h := startController(t, Options{Cluster: clusterRules{}}, back, metricRule(t, "team-a", "web", 0, `
+rules:
+- seriesQuery: 'a_requests_total{pod!=""}'
+  resources: {overrides: {pod: {resource: pod}, node: {resource: node}}}
+  name: {as: a}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+`))
+	st := h.waitStatus("team-a", "web", reasonIs(ConditionReady, ReasonDiscovered))
+	if diff := cmp.Diff([]MetricStatus{{Name: "a", Resource: "pods", Objects: 1}}, st.Metrics); diff != "" {
+		t.Errorf("metrics (-want +got):\n%s", diff)
+	}
+}
