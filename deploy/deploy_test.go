@@ -542,7 +542,7 @@ func checkMetricRuleRBAC(t *testing.T, m manifests, namespace, serviceAccount, p
 		{"metricrules-edit", []string{"admin", "edit"}, []want{{"gantry.dev", "metricrules", []string{"create", "update", "patch", "delete", "get", "list", "watch"}, nil}, {"gantry.dev", "metricrules/status", nil, []string{"update", "patch"}}}},
 		{"metricrules-view", []string{"view"}, []want{{"gantry.dev", "metricrules", []string{"get", "list", "watch"}, []string{"create", "update", "delete"}}}},
 		{"diagnostics-view", []string{"view"}, []want{{"diagnostics.gantry.dev", "hpaexplanations", []string{"get"}, nil}, {"diagnostics.gantry.dev", "metricexplanations", []string{"get"}, nil}, {"diagnostics.gantry.dev", "statuses", nil, []string{"get"}}}},
-		{"diagnostics-status", nil, []want{{"diagnostics.gantry.dev", "statuses", []string{"get"}, nil}}},
+		{"diagnostics-status", nil, []want{{"diagnostics.gantry.dev", "statuses", []string{"get"}, nil}, {"apiregistration.k8s.io", "apiservices", []string{"get", "list"}, nil}}},
 	} {
 		o := m.find("ClusterRole", "", prefix+"-"+tc.role)
 		if o == nil {
