@@ -73,6 +73,10 @@ func permDeployments(ns string) permission {
 	return permission{verb: "list", resource: "deployments", group: "apps", namespace: ns, role: "view"}
 }
 
+func permEndpointSlices(ns string) permission {
+	return permission{verb: "list", resource: "endpointslices", group: "discovery.k8s.io", namespace: ns, role: "view"}
+}
+
 // deniedError is a 403 on one of the plugin's requests.
 type deniedError struct {
 	perm permission

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -372,8 +373,9 @@ func (d *doctor) replicasCheck(ctx context.Context) check {
 		return deniedCheck(ch.Check, ch.Subject, classify(err, permService(d.f.gantryNamespace)))
 	}
 	if len(svc.Spec.Selector) == 0 {
-		ch.Status, ch.Reason = statusWarn, "service "+d.gantryServiceName()+" has no selector: cannot tell which pods serve it"
-		return ch
+		// Endpoints managed by hand (Gantry outside a deployment): count
+		// the ready ones.
+		return d.endpointsCheck(ctx, ch)
 	}
 	deps, err := d.c.kube.AppsV1().Deployments(d.f.gantryNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -405,6 +407,37 @@ func (d *doctor) replicasCheck(ctx context.Context) check {
 		ch.Status = statusFail
 		ch.Hint = fmt.Sprintf("kubectl -n %s describe deployment %s; kubectl -n %s logs deployment/%s", d.f.gantryNamespace, names[0], d.f.gantryNamespace, names[0])
 	case ready < want:
+		ch.Status = statusWarn
+	default:
+		ch.Status = statusOK
+	}
+	return ch
+}
+
+// endpointsCheck counts the ready endpoints of Gantry's service.
+func (d *doctor) endpointsCheck(ctx context.Context, ch check) check {
+	slices, err := d.c.kube.DiscoveryV1().EndpointSlices(d.f.gantryNamespace).List(ctx, metav1.ListOptions{
+		LabelSelector: discoveryv1.LabelServiceName + "=" + d.f.gantryService,
+	})
+	if err != nil {
+		return deniedCheck(ch.Check, ch.Subject, classify(err, permEndpointSlices(d.f.gantryNamespace)))
+	}
+	total, ready := 0, 0
+	for _, sl := range slices.Items {
+		for _, ep := range sl.Endpoints {
+			total++
+			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+				ready++
+			}
+		}
+	}
+	ch.Subject = "service " + d.gantryServiceName()
+	ch.Reason = fmt.Sprintf("%d of %d endpoints ready (a service without a selector)", ready, total)
+	switch {
+	case ready == 0:
+		ch.Status = statusFail
+		ch.Hint = fmt.Sprintf("kubectl -n %s get endpointslices -l %s=%s", d.f.gantryNamespace, discoveryv1.LabelServiceName, d.f.gantryService)
+	case ready < total:
 		ch.Status = statusWarn
 	default:
 		ch.Status = statusOK
@@ -492,7 +525,10 @@ func (d *doctor) metricRuleChecks(ctx context.Context) []check {
 		out = append(out, ch)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Subject < out[j].Subject })
-	if ready > 0 || len(out) == 0 {
+	switch {
+	case len(list.Items) == 0:
+		out = append(out, check{Check: "MetricRule", Subject: "metricrules.gantry.dev", Status: statusOK, Reason: "none in scope"})
+	case ready > 0:
 		out = append(out, check{Check: "MetricRule", Subject: "metricrules.gantry.dev", Status: statusOK,
 			Reason: fmt.Sprintf("%d of %d Ready", ready, len(list.Items))})
 	}

@@ -361,6 +361,46 @@ func TestDoctorForbidden(t *testing.T) {
 	})
 }
 
+// TestDoctorEndpoints: a service without a selector (Gantry outside a
+// deployment) is judged by its ready endpoints.
+func TestDoctorEndpoints(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		ready  []bool
+		status v1alpha1.DiagnosisStatus
+		reason string
+	}{
+		{name: "all ready", ready: []bool{true, true}, status: statusOK, reason: "2 of 2 endpoints ready"},
+		{name: "one of two", ready: []bool{true, false}, status: statusWarn, reason: "1 of 2 endpoints ready"},
+		{name: "none", ready: []bool{false}, status: statusFail, reason: "0 of 1 endpoints ready"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, srv := newFakeAPI(t)
+			kc := writeKubeconfig(t, "a", map[string]string{"a": srv.URL})
+			healthyCluster(f, "shop")
+			f.set("/api/v1/namespaces/gantry/services/gantry", map[string]any{"apiVersion": "v1", "kind": "Service",
+				"metadata": map[string]any{"name": "gantry", "namespace": "gantry"}, "spec": map[string]any{}})
+			var eps []any
+			for _, r := range tc.ready {
+				eps = append(eps, map[string]any{"addresses": []any{"127.0.0.1"}, "conditions": map[string]any{"ready": r}})
+			}
+			f.set("/apis/discovery.k8s.io/v1/namespaces/gantry/endpointslices", map[string]any{
+				"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSliceList", "metadata": map[string]any{},
+				"items": []any{map[string]any{"metadata": map[string]any{"name": "gantry-1", "namespace": "gantry",
+					"labels": map[string]any{"kubernetes.io/service-name": "gantry"}}, "addressType": "IPv4", "endpoints": eps}},
+			})
+			rep, _ := doctorJSON(t, kc, "-n", "shop")
+			c, ok := findCheck(rep, "Replicas", "service gantry/gantry")
+			if !ok || c.Status != tc.status || !strings.Contains(c.Reason, tc.reason) {
+				t.Errorf("replicas check %+v (found %v), want %s %q", c, ok, tc.status, tc.reason)
+			}
+			if seen := f.seen(); !contains(seen, "/apis/discovery.k8s.io/v1/namespaces/gantry/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dgantry") {
+				t.Errorf("endpoint slices not listed by the service's label: %q", seen)
+			}
+		})
+	}
+}
+
 // TestDoctorUnreachable: a cluster that cannot be reached is one error, not
 // a FAIL per check.
 func TestDoctorUnreachable(t *testing.T) {
