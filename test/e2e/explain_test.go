@@ -232,6 +232,10 @@ func TestExplain(t *testing.T) {
 			h := x.waitExplain(ctx, t, x.admin, explainNS, tc.hpa, diag.StatusFail)
 			x.logText(t, x.admin, "explain", "hpa", tc.hpa, "-n", explainNS)
 			tc.check(t, h)
+			if t.Failed() {
+				j, _ := json.MarshalIndent(h, "", "  ")
+				t.Logf("explain hpa %s -n %s -o json:\n%s", tc.hpa, explainNS, j)
+			}
 		})
 	}
 
@@ -370,12 +374,18 @@ func checkNoPods(t *testing.T, h *diag.HPAExplanation) {
 
 func checkWrongType(t *testing.T, h *diag.HPAExplanation) {
 	m := onlyMetric(t, h)
-	text := h.Diagnosis.Reason + " " + h.Diagnosis.Hint
-	if !containsFold(text, "object") || !containsFold(text, "services") {
-		t.Errorf("diagnosis %+v, want it to say the metric is served for services, as an Object metric", h.Diagnosis)
+	if text := h.Diagnosis.Reason + " " + h.Diagnosis.Hint; !containsFold(text, "object metric") {
+		t.Errorf("diagnosis %+v, want it to say to ask for an Object metric", h.Diagnosis)
 	}
-	if m.Discovery != nil && m.Discovery.Listed {
-		t.Errorf("discovery lists ingress_requests_per_second for pods: %+v", m.Discovery)
+	if m.Discovery == nil || m.Discovery.Listed {
+		t.Fatalf("discovery %+v, want ingress_requests_per_second not listed for pods", m.Discovery)
+	}
+	services := false
+	for _, s := range m.Discovery.Similar {
+		services = services || strings.Contains(s, "services")
+	}
+	if !services {
+		t.Errorf("discovery: similar metrics %q, want ingress_requests_per_second of services among them", m.Discovery.Similar)
 	}
 }
 
