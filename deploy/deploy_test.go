@@ -582,6 +582,7 @@ func checkMetricRuleRBAC(t *testing.T, m manifests, namespace, serviceAccount, p
 		{"", "namespaces", []string{"list", "watch"}},
 		{"autoscaling", "horizontalpodautoscalers", []string{"get", "list", "watch"}},
 		{"apiregistration.k8s.io", "apiservices", []string{"get", "list"}},
+		{"apps", "deployments/scale", []string{"get"}},
 	} {
 		for _, v := range g.verbs {
 			if !allows(rules, g.group, g.resource, v) {
@@ -599,8 +600,13 @@ func checkMetricRuleRBAC(t *testing.T, m manifests, namespace, serviceAccount, p
 
 func allows(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
 	match := func(list []string, v string) bool { return slices.Contains(list, v) || slices.Contains(list, "*") }
+	// As RBAC reads it, */scale names the scale subresource of every resource.
+	matchResource := func(list []string, v string) bool {
+		_, sub, ok := strings.Cut(v, "/")
+		return match(list, v) || ok && slices.Contains(list, "*/"+sub)
+	}
 	for _, r := range rules {
-		if match(r.APIGroups, group) && match(r.Resources, resource) && match(r.Verbs, verb) && len(r.ResourceNames) == 0 {
+		if match(r.APIGroups, group) && matchResource(r.Resources, resource) && match(r.Verbs, verb) && len(r.ResourceNames) == 0 {
 			return true
 		}
 	}

@@ -457,6 +457,8 @@ func TestMetricRuleCRDOnAPIServer(t *testing.T) {
 			{sa, "update", "gantry.dev", "metricrules", "", "team-b", false},
 			{sa, "list", "autoscaling", "horizontalpodautoscalers", "", "", true},
 			{sa, "list", "apiregistration.k8s.io", "apiservices", "", "", true},
+			{sa, "get", "apps", "deployments", "scale", "team-a", true},
+			{sa, "update", "apps", "deployments", "scale", "team-a", false},
 		} {
 			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
 				User: tc.user,
