@@ -55,7 +55,9 @@ func (s *Server) installDiagnostics(generic *genericapiserver.GenericAPIServer, 
 		}),
 		status: explain.StatusSource{
 			Config: func() v1alpha1.ConfigStatus {
-				return v1alpha1.ConfigStatus{File: s.Options.ConfigFile, Rules: len(p.rules.custom), ExternalRules: len(p.rules.external)}
+				st := p.config.Load()
+				loaded := metav1.NewTime(st.loaded)
+				return v1alpha1.ConfigStatus{File: s.Options.ConfigFile, Rules: st.custom, ExternalRules: st.external, LastReload: &loaded, LastReloadError: st.rejected}
 			},
 			DiscoveryReady: func() error { return p.discovery.Ready(3*s.Options.RelistInterval + time.Minute) },
 			Backends:       p.provider.Backends(),

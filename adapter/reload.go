@@ -61,6 +61,9 @@ type configReloader struct {
 	clock    clock.WithTicker
 	compile  func(data []byte) (*compiledConfig, error)
 	apply    func(*compiledConfig)
+	// rejected, when set, hears why a changed file was not applied
+	// (GantryStatus shows it).
+	rejected func(error)
 
 	last [sha256.Size]byte // content last tried, good or bad
 
@@ -134,8 +137,9 @@ func (r *configReloader) check() (changed bool, err error) {
 			return false, nil
 		}
 		r.last = sum
-		r.fail()
-		return true, fmt.Errorf("reading config: %w", err)
+		err = fmt.Errorf("reading config: %w", err)
+		r.fail(err)
+		return true, err
 	}
 	sum := sha256.Sum256(data)
 	if sum == r.last {
@@ -144,7 +148,7 @@ func (r *configReloader) check() (changed bool, err error) {
 	r.last = sum
 	c, err := r.compile(data)
 	if err != nil {
-		r.fail()
+		r.fail(err)
 		return true, err
 	}
 	r.apply(c)
@@ -154,7 +158,18 @@ func (r *configReloader) check() (changed bool, err error) {
 	return true, nil
 }
 
-func (r *configReloader) fail() {
+func (r *configReloader) fail(err error) {
 	r.reloads.WithLabelValues("failure").Inc()
 	r.lastOK.Set(0)
+	if r.rejected != nil {
+		r.rejected(err)
+	}
+}
+
+// configState is what GantryStatus says of the config: the rules in use,
+// when they were loaded, and why the file's last change was rejected.
+type configState struct {
+	custom, external int
+	loaded           time.Time
+	rejected         string
 }

@@ -108,6 +108,8 @@ func TestConfigReload(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	r := newConfigReloader(file, []byte(reloadGood), time.Second, clk, compile, func(c *compiledConfig) { applied = append(applied, c) }, reg)
+	var rejected []error
+	r.rejected = func(err error) { rejected = append(rejected, err) }
 
 	type outcome struct {
 		Changed  bool
@@ -161,6 +163,9 @@ func TestConfigReload(t *testing.T) {
 		if len(applied) > 0 {
 			got.External = len(applied[len(applied)-1].external)
 		}
+		if err != nil && (len(rejected) == 0 || rejected[len(rejected)-1] != err) {
+			t.Errorf("step %d, %s: the rejection %v was not handed to rejected (GantryStatus)", i, s.name, err)
+		}
 		if err != nil {
 			got.Err = s.want.Err
 			for _, sub := range strings.Split(s.want.Err, "|") {
@@ -172,6 +177,9 @@ func TestConfigReload(t *testing.T) {
 		if diff := cmp.Diff(s.want, got); diff != "" {
 			t.Errorf("step %d, %s (-want +got):\n%s", i, s.name, diff)
 		}
+	}
+	if len(rejected) != 4 {
+		t.Errorf("rejected heard %d rejections, want 4", len(rejected))
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP gantry_config_reloads_total Changes of the config file that were applied (success) or rejected (failure).

@@ -267,6 +267,9 @@ type pipeline struct {
 	// resourceSource serves metrics.k8s.io from the resource rules in use;
 	// nil unless resourceMode is rules (see installResourceMetrics).
 	resourceSource *resourceSource
+	// config is the state of the config file, for GantryStatus: set at
+	// start, on every applied reload and on every rejected one.
+	config atomic.Pointer[configState]
 }
 
 // loadConfig reads and parses the config file. The bytes returned are the
@@ -313,6 +316,7 @@ func (s *Server) buildPipeline(ctx context.Context, cfg *config.Config, back *ba
 	if p.rules, err = compileConfig(cfg, s.Options.ConfigFile, p.mapper); err != nil {
 		return nil, err
 	}
+	p.config.Store(&configState{custom: len(p.rules.custom), external: len(p.rules.external), loaded: time.Now()})
 	p.discovery = discovery.New(discovery.Options{
 		Rules:         p.rules.custom,
 		ExternalRules: p.rules.external,
@@ -436,6 +440,11 @@ func (s *Server) startBackgroundLoops(ctx context.Context, p *pipeline, data []b
 	go p.discovery.Run(ctx)
 	if s.Options.ConfigReloadInterval > 0 {
 		reloader := newConfigReloader(s.Options.ConfigFile, data, s.Options.ConfigReloadInterval, clock.RealClock{}, s.reloadCompiler(p), s.reloadApplier(p), reg)
+		reloader.rejected = func(err error) {
+			st := *p.config.Load()
+			st.rejected = err.Error()
+			p.config.Store(&st)
+		}
 		go reloader.Run(ctx)
 	}
 	go func() {
@@ -472,6 +481,7 @@ func (s *Server) reloadApplier(p *pipeline) func(*compiledConfig) {
 	file := s.Options.ConfigFile
 	return func(c *compiledConfig) {
 		p.discovery.SetRules(c.custom, c.external)
+		p.config.Store(&configState{custom: len(c.custom), external: len(c.external), loaded: time.Now()})
 		switch src := p.resourceSource; {
 		case src != nil && c.resource != nil:
 			src.p.Store(provider.NewResourceProvider(c.resource, p.back.prom, s.Options.BackendTimeout))

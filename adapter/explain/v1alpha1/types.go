@@ -453,8 +453,9 @@ type ConfigStatus struct {
 	// Rules and ExternalRules count the config file's rules in use.
 	Rules         int `json:"rules"`
 	ExternalRules int `json:"externalRules"`
-	// LastReload is when a changed file was last read, LastReloadError
-	// why it was not applied ("" when it was).
+	// LastReload is when the config in use was loaded (at start or by a
+	// reload); LastReloadError is why the file's latest change was
+	// rejected, "" when the file's content is the config in use.
 	LastReload      *metav1.Time `json:"lastReload,omitempty"`
 	LastReloadError string       `json:"lastReloadError,omitempty"`
 }
