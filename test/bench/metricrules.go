@@ -33,7 +33,7 @@ type metricRulesFlags struct {
 	rules      int
 	namespaces int
 	pods       int
-	applyRate  float64
+	sample     int
 	idle       time.Duration
 }
 
@@ -41,7 +41,7 @@ func (f *metricRulesFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.rules, "metricrules", 0, "metricrules scenario: rules (e.g. 1000), each served once from the cluster config and once from a MetricRule of its own, with one HPA-like poller per rule (-hpa-poll, -hpa-duration); 0 skips it")
 	fs.IntVar(&f.namespaces, "metricrules-namespaces", 200, "metricrules scenario: namespaces the rules are spread over")
 	fs.IntVar(&f.pods, "metricrules-pods", 1, "metricrules scenario: pods per rule (each with the rule's own series)")
-	fs.Float64Var(&f.applyRate, "metricrules-apply-rate", 20, "metricrules scenario: MetricRules created per second while apply → served is measured")
+	fs.IntVar(&f.sample, "metricrules-sample", 50, "metricrules scenario: of the rules, how many are applied last, one at a time, each measured from its create call to its metric served (the others are created 8 at a time beforehand)")
 	fs.DurationVar(&f.idle, "metricrules-idle", time.Minute, "metricrules scenario: window without requests over which relist cost (series calls, CPU) is read, per setup")
 }
 
@@ -59,13 +59,15 @@ type metricRulesResult struct {
 	Setup      string `json:"setup"`
 	Rules      int    `json:"rules"`
 	Namespaces int    `json:"namespaces"`
-	// ServedSeconds is from Gantry's start (cluster rules) or the first
-	// MetricRule's creation to every rule's metric served.
+	// ServedSeconds is from Gantry's start (cluster rules), or from the
+	// first MetricRule's creation (all but -metricrules-sample of them,
+	// created 8 at a time), to every one of those rules' metric served.
 	ServedSeconds float64 `json:"all_served_seconds"`
-	// ApplyToServed is, per MetricRule, from the create call to the
+	// ApplyToServed is, for each of the last -metricrules-sample
+	// MetricRules, created one at a time, from the create call to the
 	// first complete answer for its metric through the aggregator;
-	// GantryApplyToServedMeanMs is Gantry's own mean
-	// (gantry_metricrule_apply_to_served_seconds).
+	// GantryApplyToServedMeanMs is Gantry's own mean over every
+	// MetricRule (gantry_metricrule_apply_to_served_seconds).
 	ApplyToServed             *latencies `json:"apply_to_served_ms,omitempty"`
 	ApplyErrors               int        `json:"apply_errors,omitempty"`
 	GantryApplyToServedMeanMs float64    `json:"gantry_apply_to_served_mean_ms,omitempty"`
@@ -196,15 +198,20 @@ func (b *bench) metricRulesScenario(ctx context.Context) (rs []result, err error
 		return rs, err
 	}
 	mr = &metricRulesResult{Setup: setupMetricRules}
+	sample := min(f.sample, len(ts))
+	bulk, seq := ts[:len(ts)-sample], ts[len(ts)-sample:]
 	start = time.Now()
-	lat, errs, err := b.applyMetricRules(ctx, dyn, ts)
-	if err != nil {
+	if err := b.createMetricRules(ctx, dyn, bulk); err != nil {
 		return rs, err
 	}
-	if err := b.waitAllServed(ctx, ts); err != nil {
+	if err := b.waitAllServed(ctx, bulk); err != nil {
 		return rs, fmt.Errorf("metricrules: %w", err)
 	}
 	mr.ServedSeconds = round(time.Since(start).Seconds(), 2)
+	lat, errs, err := b.applyToServed(ctx, dyn, seq)
+	if err != nil {
+		return rs, err
+	}
 	after, err := b.mrSnapshot(ctx)
 	if err != nil {
 		return rs, err
@@ -280,74 +287,89 @@ func (b *bench) waitAllServed(ctx context.Context, ts []mrTarget) error {
 	return nil
 }
 
-// applyMetricRules creates one MetricRule per target at -metricrules-apply-rate
-// and measures, for each, from its create call to the first complete
-// answer for its metric.
-func (b *bench) applyMetricRules(ctx context.Context, dyn dynamic.Interface, ts []mrTarget) ([]time.Duration, int, error) {
-	var (
-		mu      sync.Mutex
-		lat     []time.Duration
-		errs    int
-		lastErr error
-		wg      sync.WaitGroup
-	)
-	deadline := 3*b.f.relist + 2*time.Minute
-	tick := time.NewTicker(time.Duration(float64(time.Second) / max(b.f.metricRules.applyRate, 0.1)))
-	defer tick.Stop()
-	for _, t := range ts {
-		select {
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		case <-tick.C:
-		}
-		obj := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": metricRuleGVR.GroupVersion().String(),
-			"kind":       "MetricRule",
-			"metadata":   map[string]any{"name": t.name, "namespace": t.ns},
-			"spec":       map[string]any{"rules": []any{t.rule()}},
-		}}
-		t0 := time.Now()
-		if _, err := dyn.Resource(metricRuleGVR).Namespace(t.ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-			return nil, 0, fmt.Errorf("creating MetricRule %s/%s: %w", t.ns, t.name, err)
-		}
+// newMetricRule is the target's MetricRule, holding its one rule.
+func newMetricRule(t mrTarget) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": metricRuleGVR.GroupVersion().String(),
+		"kind":       "MetricRule",
+		"metadata":   map[string]any{"name": t.name, "namespace": t.ns},
+		"spec":       map[string]any{"rules": []any{t.rule()}},
+	}}
+}
+
+// createMetricRules creates the targets' MetricRules, a few at once, as a
+// kubectl apply of many files would.
+func (b *bench) createMetricRules(ctx context.Context, dyn dynamic.Interface, ts []mrTarget) error {
+	work := make(chan mrTarget)
+	errc := make(chan error, len(ts))
+	var wg sync.WaitGroup
+	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			u := t.url(b.st.Cluster.URL())
-			var err error
-			for time.Since(t0) < deadline {
-				var body []byte
-				var code int
-				body, code, err = get(ctx, b.hc, u)
-				if err == nil && code == http.StatusOK {
-					var list struct {
-						Items []json.RawMessage `json:"items"`
-					}
-					if err = json.Unmarshal(body, &list); err == nil && len(list.Items) == b.f.metricRules.pods {
-						d := time.Since(t0)
-						mu.Lock()
-						lat = append(lat, d)
-						mu.Unlock()
-						return
-					}
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(50 * time.Millisecond):
+			for t := range work {
+				if _, err := dyn.Resource(metricRuleGVR).Namespace(t.ns).Create(ctx, newMetricRule(t), metav1.CreateOptions{}); err != nil {
+					errc <- fmt.Errorf("creating MetricRule %s/%s: %w", t.ns, t.name, err)
 				}
 			}
-			mu.Lock()
-			errs++
-			lastErr = fmt.Errorf("MetricRule %s/%s not served within %s (last: %v)", t.ns, t.name, deadline, err)
-			mu.Unlock()
 		}()
 	}
-	wg.Wait()
-	if lastErr != nil {
-		fmt.Fprintf(os.Stderr, "bench: metricrules: %d not served, last: %v\n", errs, lastErr)
+	for _, t := range ts {
+		work <- t
 	}
-	return lat, errs, ctx.Err()
+	close(work)
+	wg.Wait()
+	close(errc)
+	return <-errc // the first, if any
+}
+
+// applyToServed creates the targets' MetricRules one after the other, each
+// once the previous one is served, and measures from the create call to
+// the first complete answer for its metric through the aggregator, polled
+// every 20 ms: what a team sees after kubectl apply, on a Gantry already
+// serving the other rules.
+func (b *bench) applyToServed(ctx context.Context, dyn dynamic.Interface, ts []mrTarget) ([]time.Duration, int, error) {
+	var lat []time.Duration
+	errs := 0
+	deadline := 3*b.f.relist + time.Minute
+	for _, t := range ts {
+		u := t.url(b.st.Cluster.URL())
+		t0 := time.Now()
+		if _, err := dyn.Resource(metricRuleGVR).Namespace(t.ns).Create(ctx, newMetricRule(t), metav1.CreateOptions{}); err != nil {
+			return lat, errs, fmt.Errorf("creating MetricRule %s/%s: %w", t.ns, t.name, err)
+		}
+		served := false
+		last := ""
+		for !served && time.Since(t0) < deadline {
+			body, code, err := get(ctx, b.hc, u)
+			switch {
+			case err != nil:
+				last = err.Error()
+			case code != http.StatusOK:
+				last = fmt.Sprintf("%d %s", code, firstLine(string(body)))
+			default:
+				var list struct {
+					Items []json.RawMessage `json:"items"`
+				}
+				if err := json.Unmarshal(body, &list); err == nil && len(list.Items) == b.f.metricRules.pods {
+					lat = append(lat, time.Since(t0))
+					served = true
+					continue
+				}
+				last = "items missing"
+			}
+			select {
+			case <-ctx.Done():
+				return lat, errs, ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		if !served {
+			errs++
+			fmt.Fprintf(os.Stderr, "bench: metricrules: MetricRule %s/%s not served within %s (last: %s)\n", t.ns, t.name, deadline, last)
+		}
+	}
+	return lat, errs, nil
 }
 
 func (b *bench) deleteMetricRules(ctx context.Context, dyn dynamic.Interface, ts []mrTarget) error {
