@@ -205,6 +205,7 @@ func TestExplain(t *testing.T) {
 	e.waitHPAIn(ctx, t, explainNS, "edge", "ScalingActive=True on the edge backend before it goes down", scalingActive)
 	e.waitHPAIn(ctx, t, explainNS, "queue", "ScalingActive=True on the external metric", scalingActive)
 
+	t.Run("kubectl runs the plugin from PATH as kubectl gantry", func(t *testing.T) { x.testKubectlPlugin(t, binDir) })
 	t.Run("1 healthy HPA: OK, and the replicas the HPA settled at", func(t *testing.T) { x.testHealthy(ctx, t) })
 	t.Run("9 a user of one namespace asks about another: refused", func(t *testing.T) { x.testRBAC(ctx, t) })
 
@@ -414,6 +415,31 @@ func checkAPIServiceDown(t *testing.T, h *diag.HPAExplanation) {
 	}
 	if !strings.Contains(h.Diagnosis.Reason, externalAPIService) {
 		t.Errorf("diagnosis reason %q does not name %s", h.Diagnosis.Reason, externalAPIService)
+	}
+}
+
+// testKubectlPlugin runs kubectl gantry explain through kubectl, which
+// finds kubectl-gantry on PATH.
+func (x *explainEnv) testKubectlPlugin(t *testing.T, binDir string) {
+	kubectl, err := toolbin.Path(binDir, "kubectl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	// kubectl takes no flags before a plugin's name: the kubeconfig
+	// comes from $KUBECONFIG, as for most users.
+	cmd := exec.CommandContext(ctx, kubectl, "gantry", "explain", "hpa", "web", "-n", explainNS, "-o", "json")
+	cmd.Env = append(os.Environ(), "HOME="+x.home, "KUBECONFIG="+x.admin, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("kubectl gantry explain hpa web: %v\n%s%s", err, out, stderr.String())
+	}
+	var h diag.HPAExplanation
+	if err := json.Unmarshal(out, &h); err != nil || h.Kind != diag.KindHPAExplanation || h.Name != "web" {
+		t.Errorf("kubectl gantry explain hpa web -o json: %v (kind %q, name %q)\n%s", err, h.Kind, h.Name, out)
 	}
 }
 
