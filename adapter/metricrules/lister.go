@@ -16,7 +16,9 @@ import (
 // seriesRecorder is the series lister of one MetricRule's registry. It
 // lists with the namespace on the context (a backend with tenants then
 // lists that namespace's tenant only, when the wiring's ListersFor puts
-// it there), refuses a listing of more than maxSeries series, and keeps
+// it there), refuses a listing of more than maxSeries series (the
+// Prometheus and Loki clients stop reading the answer there, so a rule
+// matching a million series costs no more than maxSeries), and keeps
 // what each series query listed until the controller has counted the
 // objects with data (take). It is not a discovery.ShapeLister: the
 // registry then asks for whole label sets, which the count of series and
@@ -44,7 +46,7 @@ func (e *TooManySeriesError) Error() string {
 }
 
 func (l *seriesRecorder) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
-	ctx = backend.WithNamespace(ctx, l.namespace)
+	ctx = backend.WithMaxSeries(backend.WithNamespace(ctx, l.namespace), l.maxSeries)
 	sets, err := l.next.Series(ctx, matchers, start, end)
 	var limit *backend.LimitError
 	if errors.As(err, &limit) && limit.Limit == "max_series" && l.maxSeries > 0 && int64(l.maxSeries) <= limit.Max {

@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -51,6 +52,25 @@ func (l Limits) WithDefaults() Limits {
 	}
 	if l.MaxSeries <= 0 {
 		l.MaxSeries = DefaultMaxSeries
+	}
+	return l
+}
+
+type maxSeriesKey struct{}
+
+// WithMaxSeries bounds the series that listings made with the returned
+// context keep to n, when n is below the backend's own MaxSeries: a
+// MetricRule's discovery (--metricrule-max-series) then holds at most n
+// label sets, and stops reading the answer there, however many series its
+// selector matches. n <= 0 leaves the backend's bound.
+func WithMaxSeries(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, maxSeriesKey{}, n)
+}
+
+// For returns l with the bounds ctx lowers (WithMaxSeries).
+func (l Limits) For(ctx context.Context) Limits {
+	if n, ok := ctx.Value(maxSeriesKey{}).(int); ok && n > 0 && n < l.MaxSeries {
+		l.MaxSeries = n
 	}
 	return l
 }

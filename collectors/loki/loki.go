@@ -190,7 +190,7 @@ func (c *Client) Series(ctx context.Context, matchers []string, start, end time.
 	defer cancel()
 	t0 := time.Now()
 	form := url.Values{"match[]": matchers, "start": {formatTime(start)}, "end": {formatTime(end)}}
-	limits := c.calls.Limits()
+	limits := c.calls.Limits().For(ctx)
 	var all []model.LabelSet
 	err := c.tenancy.ForEach(ctx, func(ctx context.Context) error {
 		data, err := c.call(ctx, "/loki/api/v1/series", form)

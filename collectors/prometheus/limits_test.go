@@ -252,6 +252,7 @@ func TestConfiguredLimits(t *testing.T) {
 		limits    backend.Limits
 		respond   func(w http.ResponseWriter, r *http.Request)
 		call      string // query, series or shapes
+		ctxSeries int    // backend.WithMaxSeries on the call's context, when not 0
 		wantN     int
 		wantLimit string // "" for none
 	}{{
@@ -274,6 +275,21 @@ func TestConfiguredLimits(t *testing.T) {
 		limits:  backend.Limits{MaxSeries: 2},
 		respond: series("a", "a", "a"),
 		call:    "series", wantLimit: "max_series",
+	}, {
+		name:    "series within a context's lower bound",
+		limits:  backend.Limits{MaxSeries: 10},
+		respond: series("a", "a", "a"),
+		call:    "series", ctxSeries: 3, wantN: 3,
+	}, {
+		name:    "series over a context's lower bound (a MetricRule's --metricrule-max-series)",
+		limits:  backend.Limits{MaxSeries: 10},
+		respond: series("a", "a", "a"),
+		call:    "series", ctxSeries: 2, wantLimit: "max_series",
+	}, {
+		name:    "a context's bound above the backend's does not raise it",
+		limits:  backend.Limits{MaxSeries: 2},
+		respond: series("a", "a", "a"),
+		call:    "series", ctxSeries: 10, wantLimit: "max_series",
 	}, {
 		name:    "three series of one shape are one shape",
 		limits:  backend.Limits{MaxSeries: 2},
@@ -301,6 +317,9 @@ func TestConfiguredLimits(t *testing.T) {
 			reg := promclient.NewRegistry()
 			c := newClient(t, promcollector.Options{URL: api.URL, Limits: tc.limits}, reg)
 			ctx := context.Background()
+			if tc.ctxSeries != 0 {
+				ctx = backend.WithMaxSeries(ctx, tc.ctxSeries)
+			}
 			start, end := time.Unix(1699999000, 0), time.Unix(1700000000, 0)
 			var n int
 			var err error

@@ -28,7 +28,7 @@ import (
 // [start, end]: at most Limits.MaxSeries of them, of at most
 // Limits.MaxResponseBytes of labels in all.
 func (c *Client) Series(ctx context.Context, matchers []string, start, end time.Time) ([]model.LabelSet, error) {
-	limits := c.calls.Limits()
+	limits := c.calls.Limits().For(ctx)
 	var sets []model.LabelSet
 	var size int64
 	err := c.series(ctx, matchers, start, end, func(pairs []labelPair) error {
