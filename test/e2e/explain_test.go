@@ -207,6 +207,7 @@ func TestExplain(t *testing.T) {
 
 	t.Run("kubectl runs the plugin from PATH as kubectl gantry", func(t *testing.T) { x.testKubectlPlugin(t, binDir) })
 	t.Run("1 healthy HPA: OK, and the replicas the HPA settled at", func(t *testing.T) { x.testHealthy(ctx, t) })
+	t.Run("doctor of a namespace where all is well exits 0", func(t *testing.T) { x.testDoctorHealthy(t) })
 	t.Run("9 a user of one namespace asks about another: refused", func(t *testing.T) { x.testRBAC(ctx, t) })
 
 	// The faults: the edge backend down, the external metrics APIService
@@ -497,6 +498,25 @@ func (x *explainEnv) testRBAC(ctx context.Context, t *testing.T) {
 	r = x.run(t, alice, "explain", "hpa", "web", "-n", explainOtherNS, "-o", "json")
 	if r.code != 1 || strings.Contains(r.stdout, "inflight_requests") {
 		t.Errorf("-o json as alice in %s: exit %d, stdout %q, want exit 1 and nothing of the HPA", explainOtherNS, r.code, r.stdout)
+	}
+}
+
+// testDoctorHealthy runs doctor on explainOtherNS before any fault: only
+// OK and WARN, exit 0, so that the exit 1 of the broken cases is theirs.
+func (x *explainEnv) testDoctorHealthy(t *testing.T) {
+	r := x.run(t, x.admin, "doctor", "-n", explainOtherNS)
+	t.Logf("$ kubectl gantry doctor -n %s\nexit %d\n%s%s", explainOtherNS, r.code, r.stdout, r.stderr)
+	if r.code != 0 {
+		t.Errorf("doctor -n %s: exit %d, want 0", explainOtherNS, r.code)
+	}
+	rep := parseDoctor(t, x.run(t, x.admin, "doctor", "-n", explainOtherNS, "-o", "json").stdout)
+	if d, ok := rep.hpa(explainOtherNS, "web"); !ok || d.Status != diag.StatusOK {
+		t.Errorf("doctor -n %s: HPA web %+v (listed %v), want OK", explainOtherNS, d, ok)
+	}
+	for _, c := range rep.Cluster {
+		if c.Status == diag.StatusFail {
+			t.Errorf("doctor -n %s: %s %s FAIL: %s", explainOtherNS, c.Check, c.Subject, c.Reason)
+		}
 	}
 }
 
