@@ -24,17 +24,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 	externalv1beta1 "k8s.io/metrics/pkg/apis/external_metrics/v1beta1"
 
 	"github.com/gantry-dev/gantry/deploy"
+	"github.com/gantry-dev/gantry/test/stack"
 	"github.com/gantry-dev/gantry/test/toolbin"
 )
-
-// metricRuleGVR is the MetricRule resource of issue 16.
-var metricRuleGVR = schema.GroupVersionResource{Group: "gantry.dev", Version: "v1alpha1", Resource: "metricrules"}
 
 // ruleEnv is what the MetricRule tests use on top of env: the dynamic
 // client for MetricRules, kubectl, and the admin through the aggregator.
@@ -144,7 +141,7 @@ func metricRuleObject(t *testing.T, ns, name, spec string) *unstructured.Unstruc
 func (r *ruleEnv) createRule(ctx context.Context, t *testing.T, ns, name, spec string) time.Time {
 	t.Helper()
 	obj := metricRuleObject(t, ns, name, spec)
-	if _, err := r.dyn.Resource(metricRuleGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
+	if _, err := r.dyn.Resource(stack.MetricRuleGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating MetricRule %s/%s: %v", ns, name, err)
 	}
 	return time.Now()
@@ -155,7 +152,7 @@ func (r *ruleEnv) createRule(ctx context.Context, t *testing.T, ns, name, spec s
 func (r *ruleEnv) dryRunCreate(ctx context.Context, t *testing.T, ns, name, spec string) error {
 	t.Helper()
 	obj := metricRuleObject(t, ns, name, spec)
-	_, err := r.dyn.Resource(metricRuleGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	_, err := r.dyn.Resource(stack.MetricRuleGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 	return err
 }
 
@@ -164,12 +161,12 @@ func (r *ruleEnv) updateSpec(ctx context.Context, t *testing.T, ns, name, spec s
 	t.Helper()
 	want := metricRuleObject(t, ns, name, spec)
 	for attempt := 0; ; attempt++ {
-		obj, err := r.dyn.Resource(metricRuleGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		obj, err := r.dyn.Resource(stack.MetricRuleGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("reading MetricRule %s/%s: %v", ns, name, err)
 		}
 		obj.Object["spec"] = want.Object["spec"]
-		_, err = r.dyn.Resource(metricRuleGVR).Namespace(ns).Update(ctx, obj, metav1.UpdateOptions{})
+		_, err = r.dyn.Resource(stack.MetricRuleGVR).Namespace(ns).Update(ctx, obj, metav1.UpdateOptions{})
 		if err == nil {
 			return time.Now()
 		}
@@ -181,14 +178,14 @@ func (r *ruleEnv) updateSpec(ctx context.Context, t *testing.T, ns, name, spec s
 
 func (r *ruleEnv) deleteRule(ctx context.Context, t *testing.T, ns, name string) time.Time {
 	t.Helper()
-	if err := r.dyn.Resource(metricRuleGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+	if err := r.dyn.Resource(stack.MetricRuleGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("deleting MetricRule %s/%s: %v", ns, name, err)
 	}
 	return time.Now()
 }
 
 func (r *ruleEnv) readRule(ctx context.Context, ns, name string) (ruleState, error) {
-	obj, err := r.dyn.Resource(metricRuleGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	obj, err := r.dyn.Resource(stack.MetricRuleGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return ruleState{}, err
 	}
@@ -326,10 +323,12 @@ func shippedWebhook(t *testing.T) *admissionregistrationv1.ValidatingWebhookConf
 	return nil
 }
 
-// registerWebhook registers the shipped webhook configuration, reaching
-// Gantry through its Service (an ExternalName to localhost) on port, with
-// the serving CA as caBundle, as the cert-manager component would inject
-// it.
+// registerWebhook registers the shipped webhook configuration as it is,
+// reaching Gantry through its Service (an ExternalName to localhost, which
+// the kube-apiserver resolves for webhooks as for APIServices) on port,
+// with the serving CA as caBundle, as the cert-manager component would
+// inject it. Unlike stack.RegisterWebhook (a URL), this keeps the
+// manifest's service reference and path under test.
 func (r *ruleEnv) registerWebhook(ctx context.Context, t *testing.T, port int32) {
 	t.Helper()
 	want := shippedWebhook(t)
