@@ -34,6 +34,7 @@ import (
 
 	"github.com/gantry-dev/gantry/adapter/config"
 	"github.com/gantry-dev/gantry/adapter/discovery"
+	"github.com/gantry-dev/gantry/adapter/enforce"
 	"github.com/gantry-dev/gantry/adapter/explain/probe"
 	"github.com/gantry-dev/gantry/adapter/explain/v1alpha1"
 	"github.com/gantry-dev/gantry/adapter/provider"
@@ -57,6 +58,8 @@ type Discovery interface {
 	ExternalMetrics() []cmprovider.ExternalMetricInfo
 	LastSuccess() time.Time
 	Interval() time.Duration
+	// Rules are the config's custom and external rules in use.
+	Rules() (custom, external []*rules.Rule)
 }
 
 var (
@@ -146,7 +149,44 @@ func (e *Explainer) Metric(ctx context.Context, ask Ask) *v1alpha1.MetricExplana
 }
 
 // explain runs the request's path, stopping at the first step that fails.
+// An APIService that is not Available fails the metric whatever Gantry
+// answers: the HPA controller's request goes through it and gets nothing.
 func (e *Explainer) explain(ctx context.Context, ask Ask) (v1alpha1.Explanation, outcome) {
+	ex, out := e.explainPath(ctx, ask)
+	if d, down := apiDown(ex.API); down {
+		if ex.Diagnosis.Status == v1alpha1.StatusFail {
+			d.Hint += "; then: " + ex.Diagnosis.Reason
+		} else if ex.Value != nil && ex.Value.Found {
+			d.Hint += fmt.Sprintf("; Gantry itself serves %s, which the HPA controller cannot get", ex.Value.Value)
+		}
+		ex.Diagnosis = d
+	}
+	return ex, out
+}
+
+// apiDown is the diagnosis of an APIService that exists but is not
+// Available (one that could not be read is not judged).
+func apiDown(api v1alpha1.APIInfo) (v1alpha1.Diagnosis, bool) {
+	if api.Error != "" || !api.Found || api.Available {
+		return v1alpha1.Diagnosis{}, false
+	}
+	reason := api.Reason
+	if reason == "" {
+		reason = "no reason given"
+	}
+	msg := fmt.Sprintf("APIService %s is not Available (%s)", api.APIService, reason)
+	if api.Message != "" {
+		msg += ": " + strings.Join(strings.Fields(api.Message), " ")
+	}
+	hint := "the kube-apiserver cannot reach the service behind it: check its endpoints and Gantry's pods"
+	if api.Service != "" {
+		hint = fmt.Sprintf("the kube-apiserver cannot reach the service behind it (%s): check its endpoints and Gantry's pods", api.Service)
+	}
+	return fail(msg, hint), true
+}
+
+// explainPath runs the request's path from the rule on.
+func (e *Explainer) explainPath(ctx context.Context, ask Ask) (v1alpha1.Explanation, outcome) {
 	var out outcome
 	ex := v1alpha1.Explanation{Request: request(ask)}
 	ex.API = e.api(ctx, ask.Type)
@@ -178,6 +218,9 @@ func (e *Explainer) explain(ctx context.Context, ask Ask) (v1alpha1.Explanation,
 	ex.Discovery = e.discoveryInfo(plan.Found)
 	if !plan.Found {
 		ex.Discovery.Similar = e.similar(ask.Metric, ask.Resource)
+		if (plan.Err == nil || apierrors.IsNotFound(plan.Err)) && e.explainUnlisted(ctx, ask, &ex, plan, names) {
+			return ex, out
+		}
 		ex.Diagnosis = e.notListed(ask, ex.Discovery.Similar, plan.Err)
 		return ex, out
 	}
@@ -229,7 +272,7 @@ func (e *Explainer) explain(ctx context.Context, ask Ask) (v1alpha1.Explanation,
 		}
 	}
 	if ex.Objects.Items == nil { // not already found missing
-		reasons := e.whyMissing(ctx, ask, plan, res, missing, now)
+		reasons, _ := e.whyMissing(ctx, ask, plan, missing, now)
 		for _, n := range missing {
 			ex.Objects.Items = append(ex.Objects.Items, reasons[n])
 		}
@@ -467,25 +510,101 @@ func (e *Explainer) notListed(ask Ask, similar []string, apiErr error) v1alpha1.
 	if apiErr != nil && !apierrors.IsNotFound(apiErr) {
 		return fail(fmt.Sprintf("%s: %v", what, apiErr), "")
 	}
-	for _, s := range similar {
-		if strings.HasPrefix(s, ask.Metric+" (") {
-			hint := fmt.Sprintf("Gantry serves %s; ", s)
-			switch {
-			case strings.Contains(s, "(external)"):
-				hint += "ask for it as an External metric"
-			case ask.Type == v1alpha1.MetricTypePods:
-				hint += "ask for it as an Object metric (describedObject) of that resource, not as a Pods metric"
-			default:
-				hint += "ask for it about that resource"
-			}
-			return fail(fmt.Sprintf("no rule serves %s (wrong metric type?)", what), hint)
-		}
+	if hint := e.otherForms(ask); hint != "" {
+		return fail(fmt.Sprintf("no rule serves %s (wrong metric type?)", what), hint)
 	}
 	hint := "no rule's series yield this metric: check the rules' seriesQuery, resources and name (gantry check-config lists what each rule yields)"
 	if len(similar) > 0 {
 		hint += "; similar: " + strings.Join(similar, ", ")
 	}
 	return fail(fmt.Sprintf("no rule serves %s (discovery does not list it)", what), hint)
+}
+
+// otherForms is the hint for a metric discovery lists under the same name
+// for other resources or as an external metric: every form it is served
+// in, the one the user most likely wants first (a workload, then a
+// service or another namespaced object, namespaces last). "" when there
+// is none.
+func (e *Explainer) otherForms(ask Ask) string {
+	if e.opts.Discovery == nil {
+		return ""
+	}
+	var grs []schema.GroupResource
+	for _, m := range e.opts.Discovery.CustomMetrics() {
+		if m.Metric == ask.Metric && (ask.Type == v1alpha1.MetricTypeExternal || m.GroupResource != ask.Resource) && !slices.Contains(grs, m.GroupResource) {
+			grs = append(grs, m.GroupResource)
+		}
+	}
+	external := false
+	if ask.Type != v1alpha1.MetricTypeExternal {
+		for _, m := range e.opts.Discovery.ExternalMetrics() {
+			external = external || m.Metric == ask.Metric
+		}
+	}
+	if len(grs) == 0 && !external {
+		return ""
+	}
+	sort.Slice(grs, func(i, j int) bool {
+		if ri, rj := likelyRank(grs[i]), likelyRank(grs[j]); ri != rj {
+			return ri < rj
+		}
+		return grs[i].String() < grs[j].String()
+	})
+	var forms []string
+	for _, gr := range grs {
+		forms = append(forms, gr.String())
+	}
+	if external {
+		forms = append(forms, "external")
+	}
+	hint := fmt.Sprintf("Gantry serves %s for %s", ask.Metric, strings.Join(forms, ", "))
+	if len(grs) == 0 {
+		return hint + "; ask for it as an External metric"
+	}
+	object := grs[0].String()
+	if kind := e.kindOf(grs[0]); kind != "" {
+		object = "a " + kind
+	}
+	switch ask.Type {
+	case v1alpha1.MetricTypePods:
+		hint += fmt.Sprintf("; ask for it as an Object metric, not as a Pods metric: most likely with describedObject %s", object)
+	case v1alpha1.MetricTypeExternal:
+		hint += fmt.Sprintf("; ask for it as an Object metric, not as an External one: most likely with describedObject %s", object)
+	default:
+		hint += fmt.Sprintf("; ask for it about one of these: most likely with describedObject %s", object)
+	}
+	if external {
+		hint += ", or as an External metric"
+	}
+	return hint
+}
+
+// likelyRank orders the resources a metric may be about by how likely an
+// HPA means one of them: workloads, then services and ingresses, then
+// other namespaced objects, namespaces last.
+func likelyRank(gr schema.GroupResource) int {
+	switch {
+	case gr.Group == "apps" || gr.Group == "batch" || gr.Group == "argoproj.io":
+		return 0
+	case gr == schema.GroupResource{Resource: "services"} || gr.Resource == "ingresses":
+		return 1
+	case gr == rules.Namespaces:
+		return 3
+	}
+	return 2
+}
+
+// kindOf is gr's kind with its apiVersion ("Service (v1)"), or "" when the
+// mapper does not know it.
+func (e *Explainer) kindOf(gr schema.GroupResource) string {
+	if e.opts.Mapper == nil {
+		return ""
+	}
+	gvk, err := e.opts.Mapper.KindFor(gr.WithVersion(""))
+	if err != nil {
+		return ""
+	}
+	return fmt.Sprintf("%s (%s)", gvk.Kind, gvk.GroupVersion().String())
 }
 
 // ruleInfo describes the rule answering, and where it lives.
@@ -536,45 +655,37 @@ func (e *Explainer) exists(ctx context.Context, ask Ask, plan provider.Plan) boo
 
 // whyMissing says, for each object without a value, why. It lists the
 // series of the metric in the namespace twice — over the lookback an instant
-// query sees, and over a longer history — and asks the backend once more
-// which of the query's values were NaN.
-func (e *Explainer) whyMissing(ctx context.Context, ask Ask, plan provider.Plan, res probe.Result, missing []string, now time.Time) map[string]v1alpha1.ObjectValue {
+// query sees, and over a longer history — asks the backend for the latest
+// sample of the stale ones, and once more which of the query's values were
+// NaN. others holds, for each object whose name the series carry in another
+// label than the rule maps, that label.
+func (e *Explainer) whyMissing(ctx context.Context, ask Ask, plan provider.Plan, missing []string, now time.Time) (reasons map[string]v1alpha1.ObjectValue, others map[string]string) {
 	out := make(map[string]v1alpha1.ObjectValue, len(missing))
+	others = map[string]string{}
 	resLabel := string(plan.Query.ResourceLabel)
 	for _, n := range missing {
 		out[n] = v1alpha1.ObjectValue{Name: n, Reason: v1alpha1.NoValueNoSeries,
 			Message: fmt.Sprintf("no series of %q has %s=%q", plan.Entry.Series, resLabel, n)}
 	}
 	if len(missing) == 0 {
-		return out
+		return out, others
 	}
 	rule := plan.Entry.Rule
-	lister := e.opts.Listers[rule.Source]
+	lister := e.lister(rule)
 	if lister == nil {
-		lister = e.opts.Listers[backendName(rule)]
+		return out, others
 	}
-	if lister == nil {
-		return out
-	}
-	var extra []*promlabels.Matcher
-	if !rule.LogQL && plan.Entry.Series != "" {
-		extra = append(extra, promlabels.MustNewMatcher(promlabels.MatchEqual, model.MetricNameLabel, plan.Entry.Series))
-	}
-	if plan.Namespace != "" {
-		if l, err := rule.Labels.LabelFor(rules.Namespaces); err == nil {
-			extra = append(extra, promlabels.MustNewMatcher(promlabels.MatchEqual, string(l), plan.Namespace))
-		}
-	}
+	extra := e.seriesMatchers(plan)
 	ctx, cancel := context.WithTimeout(backend.WithNamespace(ctx, ask.Namespace), e.opts.Provider.Timeout())
 	defer cancel()
 	recent, errRecent := probe.ListSeries(ctx, rule, lister, now.Add(-e.opts.Lookback), now, extra...)
 	history, errHistory := probe.ListSeries(ctx, rule, lister, now.Add(-e.opts.History), now, extra...)
 	if errRecent != nil || errHistory != nil {
-		return out
+		return out, others
 	}
 	inRecent := labelValues(recent, resLabel)
 	inHistory := labelValues(history, resLabel)
-	var present []string
+	var present, stale []string
 	for _, n := range missing {
 		v := out[n]
 		switch {
@@ -585,15 +696,31 @@ func (e *Explainer) whyMissing(ctx context.Context, ask Ask, plan provider.Plan,
 		case inHistory[n]:
 			v.Reason = v1alpha1.NoValueStale
 			v.Message = fmt.Sprintf("series with %s=%q have no sample in the last %s (the lookback of an instant query); the latest is older", resLabel, n, e.opts.Lookback)
+			stale = append(stale, n)
 		default:
 			if other := otherLabel(history, resLabel, n); other != "" {
 				v.Reason = v1alpha1.NoValueOtherLabel
 				v.Message = fmt.Sprintf("series carry %q in label %q, not %q, which the rule maps to %s", n, other, resLabel, plan.Info.GroupResource.String())
+				others[n] = other
 			}
 		}
 		out[n] = v
 	}
-	if len(present) > 0 && !rule.LogQL {
+	if len(stale) > 0 {
+		latest := e.latestSamples(ctx, ask.Namespace, plan, extra, stale[:min(len(stale), MaxObjects)], now)
+		for _, n := range stale {
+			t, ok := latest[n]
+			if !ok {
+				continue
+			}
+			v := out[n]
+			age := metav1.Duration{Duration: now.Sub(t).Round(time.Second)}
+			v.Age = &age
+			v.Message = fmt.Sprintf("series with %s=%q have no sample in the last %s (the lookback of an instant query): latest sample %s old, lookback %s", resLabel, n, e.opts.Lookback, age.Duration, e.opts.Lookback)
+			out[n] = v
+		}
+	}
+	if len(present) > 0 && !rule.LogQL && plan.Query.Text != "" {
 		// NaN != NaN: the comparison is 1 exactly where the query's value
 		// is NaN, which the backend client drops from the answer.
 		q := plan.Query
@@ -607,6 +734,74 @@ func (e *Explainer) whyMissing(ctx context.Context, ask Ask, plan provider.Plan,
 					out[n] = v
 				}
 			}
+		}
+	}
+	return out, others
+}
+
+// lister is the backend that lists rule's series.
+func (e *Explainer) lister(rule *rules.Rule) discovery.SeriesLister {
+	if l := e.opts.Listers[rule.Source]; l != nil {
+		return l
+	}
+	return e.opts.Listers[backendName(rule)]
+}
+
+// seriesMatchers narrow a rule's seriesQuery to the plan's series name and
+// namespace.
+func (e *Explainer) seriesMatchers(plan provider.Plan) []*promlabels.Matcher {
+	var extra []*promlabels.Matcher
+	rule := plan.Entry.Rule
+	if !rule.LogQL && plan.Entry.Series != "" {
+		extra = append(extra, promlabels.MustNewMatcher(promlabels.MatchEqual, model.MetricNameLabel, plan.Entry.Series))
+	}
+	if plan.Namespace != "" {
+		if l, err := rule.Labels.LabelFor(rules.Namespaces); err == nil {
+			extra = append(extra, promlabels.MustNewMatcher(promlabels.MatchEqual, string(l), plan.Namespace))
+		}
+	}
+	return extra
+}
+
+// latestSamples asks the backend when each named object's series last
+// had a sample within the history: the latest timestamp() a subquery
+// sees, stepping at a fifth of the lookback so that every sample is seen
+// at least once. Only PromQL backends are asked; an error leaves the
+// ages out.
+func (e *Explainer) latestSamples(ctx context.Context, namespace string, plan provider.Plan, extra []*promlabels.Matcher, names []string, now time.Time) map[string]time.Time {
+	rule := plan.Entry.Rule
+	label := string(plan.Query.ResourceLabel)
+	if rule.LogQL || label == "" || len(names) == 0 {
+		return nil
+	}
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = regexp.QuoteMeta(n)
+	}
+	m, err := promlabels.NewMatcher(promlabels.MatchRegexp, label, strings.Join(quoted, "|"))
+	if err != nil {
+		return nil
+	}
+	sel, err := probe.Narrow(rule.SeriesQuery, append(slices.Clone(extra), m)...)
+	if err != nil {
+		return nil
+	}
+	step := max(time.Second, e.opts.Lookback/5)
+	text := fmt.Sprintf("max by (%s) (max_over_time(timestamp(%s)[%s:%s]))", label, sel, model.Duration(e.opts.History), model.Duration(step))
+	if rule.NamespaceLabel != "" {
+		// A MetricRule's own queries stay in its namespace; so does this.
+		if text, err = enforce.PromQL(text, rule.NamespaceLabel, rule.Namespace); err != nil {
+			return nil
+		}
+	}
+	res, err := e.run(ctx, namespace, rule, rules.Query{Text: text, ResourceLabel: plan.Query.ResourceLabel}, now)
+	if err != nil || res.Err != nil {
+		return nil
+	}
+	out := make(map[string]time.Time, len(res.ByName))
+	for n, s := range res.ByName {
+		if slices.Contains(names, n) {
+			out[n] = time.UnixMilli(int64(float64(s.Value) * 1000))
 		}
 	}
 	return out

@@ -26,6 +26,7 @@ import (
 	"github.com/gantry-dev/gantry/adapter/rules"
 	promcollector "github.com/gantry-dev/gantry/collectors/prometheus"
 	"github.com/gantry-dev/gantry/test/prom"
+	"github.com/gantry-dev/gantry/test/toolbin"
 )
 
 const rulesYAML = `
@@ -36,6 +37,23 @@ rules:
     overrides:
       namespace: {resource: namespace}
       pod: {resource: pod}
+# rules[1]: maps pod, but its series carry pod_name: discovery lists
+# legacy_load for namespaces only.
+- seriesQuery: 'legacy_load{namespace!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      pod: {resource: pod}
+# rules[2]: requests through a service, an Object metric of services (and
+# namespaces); its template maps pod too, but no series carries a pod.
+- seriesQuery: 'svc_requests_total{namespace!="",service!=""}'
+  metricsQuery: sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  resources: {template: "<<.Resource>>"}
+externalRules:
+- seriesQuery: '{__name__="queue_depth",queue!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (queue)
 `
 
 // objectNames is a fixed object cache.
@@ -57,6 +75,7 @@ func mapper() apimeta.RESTMapper {
 	m := apimeta.NewDefaultRESTMapper([]schema.GroupVersion{core})
 	m.Add(core.WithKind("Pod"), apimeta.RESTScopeNamespace)
 	m.Add(core.WithKind("Namespace"), apimeta.RESTScopeRoot)
+	m.Add(core.WithKind("Service"), apimeta.RESTScopeNamespace)
 	return m
 }
 
@@ -64,6 +83,7 @@ type fixture struct {
 	provider *provider.MetricsProvider
 	reg      *prometheus.Registry
 	explain  *explain.Explainer
+	opts     explain.Options
 	now      time.Time
 }
 
@@ -73,6 +93,7 @@ type fixture struct {
 // the server wires them.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	toolbin.Require(t, "prometheus")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv := prom.Start(t)
@@ -80,7 +101,7 @@ func newFixture(t *testing.T) *fixture {
 	start := now.Add(-20 * time.Minute)
 	var samples []prom.Sample
 	gauge := func(v float64, until time.Time, kv ...string) {
-		l := map[string]string{"__name__": "app_load"}
+		l := map[string]string{"__name__": "app_load"} // unless kv names another
 		for i := 0; i < len(kv); i += 2 {
 			l[kv[i]] = kv[i+1]
 		}
@@ -93,6 +114,12 @@ func newFixture(t *testing.T) *fixture {
 	gauge(5, now.Add(-15*time.Minute), "namespace", "shop", "pod", "web-3") // stale
 	gauge(7, now, "namespace", "shop", "pod_name", "web-4")                 // the wrong label
 	gauge(100, now, "namespace", "other", "pod", "web-5")                   // another namespace
+	gauge(2, now, "__name__", "legacy_load", "namespace", "shop", "pod_name", "web-1")
+	gauge(120, now, "__name__", "queue_depth", "queue", "orders")
+	for ts := start; !ts.After(now); ts = ts.Add(15 * time.Second) {
+		samples = append(samples, prom.Sample{Labels: map[string]string{"__name__": "svc_requests_total", "namespace": "shop", "service": "web"},
+			Value: 10 * ts.Sub(start).Seconds(), Time: ts})
+	}
 	if err := srv.Write(ctx, samples); err != nil {
 		t.Fatal(err)
 	}
@@ -118,11 +145,11 @@ func newFixture(t *testing.T) *fixture {
 		Registry: registry, Queriers: map[string]provider.Querier{config.SourcePrometheus: client}, Objects: objects, Mapper: mapper(),
 		Now: func() time.Time { return now }, ValueCacheTTL: time.Hour, Registerer: reg,
 	})
-	e := explain.New(explain.Options{
+	opts := explain.Options{
 		Provider: p, Discovery: registry, Listers: map[string]discovery.SeriesLister{config.SourcePrometheus: client},
 		Objects: objects, Mapper: mapper(), ConfigFile: "rules.yaml",
-	})
-	return &fixture{provider: p, reg: reg, explain: e, now: now}
+	}
+	return &fixture{provider: p, reg: reg, explain: explain.New(opts), opts: opts, now: now}
 }
 
 func (f *fixture) cacheRequests(t *testing.T) map[string]float64 {
@@ -171,6 +198,15 @@ func TestObjectsWithoutValue(t *testing.T) {
 	for _, o := range ex.Objects.Items {
 		if o.Name == "web-4" && !strings.Contains(o.Message, `"pod_name"`) {
 			t.Errorf("web-4's message does not name pod_name: %q", o.Message)
+		}
+		// web-3's last sample is 15 minutes before the query's time.
+		if o.Name == "web-3" {
+			if o.Age == nil || o.Age.Duration != 15*time.Minute {
+				t.Errorf("web-3 (stale): age %v, want 15m0s", o.Age)
+			}
+			if !strings.Contains(o.Message, "latest sample 15m0s old, lookback 5m0s") {
+				t.Errorf("web-3 (stale): message %q does not give the sample's age and the lookback", o.Message)
+			}
 		}
 	}
 	if ex.Rule == nil || ex.Rule.ID != "rules[0] (app_load)" || ex.Rule.Origin != v1alpha1.RuleOriginConfig || ex.Rule.Backend != "prometheus" || ex.Rule.ResourceLabel != "pod" {
@@ -235,5 +271,117 @@ func TestNotListed(t *testing.T) {
 	}
 	if !slices.ContainsFunc(ex.Discovery.Similar, func(s string) bool { return strings.HasPrefix(s, "app_load ") }) {
 		t.Errorf("similar = %v, want app_load", ex.Discovery.Similar)
+	}
+}
+
+// TestOtherLabelUnlisted: series carry the pods' names in pod_name where
+// the rule maps pod, so discovery lists the metric for namespaces only;
+// the explanation finds the rule through its series and says so.
+func TestOtherLabelUnlisted(t *testing.T) {
+	f := newFixture(t)
+	ex := f.explain.Metric(context.Background(), explain.Ask{Type: v1alpha1.MetricTypePods, Metric: "legacy_load", Namespace: "shop", Resource: rules.Pods, Selector: labels.Everything(), MetricSelector: labels.Everything()})
+	raw, _ := json.MarshalIndent(ex, "", "  ")
+	t.Logf("explanation:\n%s", raw)
+	if ex.Discovery == nil || ex.Discovery.Listed || !slices.Contains(ex.Discovery.Similar, "legacy_load (custom, namespaces)") {
+		t.Errorf("discovery %+v, want legacy_load not listed for pods, listed for namespaces", ex.Discovery)
+	}
+	if ex.Rule == nil || ex.Rule.ID != "rules[1] (legacy_load)" || ex.Rule.ResourceLabel != "pod" || ex.Rule.Series != "legacy_load" {
+		t.Errorf("rule %+v, want rules[1] mapping pod, series legacy_load", ex.Rule)
+	}
+	if ex.Objects == nil || len(ex.Objects.Items) != 5 || ex.Objects.WithValue != 0 {
+		t.Fatalf("objects %+v, want the 5 pods, none with a value", ex.Objects)
+	}
+	for _, o := range ex.Objects.Items {
+		want := v1alpha1.NoValueNoSeries
+		if o.Name == "web-1" {
+			want = v1alpha1.NoValueOtherLabel
+			if !strings.Contains(o.Message, `"pod_name"`) || !strings.Contains(o.Message, `"pod"`) {
+				t.Errorf("web-1: message %q, want it to name pod_name and pod", o.Message)
+			}
+		}
+		if o.Reason != want {
+			t.Errorf("%s: reason %s (%s), want %s", o.Name, o.Reason, o.Message, want)
+		}
+	}
+	d := ex.Diagnosis
+	if d.Status != v1alpha1.StatusFail || !strings.Contains(d.Reason, `"pod_name"`) || !strings.Contains(d.Reason, `"pod"`) || !strings.Contains(d.Reason, "rules[1]") {
+		t.Errorf("diagnosis %+v, want FAIL naming pod_name, pod and rules[1]", d)
+	}
+	if !strings.Contains(d.Hint, "resources.overrides") || !strings.Contains(d.Hint, "pod_name: {resource: pods}") || !strings.Contains(d.Hint, "relabel") {
+		t.Errorf("hint %q, want the override to add and relabeling", d.Hint)
+	}
+}
+
+// TestWrongTypeHint: a metric served as an Object metric of services and
+// namespaces, asked as a Pods metric, is not explained through its rule
+// (no series carries a pod), and the hint lists both resources, services
+// first, with the Object form to ask for.
+func TestWrongTypeHint(t *testing.T) {
+	f := newFixture(t)
+	ex := f.explain.Metric(context.Background(), explain.Ask{Type: v1alpha1.MetricTypePods, Metric: "svc_requests_per_second", Namespace: "shop", Resource: rules.Pods, Selector: labels.Everything(), MetricSelector: labels.Everything()})
+	t.Logf("diagnosis: %+v", ex.Diagnosis)
+	if ex.Diagnosis.Status != v1alpha1.StatusFail || ex.Rule != nil {
+		t.Fatalf("explanation %+v, want FAIL and no rule", ex.Explanation)
+	}
+	hint := ex.Diagnosis.Hint
+	if !strings.Contains(hint, "svc_requests_per_second for services, namespaces") {
+		t.Errorf("hint %q, want the metric's resources listed, services first", hint)
+	}
+	if !strings.Contains(hint, "Object metric") || !strings.Contains(hint, "describedObject a Service (v1)") {
+		t.Errorf("hint %q, want an Object metric of a Service", hint)
+	}
+}
+
+// fakeCluster answers APIService reads only.
+type fakeCluster struct {
+	explain.Cluster
+	apiServices map[string]explain.APIService
+}
+
+func (c fakeCluster) APIService(_ context.Context, name string) (explain.APIService, error) {
+	return c.apiServices[name], nil
+}
+
+// TestAPIServiceUnavailable: a custom or external metric Gantry itself
+// answers fails when the APIService the HPA's request goes through is not
+// Available, naming it and its reason.
+func TestAPIServiceUnavailable(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	svc := func(available bool) explain.APIService {
+		s := explain.APIService{Found: true, Available: available, Service: "gantry/gantry"}
+		if !available {
+			s.Reason, s.Message = "FailedDiscoveryCheck", "failing or missing response from https://10.0.0.1:6443/apis: bad status 503\nretrying"
+		}
+		return s
+	}
+	cl := fakeCluster{apiServices: map[string]explain.APIService{
+		explain.APIServiceCustom:      svc(true),
+		explain.APIServiceExternal:    svc(false),
+		explain.APIServiceDiagnostics: svc(true),
+	}}
+	opts := f.opts
+	opts.Cluster = cl
+	e := explain.New(opts)
+
+	external := e.Metric(ctx, explain.Ask{Type: v1alpha1.MetricTypeExternal, Metric: "queue_depth", MetricSelector: labels.Everything()})
+	t.Logf("external: %+v", external.Diagnosis)
+	if external.Value == nil || !external.Value.Found || external.Value.Value != "120" {
+		t.Errorf("external value %+v, want 120: Gantry itself answers", external.Value)
+	}
+	d := external.Diagnosis
+	if d.Status != v1alpha1.StatusFail || !strings.Contains(d.Reason, explain.APIServiceExternal) || !strings.Contains(d.Reason, "FailedDiscoveryCheck") || strings.Contains(d.Reason, "\n") {
+		t.Errorf("external diagnosis %+v, want one line of FAIL naming %s and its reason", d, explain.APIServiceExternal)
+	}
+
+	pods := explain.Ask{Type: v1alpha1.MetricTypePods, Metric: "app_load", Namespace: "shop", Resource: rules.Pods, Selector: labels.Everything(), MetricSelector: labels.Everything()}
+	if d := e.Metric(ctx, pods).Diagnosis; d.Status != v1alpha1.StatusWarn {
+		t.Errorf("custom diagnosis with its APIService Available: %+v, want WARN (pods without a value)", d)
+	}
+	cl.apiServices[explain.APIServiceCustom] = svc(false)
+	d = e.Metric(ctx, pods).Diagnosis
+	t.Logf("custom: %+v", d)
+	if d.Status != v1alpha1.StatusFail || !strings.Contains(d.Reason, explain.APIServiceCustom) || !strings.Contains(d.Reason, "FailedDiscoveryCheck") {
+		t.Errorf("custom diagnosis %+v, want FAIL naming %s and its reason", d, explain.APIServiceCustom)
 	}
 }

@@ -209,10 +209,10 @@ func (e *Explainer) resourceMetric(ctx context.Context, namespace, name, contain
 		comp.Note = "computed from the HPA's own current value over its current replicas (Gantry does not read pod requests)"
 	}
 	switch {
-	case !ex.API.Found:
+	case ex.API.Error == "" && !ex.API.Found:
 		ex.Diagnosis = fail(fmt.Sprintf("APIService %s does not exist: nothing serves resource metrics", ex.API.APIService), "run Gantry with --resource-metrics (or metrics-server)")
-	case !ex.API.Available:
-		ex.Diagnosis = fail(fmt.Sprintf("APIService %s is not Available (%s): %s", ex.API.APIService, ex.API.Reason, ex.API.Message), "check the service behind it")
+	case !ex.API.Available && ex.API.Error == "":
+		ex.Diagnosis, _ = apiDown(ex.API)
 	case comp.Replicas == nil:
 		ex.Diagnosis = warn(fmt.Sprintf("the HPA reports no current value for %s", name), "the HPA controller may not have read it yet, or pods lack resource requests")
 	default:
