@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -118,7 +119,7 @@ func Compile(namespace, name string, spec map[string]any, env *Env) (*Compiled, 
 	if err != nil {
 		names := displayNames(data)
 		for _, e := range flatten(err) {
-			invalid.add(specMessage(e.Error(), file, names))
+			invalid.add(sampleNamespace(specMessage(e.Error(), file, names), namespace))
 		}
 		return nil, invalid
 	}
@@ -292,6 +293,18 @@ func specMessage(msg, file string, names map[string]string) string {
 		return joinField("spec."+m[1], msg[len(m[0]):])
 	}
 	return joinField("spec", msg)
+}
+
+// sampleNamespace writes the MetricRule's namespace into the sample
+// request a rendered query is shown with ("(rendered: ...)"): the config
+// parser renders templates for a request in namespace "default", which in
+// a team's MetricRule would read as if its query named that namespace.
+func sampleNamespace(msg, namespace string) string {
+	before, rendered, ok := strings.Cut(msg, "(rendered: ")
+	if !ok {
+		return msg
+	}
+	return before + "(rendered: " + strings.ReplaceAll(rendered, `namespace="default"`, "namespace="+strconv.Quote(namespace))
 }
 
 // joinField puts a message about a field of section under section:

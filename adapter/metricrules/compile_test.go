@@ -89,6 +89,7 @@ func TestCompileMessagesNameTheField(t *testing.T) {
 		env    *Env
 		reason string
 		want   []string // each problem's start
+		has    string   // a part of the whole message, when not ""
 	}{
 		{
 			name: "template that renders no PromQL",
@@ -98,6 +99,18 @@ rules:
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}'`,
 			reason: ReasonInvalid,
 			want:   []string{"spec.rules[0].metricsQuery: rendered query does not parse: "},
+		},
+		{
+			// The sample request a rendered query is shown with is one in
+			// the MetricRule's own namespace, not "default".
+			name: "rendered sample in the rule's namespace",
+			spec: `
+rules:
+- seriesQuery: 'http_requests_total'
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by by'`,
+			reason: ReasonInvalid,
+			want:   []string{`spec.rules[0].metricsQuery: rendered query does not parse: `},
+			has:    `(rendered: sum(sample_metric{namespace="team-a",pod=~"a|b"}) by by)`,
 		},
 		{
 			name: "unknown field, and a bad duration in an external rule",
@@ -212,6 +225,9 @@ rules:
 			}
 			if refusal.Reason != tc.reason {
 				t.Errorf("reason %s; want %s (%s)", refusal.Reason, tc.reason, refusal.Full())
+			}
+			if tc.has != "" && !strings.Contains(refusal.Full(), tc.has) {
+				t.Errorf("message %q lacks %q", refusal.Full(), tc.has)
 			}
 			if len(refusal.Problems) != len(tc.want) {
 				t.Fatalf("problems:\n%s\nwant %d starting with %q", strings.Join(refusal.Problems, "\n"), len(tc.want), tc.want)
