@@ -716,7 +716,7 @@ func (e *Explainer) whyMissing(ctx context.Context, ask Ask, plan provider.Plan,
 			v := out[n]
 			age := metav1.Duration{Duration: now.Sub(t).Round(time.Second)}
 			v.Age = &age
-			v.Message = fmt.Sprintf("series with %s=%q have no sample in the last %s (the lookback of an instant query): latest sample %s old, lookback %s", resLabel, n, e.opts.Lookback, age.Duration, e.opts.Lookback)
+			v.Message = fmt.Sprintf("series with %s=%q have no sample within the lookback of an instant query: latest sample %s old, lookback %s", resLabel, n, age.Duration, e.opts.Lookback)
 			out[n] = v
 		}
 	}
