@@ -352,8 +352,12 @@ func (b *bench) applyToServed(ctx context.Context, dyn dynamic.Interface, ts []m
 					Items []json.RawMessage `json:"items"`
 				}
 				if err := json.Unmarshal(body, &list); err == nil && len(list.Items) == b.f.metricRules.pods {
-					lat = append(lat, time.Since(t0))
+					d := time.Since(t0)
+					lat = append(lat, d)
 					served = true
+					if d > 5*time.Second { // the issue's goal: say which, and what it answered before
+						fmt.Fprintf(os.Stderr, "bench: metricrules: MetricRule %s/%s served %s after its create call (answer before: %s)\n", t.ns, t.name, d.Round(time.Millisecond), last)
+					}
 					continue
 				}
 				last = "items missing"
