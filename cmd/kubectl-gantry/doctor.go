@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -371,6 +372,14 @@ func (d *doctor) replicasCheck(ctx context.Context) check {
 		return ch
 	case err != nil:
 		return deniedCheck(ch.Check, ch.Subject, classify(err, permService(d.f.gantryNamespace)))
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		// A name outside the cluster: there is nothing to count, and
+		// whether Gantry answers there is what the APIService checks say.
+		ch.Subject = "service " + d.gantryServiceName()
+		ch.Status = statusWarn
+		ch.Reason = fmt.Sprintf("an ExternalName service (%s): Gantry runs outside the cluster, its replicas are not counted; the APIService checks say whether it answers", svc.Spec.ExternalName)
+		return ch
 	}
 	if len(svc.Spec.Selector) == 0 {
 		// Endpoints managed by hand (Gantry outside a deployment): count

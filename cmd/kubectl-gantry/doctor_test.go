@@ -361,6 +361,29 @@ func TestDoctorForbidden(t *testing.T) {
 	})
 }
 
+// TestDoctorExternalName: an ExternalName service (Gantry outside the
+// cluster, as in the local stack) has no replicas to count: a WARN that
+// says so, which leaves doctor's exit status 0 on a healthy cluster.
+func TestDoctorExternalName(t *testing.T) {
+	f, srv := newFakeAPI(t)
+	kc := writeKubeconfig(t, "a", map[string]string{"a": srv.URL})
+	healthyCluster(f, "shop")
+	f.set("/api/v1/namespaces/gantry/services/gantry", map[string]any{"apiVersion": "v1", "kind": "Service",
+		"metadata": map[string]any{"name": "gantry", "namespace": "gantry"},
+		"spec":     map[string]any{"type": "ExternalName", "externalName": "gantry.example.test"}})
+	rep, res := doctorJSON(t, kc, "-n", "shop")
+	c, ok := findCheck(rep, "Replicas", "service gantry/gantry")
+	if !ok || c.Status != statusWarn || !strings.Contains(c.Reason, "ExternalName service (gantry.example.test)") {
+		t.Errorf("replicas check %+v (found %v), want a WARN naming the ExternalName", c, ok)
+	}
+	if res.code != 0 {
+		t.Errorf("doctor exit %d on an otherwise healthy cluster, want 0\n%s", res.code, res.stderr)
+	}
+	if seen := f.seen(); contains(seen, "/apis/discovery.k8s.io/v1/namespaces/gantry/endpointslices?labelSelector=kubernetes.io%2Fservice-name%3Dgantry") {
+		t.Errorf("endpoint slices of an ExternalName service were listed: %q", seen)
+	}
+}
+
 // TestDoctorEndpoints: a service without a selector (Gantry outside a
 // deployment) is judged by its ready endpoints.
 func TestDoctorEndpoints(t *testing.T) {
