@@ -18,6 +18,7 @@ var flagGroups = []struct {
 	prefixes []string
 }{
 	{"Rules and discovery", []string{"config", "config-reload-interval", "metrics-relist-interval", "metrics-max-age", "resource-metrics"}},
+	{"MetricRules (namespaced rules teams own)", []string{"metricrules", "metricrule-"}},
 	{"Prometheus", []string{"prometheus-"}},
 	{"Loki", []string{"loki-"}},
 	{"Backend calls (Prometheus and Loki)", []string{"backend-"}},

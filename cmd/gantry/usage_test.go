@@ -22,7 +22,7 @@ func TestHelpGroupsFlags(t *testing.T) {
 	for _, m := range regexp.MustCompile(`(?m)^(\S.*) flags:$`).FindAllStringSubmatch(stderr, -1) {
 		titles = append(titles, m[1])
 	}
-	want := []string{"Rules and discovery", "Prometheus", "Loki", "Backend calls (Prometheus and Loki)", "Caches", "kube-state-metrics", "Kubelet collector (metrics.k8s.io without Prometheus)", "API server", "Logging"}
+	want := []string{"Rules and discovery", "MetricRules (namespaced rules teams own)", "Prometheus", "Loki", "Backend calls (Prometheus and Loki)", "Caches", "kube-state-metrics", "Kubelet collector (metrics.k8s.io without Prometheus)", "API server", "Logging"}
 	if strings.Join(titles, "|") != strings.Join(want, "|") {
 		t.Errorf("sections %q, want %q", titles, want)
 	}
