@@ -23,6 +23,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+
+	"github.com/gantry-dev/gantry/test/stack"
 )
 
 // metricRulesFlags configure the metricrules scenario (issue 16): the same
@@ -50,8 +52,6 @@ const (
 	setupCluster     = "cluster-rules"
 	setupMetricRules = "metricrules"
 )
-
-var metricRuleGVR = schema.GroupVersionResource{Group: "gantry.dev", Version: "v1alpha1", Resource: "metricrules"}
 
 // metricRulesResult is what one setup of the metricrules scenario measures
 // beside result's fleet figures.
@@ -290,7 +290,7 @@ func (b *bench) waitAllServed(ctx context.Context, ts []mrTarget) error {
 // newMetricRule is the target's MetricRule, holding its one rule.
 func newMetricRule(t mrTarget) *unstructured.Unstructured {
 	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": metricRuleGVR.GroupVersion().String(),
+		"apiVersion": stack.MetricRuleGVR.GroupVersion().String(),
 		"kind":       "MetricRule",
 		"metadata":   map[string]any{"name": t.name, "namespace": t.ns},
 		"spec":       map[string]any{"rules": []any{t.rule()}},
@@ -308,7 +308,7 @@ func (b *bench) createMetricRules(ctx context.Context, dyn dynamic.Interface, ts
 		go func() {
 			defer wg.Done()
 			for t := range work {
-				if _, err := dyn.Resource(metricRuleGVR).Namespace(t.ns).Create(ctx, newMetricRule(t), metav1.CreateOptions{}); err != nil {
+				if _, err := dyn.Resource(stack.MetricRuleGVR).Namespace(t.ns).Create(ctx, newMetricRule(t), metav1.CreateOptions{}); err != nil {
 					errc <- fmt.Errorf("creating MetricRule %s/%s: %w", t.ns, t.name, err)
 				}
 			}
@@ -335,7 +335,7 @@ func (b *bench) applyToServed(ctx context.Context, dyn dynamic.Interface, ts []m
 	for _, t := range ts {
 		u := t.url(b.st.Cluster.URL())
 		t0 := time.Now()
-		if _, err := dyn.Resource(metricRuleGVR).Namespace(t.ns).Create(ctx, newMetricRule(t), metav1.CreateOptions{}); err != nil {
+		if _, err := dyn.Resource(stack.MetricRuleGVR).Namespace(t.ns).Create(ctx, newMetricRule(t), metav1.CreateOptions{}); err != nil {
 			return lat, errs, fmt.Errorf("creating MetricRule %s/%s: %w", t.ns, t.name, err)
 		}
 		served := false
@@ -384,7 +384,7 @@ func (b *bench) deleteMetricRules(ctx context.Context, dyn dynamic.Interface, ts
 			continue
 		}
 		seen[t.ns] = true
-		if err := dyn.Resource(metricRuleGVR).Namespace(t.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+		if err := dyn.Resource(stack.MetricRuleGVR).Namespace(t.ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("deleting the MetricRules of %s: %w", t.ns, err))
 		}
 	}
