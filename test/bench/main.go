@@ -813,47 +813,11 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	var (
-		mu     sync.Mutex
-		lat    []time.Duration
-		errs   int
-		lastEr error
-		wg     sync.WaitGroup
-	)
-	begin := time.Now()
-	end := begin.Add(b.f.fleetDur)
-	for _, x := range hpas {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sel := labels.SelectorFromSet(labels.Set{"app": x.app})
-			// A random phase, as HPAs created at different times have.
-			next := begin.Add(time.Duration(rand.Int64N(int64(b.f.poll))))
-			for next.Before(end) {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Until(next)):
-				}
-				t0 := time.Now()
-				list, err := client.NamespacedMetrics(x.ns).GetForObjects(schema.GroupKind{Kind: "Pod"}, sel, metric, labels.Everything())
-				d := time.Since(t0)
-				if err == nil && len(list.Items) != b.f.fleetPods {
-					err = fmt.Errorf("%s/%s: %d items, want %d", x.ns, x.app, len(list.Items), b.f.fleetPods)
-				}
-				mu.Lock()
-				lat = append(lat, d)
-				if err != nil {
-					errs++
-					lastEr = err
-				}
-				mu.Unlock()
-				next = next.Add(b.f.poll)
-			}
-		}()
+	targets := make([]fleetTarget, len(hpas))
+	for i, x := range hpas {
+		targets[i] = fleetTarget{ns: x.ns, app: x.app, metric: metric}
 	}
-	wg.Wait()
-	wall := time.Since(begin)
+	lat, errs, lastEr, wall := b.poll(ctx, client, targets, b.f.fleetPods)
 	after, err := b.snapshot(ctx)
 	if err != nil {
 		return result{}, err
@@ -866,6 +830,55 @@ func (b *bench) fleetScenario(ctx context.Context, h int) (result, error) {
 	after.fill(&r, before, len(lat))
 	r.GantryCores = round((after.gantryCPU-before.gantryCPU)/after.at.Sub(before.at).Seconds(), 3)
 	return r, nil
+}
+
+// fleetTarget is what one HPA-like poller asks for: the Pods metric of
+// the pods labelled app in ns.
+type fleetTarget struct{ ns, app, metric string }
+
+// poll runs one poller per target, each every -hpa-poll from a random
+// phase (as HPAs created at different times have) for -hpa-duration,
+// through client as the HPA controller asks; an answer without want
+// items is an error. It returns every request's latency, the errors and
+// the last one, and the wall time.
+func (b *bench) poll(ctx context.Context, client cmclient.CustomMetricsClient, targets []fleetTarget, want int) (lat []time.Duration, errs int, lastErr error, wall time.Duration) {
+	var (
+		mu sync.Mutex
+		wg sync.WaitGroup
+	)
+	begin := time.Now()
+	end := begin.Add(b.f.fleetDur)
+	for _, t := range targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sel := labels.SelectorFromSet(labels.Set{"app": t.app})
+			next := begin.Add(time.Duration(rand.Int64N(int64(b.f.poll))))
+			for next.Before(end) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Until(next)):
+				}
+				t0 := time.Now()
+				list, err := client.NamespacedMetrics(t.ns).GetForObjects(schema.GroupKind{Kind: "Pod"}, sel, t.metric, labels.Everything())
+				d := time.Since(t0)
+				if err == nil && len(list.Items) != want {
+					err = fmt.Errorf("%s/%s %s: %d items, want %d", t.ns, t.app, t.metric, len(list.Items), want)
+				}
+				mu.Lock()
+				lat = append(lat, d)
+				if err != nil {
+					errs++
+					lastErr = err
+				}
+				mu.Unlock()
+				next = next.Add(b.f.poll)
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, errs, lastErr, time.Since(begin)
 }
 
 // metricsClient is k8s.io/metrics' custom metrics client as the HPA

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,8 +19,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/gantry-dev/gantry/test/stack"
@@ -433,46 +430,11 @@ func (b *bench) metricRulesFleet(ctx context.Context, ts []mrTarget, mr *metricR
 	if err != nil {
 		return r, err
 	}
-	var (
-		mu      sync.Mutex
-		lat     []time.Duration
-		errs    int
-		lastErr error
-		wg      sync.WaitGroup
-	)
-	begin := time.Now()
-	end := begin.Add(b.f.fleetDur)
-	for _, t := range ts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sel := labels.SelectorFromSet(labels.Set{"app": t.app})
-			next := begin.Add(time.Duration(rand.Int64N(int64(b.f.poll))))
-			for next.Before(end) {
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Until(next)):
-				}
-				t0 := time.Now()
-				list, err := client.NamespacedMetrics(t.ns).GetForObjects(schema.GroupKind{Kind: "Pod"}, sel, t.metric, labels.Everything())
-				dur := time.Since(t0)
-				if err == nil && len(list.Items) != b.f.metricRules.pods {
-					err = fmt.Errorf("%s/%s: %d items, want %d", t.ns, t.metric, len(list.Items), b.f.metricRules.pods)
-				}
-				mu.Lock()
-				lat = append(lat, dur)
-				if err != nil {
-					errs++
-					lastErr = err
-				}
-				mu.Unlock()
-				next = next.Add(b.f.poll)
-			}
-		}()
+	targets := make([]fleetTarget, len(ts))
+	for i, t := range ts {
+		targets[i] = fleetTarget{ns: t.ns, app: t.app, metric: t.metric}
 	}
-	wg.Wait()
-	wall := time.Since(begin)
+	lat, errs, lastErr, wall := b.poll(ctx, client, targets, b.f.metricRules.pods)
 	after, err := b.mrSnapshot(ctx)
 	if err != nil {
 		return r, err
