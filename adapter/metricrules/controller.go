@@ -83,16 +83,27 @@ type Options struct {
 // generation, runs a discovery registry per accepted resource, answers the
 // provider's namespaced lookups from them, and writes each resource's
 // status when it changes.
+//
+// Serving and status writes have queues and workers of their own: a sync
+// that serves a namespace's rules does no I/O, so a new resource is
+// served as soon as it is seen, however many status writes wait (the
+// client's rate limit, 5 a second by default, makes the first statuses of
+// a thousand new resources take minutes).
 type Controller struct {
 	opts  Options
 	queue workqueue.TypedRateLimitingInterface[string] // namespaces to sync
-	gate  chan struct{}                                // relists at once
+	// statusQueue are the namespaces whose statuses may need writing.
+	statusQueue workqueue.TypedRateLimitingInterface[string]
+	gate        chan struct{} // relists at once
 
 	rules      cache.SharedIndexInformer
 	namespaces cache.SharedIndexInformer // nil without a selector
 
 	mu          sync.RWMutex
 	byNamespace map[string][]*served // accepted, in creation order
+	// decided is each namespace's resources as its last sync decided
+	// them, for the status writers.
+	decided     map[string][]decision
 	servedByUID map[types.UID]*served
 	compiled    map[types.UID]*compileResult
 	firstSeen   map[types.UID]seen
@@ -146,8 +157,10 @@ func New(opts Options) *Controller {
 	return &Controller{
 		opts:        opts,
 		queue:       workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "metricrules"}),
+		statusQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "metricrules_status"}),
 		gate:        make(chan struct{}, opts.Concurrency),
 		byNamespace: map[string][]*served{},
+		decided:     map[string][]decision{},
 		servedByUID: map[types.UID]*served{},
 		compiled:    map[types.UID]*compileResult{},
 		firstSeen:   map[types.UID]seen{},
@@ -161,6 +174,7 @@ func New(opts Options) *Controller {
 // cancelled. It returns when ctx is done; it never fails Gantry.
 func (c *Controller) Run(ctx context.Context) {
 	defer c.queue.ShutDown()
+	defer c.statusQueue.ShutDown()
 	if !c.waitForCRD(ctx) {
 		return
 	}
@@ -211,15 +225,21 @@ func (c *Controller) Run(ctx context.Context) {
 	klog.InfoS("serving MetricRules", "namespaceSelector", c.selectorString(), "maxRulesPerNamespace", c.opts.MaxRulesPerNamespace, "maxSeries", c.opts.MaxSeries)
 	var wg sync.WaitGroup
 	for range c.opts.Workers {
-		wg.Add(1)
+		wg.Add(2)
 		go func() {
 			defer wg.Done()
 			for c.processNext(ctx) {
 			}
 		}()
+		go func() {
+			defer wg.Done()
+			for c.processNextStatus(ctx) {
+			}
+		}()
 	}
 	<-ctx.Done()
 	c.queue.ShutDown()
+	c.statusQueue.ShutDown()
 	wg.Wait()
 	c.mu.Lock()
 	for _, s := range c.servedByUID {
@@ -287,6 +307,21 @@ func (c *Controller) processNext(ctx context.Context) bool {
 	return true
 }
 
+func (c *Controller) processNextStatus(ctx context.Context) bool {
+	ns, shutdown := c.statusQueue.Get()
+	if shutdown {
+		return false
+	}
+	defer c.statusQueue.Done(ns)
+	if err := c.writeStatuses(ctx, ns); err != nil {
+		klog.ErrorS(err, "writing MetricRule statuses", "namespace", ns)
+		c.statusQueue.AddRateLimited(ns)
+		return true
+	}
+	c.statusQueue.Forget(ns)
+	return true
+}
+
 // LookupCustomIn finds the MetricRule of namespace that serves info: the
 // earliest created, when several do.
 func (c *Controller) LookupCustomIn(namespace string, info cmprovider.CustomMetricInfo) (discovery.Entry, bool) {
@@ -341,8 +376,17 @@ func (c *Controller) NotReady() []string {
 	return out
 }
 
-// syncNamespace brings the served rules and statuses of one namespace's
-// MetricRules in line with the objects. retry > 0 asks for another sync
+// decision is what a namespace's sync decided for one of its resources:
+// refused, or served.
+type decision struct {
+	mr      *MetricRule
+	refusal *Refusal
+	served  *served
+}
+
+// syncNamespace brings the served rules of one namespace's MetricRules in
+// line with the objects, then asks the status writers to bring their
+// statuses in line too. It does no I/O. retry > 0 asks for another sync
 // after it (the namespace is not in the cache yet).
 func (c *Controller) syncNamespace(ctx context.Context, namespace string) (retry time.Duration, err error) {
 	objs, err := c.rules.GetIndexer().ByIndex(cache.NamespaceIndex, namespace)
@@ -378,11 +422,6 @@ func (c *Controller) syncNamespace(ctx context.Context, namespace string) (retry
 		return time.Second, nil
 	}
 
-	type decision struct {
-		mr      *MetricRule
-		refusal *Refusal
-		served  *served
-	}
 	decisions := make([]decision, 0, len(mrs))
 	entries := 0
 	for _, mr := range mrs {
@@ -447,22 +486,47 @@ func (c *Controller) syncNamespace(ctx context.Context, namespace string) (retry
 	}
 	if len(names) == 0 {
 		delete(c.known, namespace)
+		delete(c.decided, namespace)
 	} else {
 		c.known[namespace] = names
+		c.decided[namespace] = decisions
 	}
 	c.mu.Unlock()
+	c.statusQueue.Add(namespace)
+	return 0, nil
+}
 
+// writeStatuses writes the statuses of a namespace's resources that
+// differ from what its last sync decided and their registries found.
+// Each status is compared with the object the cache holds now; a resource
+// whose generation changed since is left to the sync that change asks for.
+func (c *Controller) writeStatuses(ctx context.Context, namespace string) error {
+	c.mu.RLock()
+	decisions, list := c.decided[namespace], c.byNamespace[namespace]
+	c.mu.RUnlock()
 	var errs []error
 	for _, d := range decisions {
-		st, write := c.status(d.mr, d.refusal, d.served, list)
+		obj, exists, err := c.rules.GetStore().GetByKey(namespace + "/" + d.mr.Name)
+		if err != nil || !exists {
+			continue
+		}
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok || u.GetUID() != d.mr.UID || u.GetGeneration() != d.mr.Generation {
+			continue
+		}
+		mr, err := FromUnstructured(u)
+		if err != nil {
+			continue
+		}
+		st, write := c.status(mr, d.refusal, d.served, list)
 		if !write {
 			continue
 		}
-		if err := c.writeStatus(ctx, d.mr, st); err != nil {
+		if err := c.writeStatus(ctx, mr, st); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return 0, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // namespaceAllowed reports whether the admin's selector selects

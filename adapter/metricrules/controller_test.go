@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	discoveryfake "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/dynamic"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	clienttesting "k8s.io/client-go/testing"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
@@ -170,11 +171,21 @@ type harness struct {
 
 func startController(t *testing.T, opts Options, back *seriesBackend, objs ...runtime.Object) *harness {
 	t.Helper()
+	return startControllerWith(t, opts, back, nil, objs...)
+}
+
+// startControllerWith is startController with the controller's client
+// wrapped by wrap (nil: the fake client itself).
+func startControllerWith(t *testing.T, opts Options, back *seriesBackend, wrap func(dynamic.Interface) dynamic.Interface, objs ...runtime.Object) *harness {
+	t.Helper()
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{
 		GVR:           "MetricRuleList",
 		namespacesGVR: "NamespaceList",
 	}, objs...)
 	opts.Client = client
+	if wrap != nil {
+		opts.Client = wrap(client)
+	}
 	if opts.Env == nil {
 		opts.Env = testEnv()
 	}
