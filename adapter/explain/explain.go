@@ -30,6 +30,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/utils/clock"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/gantry-dev/gantry/adapter/config"
@@ -87,11 +88,17 @@ type Options struct {
 	// History is how far back the series of objects without a value are
 	// looked for, to tell stale data from none; default 1h.
 	History time.Duration
+	// APIServiceTTL is how long an APIService read from Cluster serves
+	// explanations; default DefaultAPIServiceTTL.
+	APIServiceTTL time.Duration
+	// Clock defaults to the real clock.
+	Clock clock.PassiveClock
 }
 
 // Explainer computes explanations.
 type Explainer struct {
-	opts Options
+	opts        Options
+	apiServices *apiServiceCache
 }
 
 // New returns an Explainer.
@@ -102,7 +109,13 @@ func New(opts Options) *Explainer {
 	if opts.History <= 0 {
 		opts.History = time.Hour
 	}
-	return &Explainer{opts: opts}
+	if opts.APIServiceTTL <= 0 {
+		opts.APIServiceTTL = DefaultAPIServiceTTL
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	return &Explainer{opts: opts, apiServices: newAPIServiceCache(opts.APIServiceTTL, opts.Clock)}
 }
 
 // Limits of what an explanation lists.
@@ -439,14 +452,14 @@ func (e *Explainer) APIService(ctx context.Context, name string) v1alpha1.APIInf
 		info.Error = "no cluster client"
 		return info
 	}
-	svc, err := e.opts.Cluster.APIService(ctx, name)
+	svc, err := e.apiServices.get(ctx, e.opts.Cluster, name)
 	if err != nil {
 		info.Error = fmt.Sprintf("reading APIService %s: %v", name, err)
 		return info
 	}
 	info.Found, info.Available, info.Reason, info.Message, info.Service = svc.Found, svc.Available, svc.Reason, svc.Message, svc.Service
 	if svc.Found {
-		if own, err := e.opts.Cluster.APIService(ctx, APIServiceDiagnostics); err == nil && own.Found {
+		if own, err := e.apiServices.get(ctx, e.opts.Cluster, APIServiceDiagnostics); err == nil && own.Found {
 			info.ServedByGantry = own.Service == svc.Service
 		}
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	clocktesting "k8s.io/utils/clock/testing"
 	cmprovider "sigs.k8s.io/custom-metrics-apiserver/pkg/provider"
 
 	"github.com/gantry-dev/gantry/adapter/config"
@@ -362,6 +365,8 @@ func TestAPIServiceUnavailable(t *testing.T) {
 	}}
 	opts := f.opts
 	opts.Cluster = cl
+	clk := clocktesting.NewFakeClock(time.Now())
+	opts.Clock = clk
 	e := explain.New(opts)
 
 	external := e.Metric(ctx, explain.Ask{Type: v1alpha1.MetricTypeExternal, Metric: "queue_depth", MetricSelector: labels.Everything()})
@@ -379,9 +384,72 @@ func TestAPIServiceUnavailable(t *testing.T) {
 		t.Errorf("custom diagnosis with its APIService Available: %+v, want WARN (pods without a value)", d)
 	}
 	cl.apiServices[explain.APIServiceCustom] = svc(false)
+	clk.Step(explain.DefaultAPIServiceTTL) // the APIServices are read again
 	d = e.Metric(ctx, pods).Diagnosis
 	t.Logf("custom: %+v", d)
 	if d.Status != v1alpha1.StatusFail || !strings.Contains(d.Reason, explain.APIServiceCustom) || !strings.Contains(d.Reason, "FailedDiscoveryCheck") {
 		t.Errorf("custom diagnosis %+v, want FAIL naming %s and its reason", d, explain.APIServiceCustom)
+	}
+}
+
+// countingCluster counts the APIService reads of a fakeCluster.
+type countingCluster struct {
+	fakeCluster
+	mu    sync.Mutex
+	reads map[string]int
+}
+
+func (c *countingCluster) APIService(ctx context.Context, name string) (explain.APIService, error) {
+	c.mu.Lock()
+	c.reads[name]++
+	c.mu.Unlock()
+	return c.fakeCluster.APIService(ctx, name)
+}
+
+func (c *countingCluster) readCounts() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.reads)
+}
+
+// TestAPIServicesReadOncePerTTL: explanations asked one after another
+// read each APIService they report once per APIServiceTTL, not each time.
+// Every read is a GET through Gantry's client, whose rate limiter (5 a
+// second by default) made each metric explanation, which reported two
+// APIServices, wait a flat 400 ms in the bench.
+func TestAPIServicesReadOncePerTTL(t *testing.T) {
+	ctx := context.Background()
+	available := explain.APIService{Found: true, Available: true, Service: "gantry/gantry"}
+	cl := &countingCluster{fakeCluster: fakeCluster{apiServices: map[string]explain.APIService{
+		explain.APIServiceCustom:      available,
+		explain.APIServiceExternal:    available,
+		explain.APIServiceDiagnostics: available,
+	}}, reads: map[string]int{}}
+	registry := discovery.New(discovery.Options{Mapper: mapper()})
+	objects := objectNames{"shop": {"web-1"}}
+	p := provider.New(provider.Options{Registry: registry, Objects: objects, Mapper: mapper()})
+	clk := clocktesting.NewFakeClock(time.Now())
+	e := explain.New(explain.Options{Provider: p, Discovery: registry, Objects: objects, Mapper: mapper(), Cluster: cl, Clock: clk})
+	ask := explain.Ask{Type: v1alpha1.MetricTypePods, Metric: "app_load", Namespace: "shop", Resource: rules.Pods, Selector: labels.Everything(), MetricSelector: labels.Everything()}
+
+	explainAll := func(n int) {
+		t.Helper()
+		for range n {
+			m := e.Metric(ctx, ask)
+			if api := m.API; api.APIService != explain.APIServiceCustom || !api.Found || !api.Available || !api.ServedByGantry || api.Error != "" {
+				t.Fatalf("API %+v, want %s Available and served by Gantry", api, explain.APIServiceCustom)
+			}
+		}
+	}
+	explainAll(20)
+	want := map[string]int{explain.APIServiceCustom: 1, explain.APIServiceDiagnostics: 1}
+	if diff := cmp.Diff(want, cl.readCounts()); diff != "" {
+		t.Errorf("APIService reads of 20 explanations (-want +got):\n%s", diff)
+	}
+	clk.Step(explain.DefaultAPIServiceTTL)
+	explainAll(20)
+	want = map[string]int{explain.APIServiceCustom: 2, explain.APIServiceDiagnostics: 2}
+	if diff := cmp.Diff(want, cl.readCounts()); diff != "" {
+		t.Errorf("APIService reads once the TTL has passed (-want +got):\n%s", diff)
 	}
 }
