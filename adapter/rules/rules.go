@@ -68,6 +68,9 @@ type Rule struct {
 	// notNamespaceQueryable says why NamespaceQuery cannot answer for the
 	// rule; "" when it can (see namespacequery.go).
 	notNamespaceQueryable string
+	// confined keeps the confined text of queries the rule rendered
+	// (confinecache.go); nil until Confine.
+	confined *confineCache
 }
 
 type seriesFilter struct {
@@ -158,6 +161,7 @@ func (r *Rule) Confine(label, namespace string) error {
 		return fmt.Errorf("%s: %w", field, err)
 	}
 	r.SeriesQuery = sq
+	r.confined = newConfineCache(label, namespace)
 	return nil
 }
 
@@ -557,23 +561,30 @@ func (e *InvalidSelectorError) Error() string { return e.Reason }
 // rule's query is then confined to its namespace; when that fails, the
 // request is at fault (its metric selector or namespace names another
 // namespace), since the template itself passed the check in Confine.
+//
+// A text the rule rendered and confined before is answered from its cache
+// (confinecache.go) with the query the enforcement produced for it then.
 func (r *Rule) render(series string, ms []Matcher, groupBy []string) (string, error) {
-	var (
-		q   string
-		err error
-	)
-	if r.LogQL {
-		q, err = renderLogQL(r.query, r.ID, series, ms, groupBy)
-	} else {
-		q, err = Render(r.query, r.ID, series, ms, groupBy)
+	q, err := executeQuery(r.query, r.ID, series, ms, groupBy, r.LogQL)
+	if err != nil {
+		return "", err
 	}
-	if err != nil || r.Namespace == "" {
-		return q, err
+	if r.Namespace != "" {
+		if confined, ok := r.confined.get(q, r.NamespaceLabel, r.Namespace); ok {
+			return confined, nil
+		}
+	}
+	if err := checkQuery(q, r.ID, r.LogQL); err != nil {
+		return "", err
+	}
+	if r.Namespace == "" {
+		return q, nil
 	}
 	confined, err := confineQuery(q, r.LogQL, r.NamespaceLabel, r.Namespace)
 	if err != nil {
 		return "", &InvalidSelectorError{Reason: fmt.Sprintf("%s: %v", r.ID, err)}
 	}
+	r.confined.put(q, confined, r.NamespaceLabel, r.Namespace)
 	return confined, nil
 }
 
@@ -600,14 +611,43 @@ func queryArgs(series string, ms []Matcher, groupBy []string) config.QueryArgs {
 // renderLogQL executes a logqlQuery template and checks the result's
 // structure (Gantry has no LogQL parser; Loki judges the rest).
 func renderLogQL(t *template.Template, id, series string, ms []Matcher, groupBy []string) (string, error) {
-	q, err := execute(t, series, ms, groupBy, logqlLiteralStrings)
+	q, err := executeQuery(t, id, series, ms, groupBy, true)
 	if err != nil {
-		return "", fmt.Errorf("%s: logqlQuery: rendering: %v", id, err)
+		return "", err
 	}
-	if err := config.CheckLogQL(q); err != nil {
-		return "", fmt.Errorf("%s: logqlQuery: %v", id, err)
+	if err := checkQuery(q, id, true); err != nil {
+		return "", err
 	}
 	return q, nil
+}
+
+// executeQuery executes a metricsQuery (or, with logql, a logqlQuery)
+// template with a request's values, and does not check the result.
+func executeQuery(t *template.Template, id, series string, ms []Matcher, groupBy []string, logql bool) (string, error) {
+	field, literalStrings := "metricsQuery", promqlLiteralStrings
+	if logql {
+		field, literalStrings = "logqlQuery", logqlLiteralStrings
+	}
+	q, err := execute(t, series, ms, groupBy, literalStrings)
+	if err != nil {
+		return "", fmt.Errorf("%s: %s: rendering: %v", id, field, err)
+	}
+	return q, nil
+}
+
+// checkQuery requires a rendered query to parse as PromQL (with logql, to
+// have LogQL's structure).
+func checkQuery(q, id string, logql bool) error {
+	if logql {
+		if err := config.CheckLogQL(q); err != nil {
+			return fmt.Errorf("%s: logqlQuery: %v", id, err)
+		}
+		return nil
+	}
+	if err := config.CheckPromQL(q); err != nil {
+		return fmt.Errorf("%s: metricsQuery: %v", id, err)
+	}
+	return nil
 }
 
 // logqlRange finds LogQL range durations such as [1m] or [30s].
@@ -632,12 +672,12 @@ func logqlWindow(t *template.Template) time.Duration {
 // Render executes a query template with the given matchers and group-by
 // labels, and requires the result to parse as PromQL.
 func Render(t *template.Template, id, series string, ms []Matcher, groupBy []string) (string, error) {
-	q, err := execute(t, series, ms, groupBy, promqlLiteralStrings)
+	q, err := executeQuery(t, id, series, ms, groupBy, false)
 	if err != nil {
-		return "", fmt.Errorf("%s: metricsQuery: rendering: %v", id, err)
+		return "", err
 	}
-	if err := config.CheckPromQL(q); err != nil {
-		return "", fmt.Errorf("%s: metricsQuery: %v", id, err)
+	if err := checkQuery(q, id, false); err != nil {
+		return "", err
 	}
 	return q, nil
 }
