@@ -24,6 +24,18 @@ var (
 	PersistentVolumes = schema.GroupResource{Resource: "persistentvolumes"}
 )
 
+// builtinNamespaced are the namespaced built-in resources HPAs most often
+// scale on or describe. Their groups ("" and apps) cannot be served by a
+// CustomResourceDefinition, whose group must contain a dot.
+var builtinNamespaced = map[schema.GroupResource]bool{
+	Pods:                                     true,
+	{Resource: "services"}:                   true,
+	{Group: "apps", Resource: "deployments"}: true,
+	{Group: "apps", Resource: "statefulsets"}: true,
+	{Group: "apps", Resource: "replicasets"}:  true,
+	{Group: "apps", Resource: "daemonsets"}:   true,
+}
+
 // groupSanitizer turns an API group into something usable in a label name,
 // as prometheus-adapter does ("apps.example.com" → "apps_example_com").
 var groupSanitizer = strings.NewReplacer(".", "_", "-", "_")
@@ -253,11 +265,16 @@ func (lm *LabelMap) ResourcesFor(labelNames []model.LabelName) []schema.GroupRes
 
 // Namespaced reports whether objects of gr live in a namespace, according to
 // the cluster's REST mapping; unknown resources count as namespaced unless they
-// are one of the well-known cluster-scoped ones.
+// are one of the well-known cluster-scoped ones. Built-in resources, whose
+// scope no cluster can change, are answered without the mapping, which
+// walks every API group's mapper: it is asked on each request.
 func Namespaced(mapper apimeta.RESTMapper, gr schema.GroupResource) bool {
 	switch gr {
 	case Namespaces, Nodes, PersistentVolumes:
 		return false
+	}
+	if builtinNamespaced[gr] {
+		return true
 	}
 	gvk, err := mapper.KindFor(gr.WithVersion(""))
 	if err != nil {
