@@ -5,8 +5,10 @@
 //
 // It is what makes a namespaced rule (a MetricRule) unable to read other
 // namespaces' data. adapter/rules passes every query a confined rule
-// renders through it before the query is sent, and the seriesQuery it
-// lists series with. It works on the parsed expression, not on text: the
+// renders through it before the query is sent (a rule that renders the
+// same text again sends what this package returned for it the first
+// time: the result depends on the text, label and namespace alone), and
+// the seriesQuery it lists series with. It works on the parsed expression, not on text: the
 // PromQL parser finds every selector (of vectors, ranges, subqueries and
 // function arguments), and the rewritten expression is printed from the
 // tree and then parsed and checked once more, so that a printing mistake
@@ -117,7 +119,7 @@ func confine(expr parser.Expr, label, namespace string) error {
 		if !ok {
 			return nil
 		}
-		ms, err := confineMatchers(vs.LabelMatchers, vs.String(), label, namespace)
+		ms, err := confineMatchers(vs.LabelMatchers, vs.String, label, namespace)
 		if err != nil {
 			found = err
 			return err
@@ -190,7 +192,8 @@ func stringExpr(e parser.Expr) (string, bool) {
 
 // confineMatchers drops label="namespace" and label!="" from ms, refuses
 // any other matcher on label, and appends the one label="namespace". what
-// names the selector in errors.
+// names the selector in errors (called only then: printing a selector
+// costs more than confining it).
 //
 // label!="" is implied by the equality, and it is how nearly every
 // prometheus-adapter rule says that its series have a namespace
@@ -199,7 +202,7 @@ func stringExpr(e parser.Expr) (string, bool) {
 // namespace would match (namespace=~"team-a", namespace!="team-b"): a rule
 // names its namespace in one way only, and a reader of the rule never has
 // to work out what a regexp matches to know what it reads.
-func confineMatchers(ms []*labels.Matcher, what, label, namespace string) ([]*labels.Matcher, error) {
+func confineMatchers(ms []*labels.Matcher, what func() string, label, namespace string) ([]*labels.Matcher, error) {
 	out := make([]*labels.Matcher, 0, len(ms)+1)
 	for _, m := range ms {
 		if m.Name != label {
@@ -209,10 +212,14 @@ func confineMatchers(ms []*labels.Matcher, what, label, namespace string) ([]*la
 		if m.Type == labels.MatchEqual && m.Value == namespace || m.Type == labels.MatchNotEqual && m.Value == "" {
 			continue
 		}
-		return nil, errorf("%s in %s: a namespaced rule reads only %s=%q", m, what, label, namespace)
+		return nil, errorf("%s in %s: a namespaced rule reads only %s=%q", m, what(), label, namespace)
 	}
 	return append(out, labels.MustNewMatcher(labels.MatchEqual, label, namespace)), nil
 }
+
+// text is what confineMatchers names a selector with when its text is at
+// hand.
+func text(s string) func() string { return func() string { return s } }
 
 // checkTarget refuses a label or namespace that cannot confine anything.
 func checkTarget(label, namespace string) error {
@@ -236,7 +243,7 @@ func Selector(selector, label, namespace string) (string, error) {
 	if err != nil {
 		return "", errorf("not a series selector: %s", firstLine(err.Error()))
 	}
-	ms, err = confineMatchers(ms, selector, label, namespace)
+	ms, err = confineMatchers(ms, text(selector), label, namespace)
 	if err != nil {
 		return "", err
 	}
@@ -269,7 +276,7 @@ func LogQL(query, label, namespace string) (string, error) {
 		if err != nil {
 			return "", errorf("stream selector %s does not parse: %s", sel, firstLine(err.Error()))
 		}
-		ms, err = confineMatchers(ms, sel, label, namespace)
+		ms, err = confineMatchers(ms, text(sel), label, namespace)
 		if err != nil {
 			return "", err
 		}
