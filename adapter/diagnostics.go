@@ -37,7 +37,7 @@ var diagnosticsResources = []metav1.APIResource{
 // Diagnostics are not what Gantry is for: when they cannot be served, the
 // metrics APIs still are, and the log says why.
 func (s *Server) installDiagnostics(generic *genericapiserver.GenericAPIServer, p *pipeline) {
-	cluster, err := explain.NewCluster(p.clientConfig, p.mapper)
+	cluster, err := explain.NewCluster(s.busyClientConfig(p.clientConfig), p.mapper)
 	if err != nil {
 		klog.ErrorS(err, "not serving diagnostics.gantry.dev")
 		return

@@ -15,6 +15,7 @@ import (
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	k8sdiscovery "k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/gantry-dev/gantry/adapter/config"
@@ -97,7 +98,7 @@ func (s *Server) prepareMetricRules(p *pipeline, cfg *config.Config, reg prometh
 	if err != nil {
 		return nil, fmt.Errorf("--metricrule-namespace-selector: %w", err)
 	}
-	client, err := dynamic.NewForConfig(p.clientConfig)
+	client, err := dynamic.NewForConfig(s.busyClientConfig(p.clientConfig))
 	if err != nil {
 		return nil, fmt.Errorf("MetricRules: dynamic client: %w", err)
 	}
@@ -189,4 +190,29 @@ func (l *tenantLister) Series(ctx context.Context, matchers []string, start, end
 		return nil, &backend.NoTenantError{Backend: l.backend, Namespace: l.namespace}
 	}
 	return l.next.Series(backend.WithTenant(ctx, l.tenant), matchers, start, end)
+}
+
+// Gantry's own rate of requests to the kube-apiserver for the clients
+// whose work grows with the teams' objects: MetricRule status writes (one
+// per resource when a thousand are applied at once) and explanations
+// (an HPA, its scale and its pods per explanation, for every HPA of a
+// doctor -A). At client-go's default of 5 a second, a thousand status
+// writes take over three minutes and each explanation waits for the
+// others'.
+const (
+	busyClientQPS   = 50
+	busyClientBurst = 100
+)
+
+// busyClientConfig is a copy of cfg for such a client: at busyClientQPS
+// unless the admin set --client-qps, which then holds for it too.
+func (s *Server) busyClientConfig(cfg *rest.Config) *rest.Config {
+	out := rest.CopyConfig(cfg)
+	if s.FlagSet != nil {
+		if f := s.FlagSet.Lookup("client-qps"); f != nil && f.Changed {
+			return out
+		}
+	}
+	out.QPS, out.Burst = busyClientQPS, busyClientBurst
+	return out
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/common/model"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
 
 	"github.com/gantry-dev/gantry/adapter/discovery"
 	"github.com/gantry-dev/gantry/collectors/backend"
@@ -47,5 +49,35 @@ func TestNamespaceListersUseTheNamespacesTenant(t *testing.T) {
 	var nt *backend.NoTenantError
 	if !errors.As(err, &nt) || nt.Namespace != "team-b" {
 		t.Errorf("team-b on mimir: %v; want a NoTenantError for team-b", err)
+	}
+}
+
+// TestBusyClientConfig: the clients whose work grows with the teams'
+// objects run at Gantry's own rate, unless the admin set --client-qps.
+func TestBusyClientConfig(t *testing.T) {
+	base := &rest.Config{Host: "https://127.0.0.1:6443", QPS: 5, Burst: 10}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		qps   float32
+		burst int
+	}{
+		{name: "default --client-qps", qps: busyClientQPS, burst: busyClientBurst},
+		{name: "--client-qps set by the admin", args: []string{"--client-qps=7"}, qps: 5, burst: 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := pflag.NewFlagSet("gantry", pflag.ContinueOnError)
+			s := NewServer(fs)
+			if err := fs.Parse(tc.args); err != nil {
+				t.Fatal(err)
+			}
+			got := s.busyClientConfig(base)
+			if got.QPS != tc.qps || got.Burst != tc.burst {
+				t.Errorf("QPS %v, burst %d; want %v, %d", got.QPS, got.Burst, tc.qps, tc.burst)
+			}
+			if got == base || base.QPS != 5 || base.Burst != 10 || got.Host != base.Host {
+				t.Errorf("busyClientConfig changed or lost the base config: %+v", base)
+			}
+		})
 	}
 }
