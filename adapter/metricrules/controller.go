@@ -609,6 +609,7 @@ func (c *Controller) relist(ctx context.Context, s *served) {
 	s.mu.Lock()
 	gen := s.generation
 	s.mu.Unlock()
+	before := servedMetrics(s.registry)
 	err := s.registry.Relist(ctx)
 	<-c.gate
 	if ctx.Err() != nil {
@@ -623,16 +624,28 @@ func (c *Controller) relist(ctx context.Context, s *served) {
 	objects := countObjects(s.registry, listed)
 	now := c.opts.Clock.Now()
 
+	after := servedMetrics(s.registry)
+
 	s.mu.Lock()
 	current := s.generation == gen
+	// The namespace's sync (serving, conflicts, status) needs to run only
+	// when the relist changed what it reads; the informer's resync, every
+	// interval, runs it anyway. With a thousand MetricRules, a sync after
+	// every relist was most of Gantry's idle CPU.
+	changed := current && s.relistedGeneration != gen ||
+		errText(s.lastErr) != errText(err) ||
+		!slices.EqualFunc(before, after, func(a, b metricRef) bool { return a.key == b.key })
 	if current {
 		s.relistedGeneration = gen
 	}
 	s.lastRelist, s.lastErr = now, err
 	for k, n := range objects {
+		if old, ok := s.objects[k]; !ok || old != n {
+			changed = true
+		}
 		s.objects[k] = n
 	}
-	serving := len(servedMetrics(s.registry)) > 0
+	serving := len(after) > 0
 	observe := current && serving && s.servedGeneration != gen
 	if observe {
 		s.servedGeneration = gen
@@ -650,7 +663,17 @@ func (c *Controller) relist(ctx context.Context, s *served) {
 	if err != nil {
 		klog.V(2).InfoS("MetricRule discovery failed", "metricRule", s.String(), "err", err)
 	}
-	c.queue.Add(s.namespace)
+	if changed {
+		c.queue.Add(s.namespace)
+	}
+}
+
+// errText is err's message, "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // countObjects counts, per metric a registry serves, the objects of its
