@@ -21,6 +21,8 @@ func TestQuick(t *testing.T) {
 		"-hpas", "4", "-hpa-pods", "1", "-hpa-duration", "3s", "-hpa-poll", "1s",
 		"-soak", "6s", "-soak-rps", "10", "-soak-burst-every", "3s", "-soak-burst-for", "1s", "-soak-window", "3s", "-soak-targets", "2",
 		"-discovery", "2000",
+		"-metricrules", "6", "-metricrules-namespaces", "2", "-metricrules-sample", "2", "-metricrules-idle", "1s",
+		"-explain", "3", "-explain-pods", "2",
 	}
 	code := run(args, &out)
 	t.Logf("bench output:\n%s", out.String())
@@ -29,6 +31,7 @@ func TestQuick(t *testing.T) {
 	}
 	got := map[string]result{}
 	clients := map[string]result{}
+	setups := map[string]result{}
 	sc := bufio.NewScanner(&out)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -43,6 +46,9 @@ func TestQuick(t *testing.T) {
 		got[r.Scenario] = r
 		if r.Scenario == "pods" {
 			clients[r.Client] = r
+		}
+		if r.MetricRules != nil {
+			setups[r.MetricRules.Setup] = r
 		}
 	}
 	// Each client's block is its own result, and its wire is what that
@@ -65,6 +71,22 @@ func TestQuick(t *testing.T) {
 		case r.Wire.Proto != "HTTP/2.0" || r.Wire.ContentType != c.contentType || (r.Wire.AcceptEncoding == "gzip") != c.gzip || r.Wire.BytesPerAnswer <= 0:
 			t.Errorf("client %s: wire %+v, want HTTP/2.0, %s, gzip asked %v", c.name, *r.Wire, c.contentType, c.gzip)
 		}
+	}
+	// The MetricRules scenario runs both setups on the same rules, each
+	// served to its fleet; only MetricRules are applied one at a time.
+	for _, setup := range []string{setupCluster, setupMetricRules} {
+		r, ok := setups[setup]
+		switch {
+		case !ok:
+			t.Errorf("no metricrules result for setup %s", setup)
+		case r.Requests == 0 || r.Errors != 0 || r.MetricRules.Rules != 6 || r.MetricRules.IdleWindowSeconds <= 0 || r.MetricRules.ServedSeconds <= 0:
+			t.Errorf("metricrules %s without its figures: %+v %+v", setup, r, *r.MetricRules)
+		case (setup == setupMetricRules) != (r.MetricRules.ApplyToServed != nil):
+			t.Errorf("metricrules %s: apply → served %+v", setup, r.MetricRules.ApplyToServed)
+		}
+	}
+	if r, ok := got["explain"]; !ok || r.Explain == nil || r.Explain.Calls != 3 || r.Explain.Errors != 0 || !r.Explain.ValueCacheUntouched {
+		t.Errorf("explain result without its figures, or the value cache touched: %+v", r)
 	}
 	for _, name := range []string{"pods", "fleet", "soak", "discovery"} {
 		r, ok := got[name]

@@ -77,6 +77,10 @@ type metricRulesResult struct {
 	SeriesCallMeanMs     float64 `json:"series_call_mean_ms,omitempty"`
 	ClusterRelistMeanMs  float64 `json:"cluster_relist_mean_ms,omitempty"`
 	StatusWrites         float64 `json:"status_writes,omitempty"`
+	// StatusSettledSeconds is how long after every metric was served the
+	// MetricRules' status writes went on (a first write per resource and
+	// one when its metrics are served): the idle window starts after.
+	StatusSettledSeconds float64 `json:"status_settled_seconds,omitempty"`
 	RSSBeforeFleetMiB    float64 `json:"rss_before_fleet_mib"`
 }
 
@@ -393,7 +397,13 @@ func (b *bench) deleteMetricRules(ctx context.Context, dyn dynamic.Interface, ts
 func (b *bench) metricRulesFleet(ctx context.Context, ts []mrTarget, mr *metricRulesResult) (result, error) {
 	mr.Rules, mr.Namespaces = len(ts), b.f.metricRules.namespaces
 	r := result{Scenario: "metricrules", Client: mr.Setup, Cores: runtime.NumCPU(), ValueCacheTTL: b.ttl, Pods: len(ts) * b.f.metricRules.pods, HPAs: len(ts), MetricRules: mr}
-	// Idle: relists only.
+	// Idle: relists only, once the status writes of the resources just
+	// created are done (they are not a relist's cost).
+	settled, err := b.statusWritesSettled(ctx)
+	if err != nil {
+		return r, err
+	}
+	mr.StatusSettledSeconds = round(settled.Seconds(), 1)
 	i0, err := b.mrSnapshot(ctx)
 	if err != nil {
 		return r, err
@@ -463,15 +473,15 @@ func printMetricRulesTable(out io.Writer, all []result) {
 		return
 	}
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "METRICRULES\tTTL\tRULES\tNS\tREQ\tERR\tp50/p99 ms\tCORES\tCPU s/1000 req\tRSS MiB\tIDLE CORES\tSERIES CALLS/RELIST\tALL SERVED s\tAPPLY→SERVED p50/p99 ms\t")
+	fmt.Fprintln(w, "METRICRULES\tTTL\tRULES\tNS\tREQ\tERR\tp50/p99 ms\tCORES\tCPU s/1000 req\tRSS MiB\tIDLE CORES\tSERIES CALLS/RELIST\tALL SERVED s\tSTATUS SETTLED s\tAPPLY→SERVED p50/p99 ms\t")
 	for _, r := range rs {
 		m := r.MetricRules
 		apply := "-"
 		if m.ApplyToServed != nil {
 			apply = fmt.Sprintf("%.0f/%.0f", m.ApplyToServed.P50, m.ApplyToServed.P99)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%.1f/%.1f\t%.3f\t%.3f\t%.1f\t%.4f\t%.1f\t%.1f\t%s\t\n",
-			m.Setup, r.ValueCacheTTL, m.Rules, m.Namespaces, r.Requests, r.Errors, r.Gantry.P50, r.Gantry.P99, r.GantryCores, r.GantryCPUPer1000, r.GantryRSSMiB, m.IdleCores, m.SeriesCallsPerRelist, m.ServedSeconds, apply)
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%.1f/%.1f\t%.3f\t%.3f\t%.1f\t%.4f\t%.1f\t%.1f\t%.1f\t%s\t\n",
+			m.Setup, r.ValueCacheTTL, m.Rules, m.Namespaces, r.Requests, r.Errors, r.Gantry.P50, r.Gantry.P99, r.GantryCores, r.GantryCPUPer1000, r.GantryRSSMiB, m.IdleCores, m.SeriesCallsPerRelist, m.ServedSeconds, m.StatusSettledSeconds, apply)
 	}
 	w.Flush()
 	for i := 0; i+1 < len(rs); i++ {
@@ -487,6 +497,33 @@ func printMetricRulesTable(out io.Writer, all []result) {
 // mrSnapshot is snapshot with the scenario's own metrics of Gantry added:
 // series calls, the cluster registry's relists, MetricRules' apply →
 // served and status writes.
+// statusWritesSettled waits until Gantry wrote no MetricRule status for
+// 5 s (at most 5 minutes), and returns how long that took.
+func (b *bench) statusWritesSettled(ctx context.Context) (time.Duration, error) {
+	const quiet, most = 5 * time.Second, 5 * time.Minute
+	start := time.Now()
+	last, err := b.mrSnapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for time.Since(start) < most {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(quiet):
+		}
+		now, err := b.mrSnapshot(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if now.metrics["status_writes"] == last.metrics["status_writes"] {
+			return time.Since(start) - quiet, nil
+		}
+		last = now
+	}
+	return 0, fmt.Errorf("MetricRule status writes still going on %s after every metric was served", most)
+}
+
 func (b *bench) mrSnapshot(ctx context.Context) (snapshot, error) {
 	s, err := b.snapshot(ctx)
 	if err != nil {
