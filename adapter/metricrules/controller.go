@@ -96,6 +96,20 @@ type Controller struct {
 	statusQueue workqueue.TypedRateLimitingInterface[string]
 	gate        chan struct{} // relists at once
 
+	// tick is closed at each relist interval, then replaced: every
+	// accepted resource relists on it, so the thousand relists of an
+	// interval run back to back within the gate, as the cluster
+	// registry's do, rather than each on a ticker of its own (spread
+	// over the interval, each paid its own wake-ups).
+	tickMu sync.Mutex
+	tick   chan struct{}
+
+	// decoded are the resources as last read from the cache, by UID, so
+	// that a sync of an unchanged resource (the informer resyncs every
+	// interval) does not decode it again.
+	decodeMu sync.Mutex
+	decoded  map[types.UID]decodedRule
+
 	rules      cache.SharedIndexInformer
 	namespaces cache.SharedIndexInformer // nil without a selector
 
@@ -114,6 +128,11 @@ type Controller struct {
 }
 
 var _ provider.NamespacedRegistry = (*Controller)(nil)
+
+type decodedRule struct {
+	resourceVersion string
+	mr              *MetricRule
+}
 
 type compileResult struct {
 	namespace  string
@@ -159,6 +178,8 @@ func New(opts Options) *Controller {
 		queue:       workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "metricrules"}),
 		statusQueue: workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "metricrules_status"}),
 		gate:        make(chan struct{}, opts.Concurrency),
+		tick:        make(chan struct{}),
+		decoded:     map[types.UID]decodedRule{},
 		byNamespace: map[string][]*served{},
 		decided:     map[string][]decision{},
 		servedByUID: map[types.UID]*served{},
@@ -224,6 +245,11 @@ func (c *Controller) Run(ctx context.Context) {
 	}
 	klog.InfoS("serving MetricRules", "namespaceSelector", c.selectorString(), "maxRulesPerNamespace", c.opts.MaxRulesPerNamespace, "maxSeries", c.opts.MaxSeries)
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.runTicks(ctx)
+	}()
 	for range c.opts.Workers {
 		wg.Add(2)
 		go func() {
@@ -400,14 +426,15 @@ func (c *Controller) syncNamespace(ctx context.Context, namespace string) (retry
 		if !ok {
 			continue
 		}
-		mr, err := FromUnstructured(u)
+		present[u.GetUID()] = true
+		mr, err := c.decode(u)
 		if err != nil {
 			klog.ErrorS(err, "reading a MetricRule")
 			continue
 		}
 		mrs = append(mrs, mr)
-		present[mr.UID] = true
 	}
+	c.forgetDecoded(namespace, present)
 	// Creation order decides who keeps working when the namespace has
 	// too many rules, and who serves a metric two resources yield.
 	slices.SortFunc(mrs, func(a, b *MetricRule) int {
@@ -514,7 +541,7 @@ func (c *Controller) writeStatuses(ctx context.Context, namespace string) error 
 		if !ok || u.GetUID() != d.mr.UID || u.GetGeneration() != d.mr.Generation {
 			continue
 		}
-		mr, err := FromUnstructured(u)
+		mr, err := c.decode(u)
 		if err != nil {
 			continue
 		}
@@ -527,6 +554,62 @@ func (c *Controller) writeStatuses(ctx context.Context, namespace string) error 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// decode reads a resource from the cache's object, once per
+// resourceVersion. The result is shared: nothing may change it.
+func (c *Controller) decode(u *unstructured.Unstructured) (*MetricRule, error) {
+	uid, rv := u.GetUID(), u.GetResourceVersion()
+	c.decodeMu.Lock()
+	d, ok := c.decoded[uid]
+	c.decodeMu.Unlock()
+	if ok && rv != "" && d.resourceVersion == rv {
+		return d.mr, nil
+	}
+	mr, err := FromUnstructured(u)
+	if err != nil {
+		return nil, err
+	}
+	c.decodeMu.Lock()
+	c.decoded[uid] = decodedRule{resourceVersion: rv, mr: mr}
+	c.decodeMu.Unlock()
+	return mr, nil
+}
+
+// forgetDecoded drops the decoded resources of namespace that are no
+// longer in the cache.
+func (c *Controller) forgetDecoded(namespace string, present map[types.UID]bool) {
+	c.decodeMu.Lock()
+	defer c.decodeMu.Unlock()
+	for uid, d := range c.decoded {
+		if d.mr.Namespace == namespace && !present[uid] {
+			delete(c.decoded, uid)
+		}
+	}
+}
+
+// runTicks closes the tick channel every interval until ctx is done.
+func (c *Controller) runTicks(ctx context.Context) {
+	t := c.opts.Clock.NewTicker(c.opts.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
+		c.tickMu.Lock()
+		close(c.tick)
+		c.tick = make(chan struct{})
+		c.tickMu.Unlock()
+	}
+}
+
+// nextTick is closed at the next relist interval.
+func (c *Controller) nextTick() <-chan struct{} {
+	c.tickMu.Lock()
+	defer c.tickMu.Unlock()
+	return c.tick
 }
 
 // namespaceAllowed reports whether the admin's selector selects
@@ -584,14 +667,13 @@ func (c *Controller) serve(ctx context.Context, mr *MetricRule, compiled *Compil
 // runServed relists a resource's series at once, then every interval and
 // right after each new generation, until ctx is cancelled.
 func (c *Controller) runServed(ctx context.Context, s *served) {
-	t := c.opts.Clock.NewTicker(c.opts.Interval)
-	defer t.Stop()
 	for {
+		next := c.nextTick()
 		c.relist(ctx, s)
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C():
+		case <-next:
 		case <-s.kick:
 		}
 	}

@@ -408,11 +408,13 @@ func (b *bench) metricRulesFleet(ctx context.Context, ts []mrTarget, mr *metricR
 	if err != nil {
 		return r, err
 	}
+	stopIdle := b.profileFor(ctx, "gantry-metricrules-"+mr.Setup+"-idle.pprof", b.f.metricRules.idle-time.Second)
 	select {
 	case <-ctx.Done():
 		return r, ctx.Err()
 	case <-time.After(b.f.metricRules.idle):
 	}
+	stopIdle()
 	i1, err := b.mrSnapshot(ctx)
 	if err != nil {
 		return r, err
@@ -444,7 +446,9 @@ func (b *bench) metricRulesFleet(ctx context.Context, ts []mrTarget, mr *metricR
 	for i, t := range ts {
 		targets[i] = fleetTarget{ns: t.ns, app: t.app, metric: t.metric}
 	}
+	stopProfile := b.profileFor(ctx, "gantry-metricrules-"+mr.Setup+"-requests.pprof", b.f.fleetDur-time.Second)
 	lat, errs, lastErr, wall := b.poll(ctx, client, targets, b.f.metricRules.pods)
+	stopProfile()
 	after, err := b.mrSnapshot(ctx)
 	if err != nil {
 		return r, err
