@@ -457,6 +457,8 @@ func (b *bench) profileFor(ctx context.Context, name string, d time.Duration) (s
 	if b.f.pprofDir == "" {
 		return func() {}
 	}
+	// At least a second: seconds=0 would ask pprof for its default 30 s.
+	d = max(d, time.Second)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
